@@ -1,0 +1,258 @@
+//! Layered configuration.
+//!
+//! Sources, later ones overriding earlier ones:
+//! 1. the defaults compiled into the binary (`config/default.toml`, so the binary runs anywhere);
+//! 2. `{config_dir}/default.toml`, if present;
+//! 3. `{config_dir}/{HOOKSTREAM_ENV}.toml`, if `HOOKSTREAM_ENV` is set and the file exists;
+//! 4. environment variables `HOOKSTREAM__SECTION__KEY` (e.g. `HOOKSTREAM__KAFKA__BROKERS`).
+//!
+//! Invalid values fail at startup with an error naming the key.
+
+use crate::providers;
+use crate::signature::Secret;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub kafka: KafkaSettings,
+    pub dedupe: DedupeSettings,
+    /// Keyed by provider name; a provider without secrets is disabled.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSettings>,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    /// Largest request body accepted; larger ones get 413 before they are buffered.
+    pub max_body_bytes: usize,
+    /// `Retry-After` sent with 503s, so providers back off rather than hammer a sick broker.
+    #[serde(deserialize_with = "duration")]
+    pub retry_after: Duration,
+    /// How long shutdown waits for in-flight requests, and then again for the producer to flush.
+    #[serde(deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+    /// How often the broker is asked for metadata to decide readiness (`/readyz`).
+    #[serde(deserialize_with = "duration")]
+    pub readiness_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaSettings {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    pub topic_prefix: String,
+    /// Longest wait for the broker to acknowledge a write (including creating its topic) before
+    /// answering 503. Also librdkafka's `message.timeout.ms`, so a timed-out message is not
+    /// retried behind the caller's back.
+    #[serde(deserialize_with = "duration")]
+    pub ack_timeout: Duration,
+    /// Partitions and replication factor of topics hookstream creates.
+    pub topic_partitions: i32,
+    pub topic_replication_factor: i32,
+    /// Extra librdkafka properties (security, compression, tuning). hookstream's own delivery
+    /// guarantees (acks, idempotence, timeouts) are applied after these and cannot be weakened.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DedupeSettings {
+    /// How long an accepted event id is remembered.
+    #[serde(deserialize_with = "duration")]
+    pub window: Duration,
+    /// Most ids remembered at once (bounds memory; the oldest are forgotten first).
+    pub max_entries: usize,
+}
+
+#[derive(Clone, Default, Deserialize)]
+pub struct ProviderSettings {
+    /// Comma-separated signing secrets; any one matching is accepted (rotation).
+    #[serde(default)]
+    secrets: String,
+}
+
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSettings")
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets().len()),
+            )
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// `tracing` filter directive, e.g. `info` or `hookstream=debug,rdkafka=warn`.
+    pub level: String,
+    /// `json` (one object per line) or `pretty`.
+    pub format: String,
+}
+
+impl ProviderSettings {
+    pub fn with_secrets(secrets: &str) -> Self {
+        Self {
+            secrets: secrets.to_string(),
+        }
+    }
+
+    pub fn secrets(&self) -> Vec<Secret> {
+        Secret::parse_list(&self.secrets)
+    }
+}
+
+impl Settings {
+    /// The signing secrets for `provider` (empty when it is disabled).
+    pub fn secrets_for(&self, provider: &str) -> Vec<Secret> {
+        self.providers
+            .get(provider)
+            .map(ProviderSettings::secrets)
+            .unwrap_or_default()
+    }
+
+    /// Checks what serde cannot, naming the key at fault.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid =
+            |key: &str, why: &str| Err(ConfigError::Invalid(key.to_string(), why.to_string()));
+        if self.kafka.brokers.trim().is_empty() {
+            return invalid("kafka.brokers", "must list at least one host:port");
+        }
+        if !crate::naming::is_valid_topic_prefix(&self.kafka.topic_prefix) {
+            return invalid(
+                "kafka.topic_prefix",
+                "must be 1-100 characters of [A-Za-z0-9._-]",
+            );
+        }
+        if self.kafka.ack_timeout.is_zero() {
+            return invalid("kafka.ack_timeout", "must be greater than zero");
+        }
+        if self.kafka.topic_partitions < 1 {
+            return invalid("kafka.topic_partitions", "must be at least 1");
+        }
+        if self.kafka.topic_replication_factor < 1 {
+            return invalid("kafka.topic_replication_factor", "must be at least 1");
+        }
+        if self.server.max_body_bytes == 0 {
+            return invalid("server.max_body_bytes", "must be greater than zero");
+        }
+        if self.dedupe.max_entries == 0 {
+            return invalid("dedupe.max_entries", "must be at least 1");
+        }
+        if self.dedupe.window.is_zero() {
+            return invalid("dedupe.window", "must be greater than zero");
+        }
+        if !matches!(self.log.format.as_str(), "json" | "pretty") {
+            return invalid("log.format", "must be \"json\" or \"pretty\"");
+        }
+        for name in self.providers.keys() {
+            if providers::find(name).is_none() {
+                let known: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
+                return Err(ConfigError::Invalid(
+                    format!("providers.{name}"),
+                    format!("is not a known provider (known: {})", known.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration key `{0}` {1}")]
+    Invalid(String, String),
+}
+
+/// Loads settings from the layers described in the module docs.
+pub fn get_configuration(config_dir: &Path) -> Result<Settings, ConfigError> {
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+        .add_source(config::File::from(config_dir.join("default.toml")).required(false));
+    if let Ok(env) = std::env::var("HOOKSTREAM_ENV") {
+        if !env.trim().is_empty() {
+            builder = builder.add_source(
+                config::File::from(config_dir.join(format!("{}.toml", env.trim()))).required(false),
+            );
+        }
+    }
+    let settings: Settings = builder
+        .add_source(
+            config::Environment::with_prefix("HOOKSTREAM")
+                .prefix_separator("__")
+                .separator("__"),
+        )
+        .build()?
+        .try_deserialize()?;
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// Durations are written the way people say them: `"5s"`, `"250ms"`, `"24h"`.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration like \"5s\" or \"24h\" ({e})"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        get_configuration(Path::new("/nonexistent")).expect("defaults load")
+    }
+
+    #[test]
+    fn compiled_in_defaults_are_valid() {
+        let s = defaults();
+        assert_eq!(s.kafka.topic_prefix, "webhooks");
+        assert_eq!(s.kafka.ack_timeout, Duration::from_secs(5));
+        assert_eq!(s.dedupe.window, Duration::from_secs(24 * 3600));
+        assert_eq!(s.server.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn the_shipped_default_file_is_the_compiled_in_one() {
+        let shipped =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
+                .expect("config/default.toml exists");
+        assert_eq!(shipped, DEFAULTS);
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut s = defaults();
+        s.kafka.topic_prefix = "bad prefix".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("kafka.topic_prefix"), "{err}");
+
+        let mut s = defaults();
+        s.providers
+            .insert("nosuch".into(), ProviderSettings::with_secrets("x"));
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("providers.nosuch"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_comma_separated_and_redacted_in_debug() {
+        let p = ProviderSettings::with_secrets("one, two");
+        assert_eq!(p.secrets().len(), 2);
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("one") && !shown.contains("two"), "{shown}");
+    }
+}

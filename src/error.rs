@@ -1,0 +1,140 @@
+//! Every way a webhook request can fail, and the one place each becomes an HTTP response.
+
+use crate::kafka::PublishError;
+use crate::providers::{JsonError, PayloadError};
+use crate::signature::SignatureError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use std::time::Duration;
+
+/// A request that is not answered 2xx. The body is always `{"error": code, "detail": text}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no provider is called {0:?}")]
+    UnknownProvider(String),
+    #[error("the {0} provider has no signing secret configured")]
+    ProviderDisabled(&'static str),
+    #[error("the body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error("{source}")]
+    Publish {
+        source: PublishError,
+        retry_after: Duration,
+    },
+    #[error("the Kafka cluster did not answer the last metadata request")]
+    BrokerNotReady,
+    #[error("the event could not be encoded: {0}")]
+    Internal(String),
+    #[error("no route for this path")]
+    NotFound,
+    #[error("this path only accepts {0}")]
+    MethodNotAllowed(&'static str),
+}
+
+impl ApiError {
+    /// The stable, machine-readable code (also the `reason` metric label).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownProvider(_) => "unknown_provider",
+            ApiError::ProviderDisabled(_) => "provider_disabled",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BodyRead(_) => "invalid_body",
+            ApiError::Signature(SignatureError::Missing(_)) => "missing_signature",
+            ApiError::Signature(_) => "invalid_signature",
+            ApiError::Json(_) => "invalid_json",
+            ApiError::Payload(_) => "invalid_payload",
+            ApiError::Publish {
+                source: PublishError::Unavailable { .. },
+                ..
+            } => "broker_unavailable",
+            ApiError::Publish {
+                source: PublishError::TooLarge(_),
+                ..
+            } => "payload_too_large",
+            ApiError::Publish {
+                source: PublishError::Rejected { .. },
+                ..
+            } => "produce_failed",
+            ApiError::BrokerNotReady => "broker_unavailable",
+            ApiError::Internal(_) => "internal_error",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownProvider(_) | ApiError::ProviderDisabled(_) | ApiError::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyRead(_) | ApiError::Json(_) | ApiError::Payload(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Signature(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Publish { source, .. } => match source {
+                PublishError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                PublishError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                PublishError::Rejected { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::BrokerNotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Publish {
+                source: PublishError::Unavailable { .. },
+                retry_after,
+            } => {
+                response.insert_header((
+                    header::RETRY_AFTER,
+                    retry_after.as_secs().max(1).to_string(),
+                ));
+            }
+            ApiError::MethodNotAllowed(allowed) => {
+                response.insert_header((header::ALLOW, *allowed));
+            }
+            _ => {}
+        }
+        response.json(serde_json::json!({ "error": self.code(), "detail": self.to_string() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_unavailable_is_503_with_retry_after() {
+        let err = ApiError::Publish {
+            source: PublishError::timed_out(),
+            retry_after: Duration::from_secs(30),
+        };
+        assert_eq!(err.code(), "broker_unavailable");
+        let response = err.error_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "30");
+    }
+
+    #[test]
+    fn payload_errors_name_the_field() {
+        let err = ApiError::from(PayloadError::new("payload.event_name", "missing"));
+        assert_eq!(err.code(), "invalid_payload");
+        assert_eq!(err.to_string(), "payload.event_name: missing");
+        assert_eq!(err.status_code(), StatusCode::BAD_REQUEST);
+    }
+}

@@ -1,0 +1,161 @@
+//! The webhook pipeline, independent of HTTP: verify → parse → handshake? → normalize →
+//! deduplicate → encode → produce → record the id.
+
+use crate::avro::{self, Framing};
+use crate::configuration::Settings;
+use crate::dedupe::{DedupeCache, Verdict};
+use crate::error::ApiError;
+use crate::kafka::{KafkaSink, OutboundMessage};
+use crate::naming;
+use crate::providers::{self, Handshake, ParsedBody, Provider, VerifiedPayload};
+use crate::signature::{HeaderSource, Secret, SignatureError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What happened to an accepted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written to `topic` and acknowledged by the broker.
+    Accepted { event_id: String, topic: String },
+    /// Already written within the dedupe window; nothing produced.
+    Duplicate { event_id: String },
+    /// A URL-verification handshake; nothing produced.
+    Handshake(Handshake),
+}
+
+pub struct Ingest {
+    /// Secrets per registered provider; an empty list means the provider is disabled.
+    secrets: HashMap<&'static str, Vec<Secret>>,
+    dedupe: DedupeCache,
+    sink: Arc<KafkaSink>,
+    framing: Framing,
+    topic_prefix: String,
+    /// Sent as `Retry-After` with 503s.
+    retry_after: Duration,
+}
+
+impl Ingest {
+    pub fn new(settings: &Settings, sink: Arc<KafkaSink>) -> Self {
+        let secrets = providers::REGISTRY
+            .iter()
+            .map(|p| (p.name(), settings.secrets_for(p.name())))
+            .collect();
+        Self {
+            secrets,
+            dedupe: DedupeCache::new(settings.dedupe.window, settings.dedupe.max_entries),
+            sink,
+            framing: Framing::single_object(),
+            topic_prefix: settings.kafka.topic_prefix.clone(),
+            retry_after: settings.server.retry_after,
+        }
+    }
+
+    /// The enabled provider called `name`.
+    pub fn provider(&self, name: &str) -> Result<&'static dyn Provider, ApiError> {
+        let provider =
+            providers::find(name).ok_or_else(|| ApiError::UnknownProvider(name.to_string()))?;
+        if self.secrets_of(provider).is_empty() {
+            return Err(ApiError::ProviderDisabled(provider.name()));
+        }
+        Ok(provider)
+    }
+
+    /// Names of the providers that have secrets configured.
+    pub fn enabled_providers(&self) -> Vec<&'static str> {
+        providers::REGISTRY
+            .iter()
+            .map(|p| p.name())
+            .filter(|n| self.secrets.get(n).is_some_and(|s| !s.is_empty()))
+            .collect()
+    }
+
+    pub fn dedupe_len(&self) -> usize {
+        self.dedupe.len()
+    }
+
+    fn secrets_of(&self, provider: &dyn Provider) -> &[Secret] {
+        self.secrets
+            .get(provider.name())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// Runs one request body through the pipeline. `Ok` means the provider may stop retrying.
+    pub async fn ingest(
+        &self,
+        provider: &'static dyn Provider,
+        headers: &dyn HeaderSource,
+        body: &[u8],
+        received_at: i64,
+    ) -> Result<Outcome, ApiError> {
+        let verified = match provider
+            .signature()
+            .verify(headers, body, self.secrets_of(provider))
+        {
+            Ok(verified) => verified,
+            Err(SignatureError::Missing(header)) if provider.accepts_unsigned_handshake() => {
+                return unsigned_handshake(provider, body)
+                    .unwrap_or(Err(SignatureError::Missing(header).into()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let payload = VerifiedPayload::parse(verified)?;
+        if let Some(handshake) = provider.handshake(payload.object()?)? {
+            return Ok(Outcome::Handshake(handshake));
+        }
+        let event = provider.normalize(&payload, received_at)?;
+        let topic = naming::topic_name(&self.topic_prefix, provider.name(), &event.event_name);
+        let datum = avro::encode_datum(&event).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let value = self.framing.frame(&datum);
+
+        let claim = match self.dedupe.claim(provider.name(), &event.event_id).await {
+            Verdict::Duplicate => {
+                return Ok(Outcome::Duplicate {
+                    event_id: event.event_id,
+                })
+            }
+            Verdict::Claimed(claim) => claim,
+        };
+        let ack = self
+            .sink
+            .publish(OutboundMessage {
+                topic: &topic,
+                key: event.subject_id.as_deref(),
+                value: &value,
+                provider: provider.name(),
+                event_name: &event.event_name,
+                event_id: &event.event_id,
+            })
+            .await
+            .map_err(|source| ApiError::Publish {
+                source,
+                retry_after: self.retry_after,
+            })?;
+        claim.commit();
+        tracing::info!(
+            provider = provider.name(),
+            event_id = %event.event_id,
+            topic = %topic,
+            partition = ack.partition,
+            offset = ack.offset,
+            "accepted"
+        );
+        Ok(Outcome::Accepted {
+            event_id: event.event_id,
+            topic,
+        })
+    }
+}
+
+/// A request without a signature header is answered only if it is a well-formed handshake.
+/// `None`: not a handshake (the caller reports the missing signature).
+fn unsigned_handshake(provider: &dyn Provider, body: &[u8]) -> Option<Result<Outcome, ApiError>> {
+    let parsed = ParsedBody::parse(body).ok()?;
+    let object = parsed.object().ok()?;
+    match provider.handshake(object) {
+        Ok(Some(handshake)) => Some(Ok(Outcome::Handshake(handshake))),
+        Ok(None) => None,
+        Err(e) => Some(Err(e.into())),
+    }
+}

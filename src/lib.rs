@@ -1,0 +1,37 @@
+//! hookstream receives webhooks from session-analytics providers (LiveSession, LasoExperience,
+//! Seismic), verifies their signatures, normalizes every payload into one Avro record
+//! (`avro/webhook_event.avsc`) and produces it to Kafka, answering 2xx only once the broker has
+//! acknowledged the write.
+//!
+//! # Layout
+//!
+//! - [`startup`]: builds the [`startup::Application`] (Kafka clients, listener, routes) and runs it.
+//! - [`configuration`]: layered settings (`config/*.toml`, `HOOKSTREAM__*` env vars).
+//! - [`routes`]: thin HTTP handlers; [`error`] is the only place errors become status codes.
+//! - [`ingest`]: the pipeline — verify, parse, handshake, normalize, deduplicate, produce.
+//! - [`signature`]: HMAC-SHA256 verification and the [`signature::VerifiedBody`] type.
+//! - [`providers`]: one module per provider behind the [`providers::Provider`] trait, and the
+//!   registry listing them.
+//! - [`event`]: the unified record; [`avro`]: its Avro datum and value framing.
+//! - [`naming`]: snake_case event names and topic names.
+//! - [`dedupe`]: the bounded cache of already-written event ids.
+//! - [`kafka`]: producer, topic creation, produce error classification, librdkafka statistics.
+//! - [`metrics`]: the Prometheus registry; [`telemetry`]: logging; [`cli`]: the command line;
+//!   [`tail`]: print a topic's records as JSON.
+
+pub mod avro;
+pub mod cli;
+pub mod configuration;
+pub mod dedupe;
+pub mod error;
+pub mod event;
+pub mod ingest;
+pub mod kafka;
+pub mod metrics;
+pub mod naming;
+pub mod providers;
+pub mod routes;
+pub mod signature;
+pub mod startup;
+pub mod tail;
+pub mod telemetry;

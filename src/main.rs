@@ -1,0 +1,68 @@
+use clap::Parser;
+use hookstream::cli::{self, Cli, Command};
+use hookstream::configuration::get_configuration;
+use hookstream::startup::Application;
+use hookstream::tail::tail;
+use hookstream::telemetry;
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Sign {
+            provider,
+            secret,
+            file,
+        } => match cli::sign(&provider, &secret, &file) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("hookstream sign: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Tail {
+            topic,
+            count,
+            wait_secs,
+        } => {
+            let result = get_configuration(&cli.config_dir)
+                .map_err(|e| e.to_string())
+                .and_then(|s| tail(&s.kafka, &topic, count, Duration::from_secs(wait_secs)));
+            match result {
+                Ok(0) => {
+                    eprintln!("hookstream tail: no records in {topic} within {wait_secs} s");
+                    ExitCode::from(1)
+                }
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hookstream tail: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve => match serve(&cli.config_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hookstream: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(config_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let settings = get_configuration(config_dir)?;
+    telemetry::init(&settings.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let app = Application::build(settings)?;
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}

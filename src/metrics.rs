@@ -1,0 +1,253 @@
+//! Prometheus metrics, all in one registry under the `hookstream_` namespace.
+//!
+//! Labels come from small fixed sets: provider names from the registry (or `unknown`), HTTP
+//! status codes, error codes from [`crate::error::ApiError::code`], produce failure reasons from
+//! [`crate::kafka::PublishError::reason`]. `event_name` values are capped at
+//! [`MAX_EVENT_NAME_LABELS`] distinct names per process; later names are counted as `other`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// Distinct `event_name` label values kept before the rest are reported as `other`.
+pub const MAX_EVENT_NAME_LABELS: usize = 50;
+
+const NAMESPACE: &str = "hookstream";
+
+/// Every metric hookstream exports.
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_request_duration: HistogramVec,
+    pub webhooks_accepted: IntCounterVec,
+    pub webhooks_duplicates: IntCounterVec,
+    pub webhooks_rejected: IntCounterVec,
+    pub handshakes: IntCounterVec,
+    pub messages_produced: IntCounterVec,
+    pub produce_duration: Histogram,
+    pub produce_failures: IntCounterVec,
+    pub topics_created: IntCounterVec,
+    pub dedupe_entries: IntGauge,
+    pub kafka_queue_messages: IntGauge,
+    pub kafka_queue_bytes: IntGauge,
+    pub kafka_broker_rtt: IntGaugeVec,
+    pub kafka_broker_up: IntGaugeVec,
+    pub kafka_broker_tx_errors: IntGaugeVec,
+    pub broker_ready: IntGauge,
+    event_names: Mutex<HashSet<String>>,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(NAMESPACE)
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let latency_buckets = vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let m = Metrics {
+            http_requests: IntCounterVec::new(
+                opts(
+                    "http_requests_total",
+                    "HTTP requests answered, by provider and status code.",
+                ),
+                &["provider", "status"],
+            )?,
+            http_request_duration: HistogramVec::new(
+                HistogramOpts::from(opts(
+                    "http_request_duration_seconds",
+                    "Time from request start to response, by provider.",
+                ))
+                .buckets(latency_buckets.clone()),
+                &["provider"],
+            )?,
+            webhooks_accepted: IntCounterVec::new(
+                opts(
+                    "webhooks_accepted_total",
+                    "Webhooks written to Kafka and acknowledged.",
+                ),
+                &["provider"],
+            )?,
+            webhooks_duplicates: IntCounterVec::new(
+                opts(
+                    "webhooks_duplicates_total",
+                    "Redeliveries answered as duplicates (nothing produced).",
+                ),
+                &["provider"],
+            )?,
+            webhooks_rejected: IntCounterVec::new(
+                opts(
+                    "webhooks_rejected_total",
+                    "Webhooks answered with an error, by reason (the error code).",
+                ),
+                &["provider", "reason"],
+            )?,
+            handshakes: IntCounterVec::new(
+                opts("handshakes_total", "URL-verification handshakes answered."),
+                &["provider"],
+            )?,
+            messages_produced: IntCounterVec::new(
+                opts(
+                    "kafka_messages_produced_total",
+                    "Messages acknowledged by the broker.",
+                ),
+                &["provider", "event_name"],
+            )?,
+            produce_duration: Histogram::with_opts(
+                HistogramOpts::from(opts(
+                    "kafka_produce_duration_seconds",
+                    "Time from enqueueing a message to the broker's acknowledgement.",
+                ))
+                .buckets(latency_buckets),
+            )?,
+            produce_failures: IntCounterVec::new(
+                opts(
+                    "kafka_produce_failures_total",
+                    "Writes that were not acknowledged, by reason.",
+                ),
+                &["provider", "reason"],
+            )?,
+            topics_created: IntCounterVec::new(
+                opts(
+                    "kafka_topics_created_total",
+                    "Topics created through the Admin API.",
+                ),
+                &["provider"],
+            )?,
+            dedupe_entries: IntGauge::with_opts(opts(
+                "dedupe_cache_entries",
+                "Event ids currently remembered for deduplication.",
+            ))?,
+            kafka_queue_messages: IntGauge::with_opts(opts(
+                "kafka_producer_queue_messages",
+                "Messages waiting in the producer queue (librdkafka msg_cnt).",
+            ))?,
+            kafka_queue_bytes: IntGauge::with_opts(opts(
+                "kafka_producer_queue_bytes",
+                "Bytes waiting in the producer queue (librdkafka msg_size).",
+            ))?,
+            kafka_broker_rtt: IntGaugeVec::new(
+                opts(
+                    "kafka_broker_rtt_microseconds",
+                    "Average broker round-trip time over the last statistics interval.",
+                ),
+                &["broker"],
+            )?,
+            kafka_broker_up: IntGaugeVec::new(
+                opts(
+                    "kafka_broker_up",
+                    "1 when librdkafka's connection to the broker is UP.",
+                ),
+                &["broker"],
+            )?,
+            kafka_broker_tx_errors: IntGaugeVec::new(
+                opts(
+                    "kafka_broker_tx_errors",
+                    "Transmission errors to the broker since start (librdkafka txerrs).",
+                ),
+                &["broker"],
+            )?,
+            broker_ready: IntGauge::with_opts(opts(
+                "broker_ready",
+                "1 while the broker answers metadata requests (what /readyz reports).",
+            ))?,
+            event_names: Mutex::new(HashSet::new()),
+            registry,
+        };
+        m.register_all()?;
+        Ok(m)
+    }
+
+    fn register_all(&self) -> Result<(), prometheus::Error> {
+        let r = &self.registry;
+        r.register(Box::new(self.http_requests.clone()))?;
+        r.register(Box::new(self.http_request_duration.clone()))?;
+        r.register(Box::new(self.webhooks_accepted.clone()))?;
+        r.register(Box::new(self.webhooks_duplicates.clone()))?;
+        r.register(Box::new(self.webhooks_rejected.clone()))?;
+        r.register(Box::new(self.handshakes.clone()))?;
+        r.register(Box::new(self.messages_produced.clone()))?;
+        r.register(Box::new(self.produce_duration.clone()))?;
+        r.register(Box::new(self.produce_failures.clone()))?;
+        r.register(Box::new(self.topics_created.clone()))?;
+        r.register(Box::new(self.dedupe_entries.clone()))?;
+        r.register(Box::new(self.kafka_queue_messages.clone()))?;
+        r.register(Box::new(self.kafka_queue_bytes.clone()))?;
+        r.register(Box::new(self.kafka_broker_rtt.clone()))?;
+        r.register(Box::new(self.kafka_broker_up.clone()))?;
+        r.register(Box::new(self.kafka_broker_tx_errors.clone()))?;
+        r.register(Box::new(self.broker_ready.clone()))?;
+        let build_info = IntGaugeVec::new(
+            opts(
+                "build_info",
+                "Always 1; the version label says which hookstream is running.",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        r.register(Box::new(build_info))?;
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                NAMESPACE,
+            ),
+        ))?;
+        Ok(())
+    }
+
+    /// The `event_name` label value: the name itself for the first [`MAX_EVENT_NAME_LABELS`]
+    /// distinct names, `other` after that.
+    pub fn event_name_label<'a>(&self, event_name: &'a str) -> &'a str {
+        let mut seen = self.event_names.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(event_name) {
+            return event_name;
+        }
+        if seen.len() < MAX_EVENT_NAME_LABELS {
+            seen.insert(event_name.to_string());
+            return event_name;
+        }
+        "other"
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, prometheus::Error> {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_name_labels_are_capped() {
+        let m = Metrics::new().expect("metrics");
+        for i in 0..MAX_EVENT_NAME_LABELS {
+            let name = format!("e{i}");
+            assert_eq!(m.event_name_label(&name), name);
+        }
+        assert_eq!(m.event_name_label("one_too_many"), "other");
+        assert_eq!(m.event_name_label("e0"), "e0");
+    }
+
+    #[test]
+    fn render_includes_build_info_and_namespace() {
+        let m = Metrics::new().expect("metrics");
+        m.webhooks_accepted
+            .with_label_values(&["livesession"])
+            .inc();
+        let text = m.render().expect("render");
+        assert!(text.contains("hookstream_build_info{version=\""));
+        assert!(text.contains("hookstream_webhooks_accepted_total{provider=\"livesession\"} 1"));
+    }
+}

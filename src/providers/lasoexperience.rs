@@ -1,0 +1,140 @@
+//! LasoExperience event webhooks.
+//!
+//! - Signature: `x-signature`, hex HMAC-SHA256 of the raw body (either case accepted).
+//! - Event: `event`, any string (`user_login`, `screen_view`, `content_view_activity`, …).
+//! - Id: `insertId` ("guaranteed unique", may arrive more than once).
+//! - Person: `distinctId`, else `deviceMetadata.device.deviceId`, else `sessionId`.
+//! - Time: `time`, epoch milliseconds (10 digits are taken as seconds), else `metadata.time`.
+//! - Their curl example drifts to snake_case (`session_id`, `properties`): both spellings are read.
+//! - `metadata.location.ll` is an object `{"0": lat, "1": lon}` (an array is accepted too).
+
+use super::json::{self, Flattener};
+use super::{PayloadError, Provider, VerifiedPayload};
+use crate::event::{Client, Geo, User, WebhookEvent};
+use crate::naming::snake_case;
+use crate::signature::{Encoding, SignatureScheme};
+use serde_json::Value;
+
+pub const SIGNATURE_HEADER: &str = "x-signature";
+
+pub struct LasoExperience;
+
+impl Provider for LasoExperience {
+    fn name(&self) -> &'static str {
+        "lasoexperience"
+    }
+
+    fn signature(&self) -> SignatureScheme {
+        SignatureScheme {
+            headers: &[SIGNATURE_HEADER],
+            encoding: Encoding::Hex,
+        }
+    }
+
+    fn normalize(
+        &self,
+        payload: &VerifiedPayload<'_>,
+        received_at: i64,
+    ) -> Result<WebhookEvent, PayloadError> {
+        let body = payload.object()?;
+        let raw_name = json::required_text(body, &["event"], "event")?;
+        let event_id = json::required_text(body, &["insertId", "insert_id"], "insertId")?;
+        let whole = Value::Object(body.clone());
+        let device = json::at(&whole, &["deviceMetadata", "device"]).unwrap_or(&Value::Null);
+        let meta = body.get("metadata").unwrap_or(&Value::Null);
+        let mut warnings = Vec::new();
+
+        let event_time = json::epoch_millis(body.get("time"))
+            .or_else(|| json::epoch_millis(meta.get("time")))
+            .unwrap_or_else(|| {
+                warnings.push(
+                    "event_time: neither time nor metadata.time is a usable epoch time; used received_at"
+                        .to_string(),
+                );
+                received_at
+            });
+
+        let distinct_id = json::text(json::first(body, &["distinctId", "distinct_id"]));
+        let session_id = json::text(json::first(body, &["sessionId", "session_id"]))
+            .or_else(|| json::text_at(&whole, &["deviceMetadata", "sessionId"]))
+            .or_else(|| json::text_at(&whole, &["deviceMetadata", "session", "sessionId"]));
+        let subject_id = distinct_id
+            .clone()
+            .or_else(|| json::text_at(device, &["deviceId"]))
+            .or_else(|| session_id.clone());
+
+        let location = meta.get("location").unwrap_or(&Value::Null);
+        let (latitude, longitude) = lat_lon(location.get("ll"));
+        let geo = Geo {
+            country_code: json::text_at(location, &["country"]),
+            region: json::text_at(location, &["region"]),
+            city: json::text_at(location, &["city"]),
+            latitude,
+            longitude,
+            timezone: json::text_at(location, &["timezone"])
+                .or_else(|| json::text_at(device, &["timezone", "timeZone"])),
+            ..Geo::default()
+        };
+        let client = Client {
+            user_agent: json::text_at(meta, &["ua"]),
+            browser: json::text_at(meta, &["browser", "name"]),
+            browser_version: json::text_at(meta, &["browser", "version"]),
+            os: json::text_at(meta, &["os", "name"]).or_else(|| json::text_at(device, &["os"])),
+            os_version: json::text_at(meta, &["os", "version"])
+                .or_else(|| json::text_at(device, &["systemVersion"])),
+            device_type: json::text_at(device, &["deviceType"]),
+            device_model: json::text_at(meta, &["device", "model"])
+                .or_else(|| json::text_at(device, &["model"])),
+            ip_address: json::text_at(meta, &["ipAddress"]),
+            locale: json::text_at(meta, &["acceptLanguage"]),
+            page_url: json::text_at(meta, &["url"]),
+            referrer: json::text_at(meta, &["referer"]),
+        };
+
+        let mut attrs = Flattener::default();
+        if let Some(event_payload) = json::first(body, &["payload", "properties"]) {
+            attrs.flatten("payload", event_payload);
+        }
+        for (key, path) in [
+            ("platform", &["deviceMetadata", "platform"][..]),
+            ("app_version", &["deviceMetadata", "app", "appVersion"][..]),
+            ("page_type", &["metadata", "pageType"][..]),
+            ("survey_id", &["metadata", "surveyId"][..]),
+        ] {
+            if let Some(v) = json::at(&whole, path).and_then(crate::event::Attribute::from_json) {
+                attrs.put(key, v);
+            }
+        }
+
+        Ok(WebhookEvent {
+            event_id,
+            provider: self.name(),
+            event_name: snake_case(&raw_name),
+            event_time,
+            received_at,
+            subject_id,
+            session_id,
+            account_id: json::text(json::first(body, &["propertyId", "property_id"])),
+            source_id: None,
+            user: User {
+                id: distinct_id,
+                ..User::default()
+            }
+            .non_empty(),
+            geo: geo.non_empty(),
+            client: client.non_empty(),
+            attributes: attrs.finish(&mut warnings),
+            warnings,
+            raw_payload: payload.raw().to_string(),
+        })
+    }
+}
+
+/// `ll` as `{"0": lat, "1": lon}` (what they send) or `[lat, lon]`.
+fn lat_lon(ll: Option<&Value>) -> (Option<f64>, Option<f64>) {
+    match ll {
+        Some(Value::Object(o)) => (json::number(o.get("0")), json::number(o.get("1"))),
+        Some(Value::Array(a)) => (json::number(a.first()), json::number(a.get(1))),
+        _ => (None, None),
+    }
+}

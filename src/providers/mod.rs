@@ -1,0 +1,176 @@
+//! Provider-specific rules, one module per provider behind [`Provider`].
+//!
+//! Nothing outside this module knows a vendor's field names, headers or quirks. The HTTP layer
+//! looks a provider up by name in [`REGISTRY`]; the ingest pipeline calls the trait.
+
+mod json;
+pub mod lasoexperience;
+pub mod livesession;
+pub mod seismic;
+
+use crate::event::WebhookEvent;
+use crate::signature::{SignatureScheme, VerifiedBody};
+use serde_json::{Map, Value};
+
+/// Every provider hookstream serves. Adding a provider means one new module and one line here
+/// (plus its symbol in the schema's `Provider` enum, which a test checks).
+pub static REGISTRY: &[&dyn Provider] = &[
+    &livesession::LiveSession,
+    &lasoexperience::LasoExperience,
+    &seismic::Seismic,
+];
+
+/// Looks a provider up by its registered name.
+pub fn find(name: &str) -> Option<&'static dyn Provider> {
+    REGISTRY.iter().copied().find(|p| p.name() == name)
+}
+
+/// A webhook source.
+pub trait Provider: Send + Sync + 'static {
+    /// Lowercase name: route segment (`/webhooks/{name}`), topic part, config key and Avro
+    /// `Provider` enum symbol.
+    fn name(&self) -> &'static str;
+
+    /// Which headers carry the signature and how it is encoded.
+    fn signature(&self) -> SignatureScheme;
+
+    /// Recognizes a URL-verification handshake and returns the reply. A handshake is never an
+    /// event and never reaches Kafka. Most providers have none.
+    fn handshake(&self, _body: &Map<String, Value>) -> Result<Option<Handshake>, PayloadError> {
+        Ok(None)
+    }
+
+    /// Whether a handshake may arrive without a signature header. Only the challenge is echoed
+    /// for such a request; everything else still needs a valid signature.
+    fn accepts_unsigned_handshake(&self) -> bool {
+        false
+    }
+
+    /// Turns an authenticated payload into the unified record.
+    fn normalize(
+        &self,
+        payload: &VerifiedPayload<'_>,
+        received_at: i64,
+    ) -> Result<WebhookEvent, PayloadError>;
+}
+
+/// The reply to a URL-verification handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handshake {
+    /// `200 text/plain` with this body.
+    PlainText(String),
+    /// `200 application/json` with `{"challenge": …}`.
+    JsonChallenge(String),
+}
+
+/// The body is valid JSON of the wrong shape. `field` is the dotted path of the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct PayloadError {
+    pub field: String,
+    pub problem: String,
+}
+
+impl PayloadError {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The body is not a JSON document at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    #[error("the body is not valid UTF-8 (first bad byte at offset {0})")]
+    Utf8(usize),
+    #[error("the body is not valid JSON: {0}")]
+    Syntax(String),
+}
+
+/// A parsed body: either authenticated ([`VerifiedPayload`]) or not yet.
+#[derive(Debug)]
+pub struct ParsedBody<'a> {
+    raw: &'a str,
+    json: Value,
+}
+
+impl<'a> ParsedBody<'a> {
+    /// Parses bytes as a UTF-8 JSON document.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, JsonError> {
+        let raw = std::str::from_utf8(bytes).map_err(|e| JsonError::Utf8(e.valid_up_to()))?;
+        let json = serde_json::from_str(raw).map_err(|e| JsonError::Syntax(e.to_string()))?;
+        Ok(Self { raw, json })
+    }
+
+    /// The top-level object, or the error every provider reports for any other JSON value.
+    pub fn object(&self) -> Result<&Map<String, Value>, PayloadError> {
+        self.json
+            .as_object()
+            .ok_or_else(|| PayloadError::new("body", "expected a JSON object"))
+    }
+}
+
+/// A payload whose signature was verified and whose body parsed as JSON. Only
+/// [`VerifiedPayload::parse`] makes one, and it needs a [`VerifiedBody`].
+#[derive(Debug)]
+pub struct VerifiedPayload<'a>(ParsedBody<'a>);
+
+impl<'a> VerifiedPayload<'a> {
+    pub fn parse(body: VerifiedBody<'a>) -> Result<Self, JsonError> {
+        ParsedBody::parse(body.bytes()).map(Self)
+    }
+
+    /// The exact body received.
+    pub fn raw(&self) -> &'a str {
+        self.0.raw
+    }
+
+    pub fn object(&self) -> Result<&Map<String, Value>, PayloadError> {
+        self.0.object()
+    }
+
+    /// The parsed body, for handshake detection after verification.
+    pub fn parsed(&self) -> &ParsedBody<'a> {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod golden_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_provider_is_a_schema_enum_symbol() {
+        let symbols = crate::avro::provider_symbols();
+        for p in REGISTRY {
+            assert!(symbols.iter().any(|s| s == p.name()), "{}", p.name());
+        }
+    }
+
+    #[test]
+    fn registered_names_are_unique_and_lowercase() {
+        let mut names: Vec<_> = REGISTRY.iter().map(|p| p.name()).collect();
+        assert!(names
+            .iter()
+            .all(|n| n.chars().all(|c| c.is_ascii_lowercase())));
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len());
+    }
+
+    #[test]
+    fn invalid_utf8_and_non_objects_are_told_apart() {
+        assert!(matches!(
+            ParsedBody::parse(b"{\"a\":\"\xff\"}"),
+            Err(JsonError::Utf8(6))
+        ));
+        assert!(matches!(ParsedBody::parse(b"{"), Err(JsonError::Syntax(_))));
+        let array = ParsedBody::parse(b"[1]").expect("valid JSON");
+        assert_eq!(array.object().unwrap_err().field, "body");
+    }
+}

@@ -1,0 +1,42 @@
+//! HTTP routes. Handlers are thin: they translate between HTTP and [`crate::ingest`].
+
+mod health;
+mod metrics;
+mod webhooks;
+
+use crate::error::ApiError;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use actix_web::{web, HttpResponse};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Shared by every worker.
+pub struct AppState {
+    pub ingest: Ingest,
+    pub metrics: Arc<Metrics>,
+    /// Largest body accepted (`server.max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// Set by the readiness probe task; read by `/readyz`.
+    pub broker_ready: Arc<AtomicBool>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/webhooks/{provider}")
+            .route(web::post().to(webhooks::receive))
+            .default_service(web::to(|| async {
+                ApiError::MethodNotAllowed("POST").into_response()
+            })),
+    )
+    .route("/healthz", web::get().to(health::healthz))
+    .route("/readyz", web::get().to(health::readyz))
+    .route("/metrics", web::get().to(metrics::metrics))
+    .default_service(web::to(|| async { ApiError::NotFound.into_response() }));
+}
+
+impl ApiError {
+    fn into_response(self) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests: requests go through the real HTTP server (port 0) into a real Kafka-protocol
+//! broker (`HOOKSTREAM_TEST_BROKERS`, started by `scripts/test`) and are read back from it.
+
+mod errors;
+mod helpers;
+mod lasoexperience;
+mod livesession;
+mod operations;
+mod seismic;

@@ -1,0 +1,54 @@
+//! Health, readiness and metrics.
+
+use crate::helpers::*;
+use std::time::{Duration, Instant};
+
+async fn wait_for_status(app: &TestApp, path: &str, status: u16) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = app.get(path).await;
+        if reply.status == status || Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn healthz_is_200_and_readyz_follows_the_broker() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/healthz").await.status, 200);
+    let ready = wait_for_status(&app, "/readyz", 200).await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+
+    let down = spawn_app_with(|s| s.kafka.brokers = "127.0.0.1:1".into()).await;
+    assert_eq!(down.get("/healthz").await.status, 200);
+    down.get("/readyz")
+        .await
+        .assert_error(503, "broker_unavailable");
+}
+
+#[tokio::test]
+async fn metrics_count_accepted_duplicate_and_rejected_webhooks() {
+    let app = spawn_app().await;
+    let body = fixture("livesession", "js_error");
+    app.post_signed("livesession", body.clone()).await;
+    app.post_signed("livesession", body.clone()).await;
+    app.post("livesession", body, &[]).await;
+    let reply = app.get("/metrics").await;
+    assert_eq!(reply.status, 200);
+    let text = reply.text;
+    for line in [
+        "hookstream_webhooks_accepted_total{provider=\"livesession\"} 1",
+        "hookstream_webhooks_duplicates_total{provider=\"livesession\"} 1",
+        "hookstream_webhooks_rejected_total{provider=\"livesession\",reason=\"missing_signature\"} 1",
+        "hookstream_http_requests_total{provider=\"livesession\",status=\"200\"} 2",
+        "hookstream_http_requests_total{provider=\"livesession\",status=\"401\"} 1",
+        "hookstream_kafka_messages_produced_total{event_name=\"js_error\",provider=\"livesession\"} 1",
+        "hookstream_dedupe_cache_entries 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(text.contains("hookstream_build_info{version=\""));
+    assert!(text.contains("hookstream_kafka_produce_duration_seconds_count 1"));
+}
