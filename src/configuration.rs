@@ -25,6 +25,7 @@ pub struct Settings {
     /// Keyed by provider name; a provider without secrets is disabled.
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderSettings>,
+    pub schema_registry: SchemaRegistrySettings,
     pub log: LogSettings,
 }
 
@@ -71,6 +72,42 @@ pub struct DedupeSettings {
     pub window: Duration,
     /// Most ids remembered at once (bounds memory; the oldest are forgotten first).
     pub max_entries: usize,
+}
+
+#[derive(Clone, Deserialize)]
+pub struct SchemaRegistrySettings {
+    /// Base URL of a Confluent-compatible Schema Registry; empty means single-object framing.
+    pub url: String,
+    /// Basic auth, used when `username` is not empty.
+    pub username: String,
+    password: String,
+    #[serde(deserialize_with = "duration")]
+    pub request_timeout: Duration,
+}
+
+impl SchemaRegistrySettings {
+    pub fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+
+    pub fn basic_auth(&self) -> Option<(String, String)> {
+        (!self.username.is_empty()).then(|| (self.username.clone(), self.password.clone()))
+    }
+
+    pub fn set_password(&mut self, password: &str) {
+        self.password = password.to_string();
+    }
+}
+
+impl std::fmt::Debug for SchemaRegistrySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaRegistrySettings")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
 }
 
 #[derive(Clone, Default, Deserialize)]
@@ -150,6 +187,12 @@ impl Settings {
         }
         if self.dedupe.window.is_zero() {
             return invalid("dedupe.window", "must be greater than zero");
+        }
+        if self.schema_registry.enabled()
+            && !(self.schema_registry.url.starts_with("http://")
+                || self.schema_registry.url.starts_with("https://"))
+        {
+            return invalid("schema_registry.url", "must start with http:// or https://");
         }
         if !matches!(self.log.format.as_str(), "json" | "pretty") {
             return invalid("log.format", "must be \"json\" or \"pretty\"");
@@ -232,6 +275,20 @@ mod tests {
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/default.toml"))
                 .expect("config/default.toml exists");
         assert_eq!(shipped, DEFAULTS);
+    }
+
+    #[test]
+    fn the_docker_environment_file_is_valid() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+        let text = std::fs::read_to_string(dir.join("docker.toml")).expect("config/docker.toml");
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("docker.toml deserializes");
+        settings.validate().expect("docker.toml is valid");
+        assert!(settings.schema_registry.enabled());
     }
 
     #[test]

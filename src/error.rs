@@ -1,7 +1,9 @@
 //! Every way a webhook request can fail, and the one place each becomes an HTTP response.
 
+use crate::avro::RegistryError;
 use crate::kafka::PublishError;
 use crate::providers::{JsonError, PayloadError};
+use crate::readiness::NotReady;
 use crate::signature::SignatureError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
@@ -29,8 +31,16 @@ pub enum ApiError {
         source: PublishError,
         retry_after: Duration,
     },
-    #[error("the Kafka cluster did not answer the last metadata request")]
-    BrokerNotReady,
+    #[error("the schema could not be registered: {source}")]
+    SchemaRegistry {
+        source: RegistryError,
+        retry_after: Duration,
+    },
+    #[error("{}", match .0 {
+        NotReady::Broker => "the Kafka cluster did not answer the last metadata request",
+        NotReady::SchemaRegistry => "the schema registry did not answer the last request",
+    })]
+    NotReady(NotReady),
     #[error("the event could not be encoded: {0}")]
     Internal(String),
     #[error("no route for this path")]
@@ -38,6 +48,23 @@ pub enum ApiError {
     #[error("this path only accepts {0}")]
     MethodNotAllowed(&'static str),
 }
+
+/// Every code a webhook request can be rejected with (the `reason` label set of
+/// `hookstream_webhooks_rejected_total`).
+pub const REJECTION_CODES: &[&str] = &[
+    "unknown_provider",
+    "provider_disabled",
+    "payload_too_large",
+    "invalid_body",
+    "missing_signature",
+    "invalid_signature",
+    "invalid_json",
+    "invalid_payload",
+    "broker_unavailable",
+    "schema_registry_unavailable",
+    "produce_failed",
+    "internal_error",
+];
 
 impl ApiError {
     /// The stable, machine-readable code (also the `reason` metric label).
@@ -63,7 +90,9 @@ impl ApiError {
                 source: PublishError::Rejected { .. },
                 ..
             } => "produce_failed",
-            ApiError::BrokerNotReady => "broker_unavailable",
+            ApiError::SchemaRegistry { .. } => "schema_registry_unavailable",
+            ApiError::NotReady(NotReady::Broker) => "broker_unavailable",
+            ApiError::NotReady(NotReady::SchemaRegistry) => "schema_registry_unavailable",
             ApiError::Internal(_) => "internal_error",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -87,7 +116,9 @@ impl ResponseError for ApiError {
                 PublishError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 PublishError::Rejected { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            ApiError::BrokerNotReady => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::SchemaRegistry { .. } | ApiError::NotReady(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -99,7 +130,8 @@ impl ResponseError for ApiError {
             ApiError::Publish {
                 source: PublishError::Unavailable { .. },
                 retry_after,
-            } => {
+            }
+            | ApiError::SchemaRegistry { retry_after, .. } => {
                 response.insert_header((
                     header::RETRY_AFTER,
                     retry_after.as_secs().max(1).to_string(),

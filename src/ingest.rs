@@ -36,7 +36,7 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    pub fn new(settings: &Settings, sink: Arc<KafkaSink>) -> Self {
+    pub fn new(settings: &Settings, sink: Arc<KafkaSink>, framing: Framing) -> Self {
         let secrets = providers::REGISTRY
             .iter()
             .map(|p| (p.name(), settings.secrets_for(p.name())))
@@ -45,7 +45,7 @@ impl Ingest {
             secrets,
             dedupe: DedupeCache::new(settings.dedupe.window, settings.dedupe.max_entries),
             sink,
-            framing: Framing::single_object(),
+            framing,
             topic_prefix: settings.kafka.topic_prefix.clone(),
             retry_after: settings.server.retry_after,
         }
@@ -107,7 +107,12 @@ impl Ingest {
         let event = provider.normalize(&payload, received_at)?;
         let topic = naming::topic_name(&self.topic_prefix, provider.name(), &event.event_name);
         let datum = avro::encode_datum(&event).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let value = self.framing.frame(&datum);
+        let value = self.framing.frame(&topic, &datum).await.map_err(|source| {
+            ApiError::SchemaRegistry {
+                source,
+                retry_after: self.retry_after,
+            }
+        })?;
 
         let claim = match self.dedupe.claim(provider.name(), &event.event_id).await {
             Verdict::Duplicate => {

@@ -12,9 +12,11 @@
 //! - [`signature`]: HMAC-SHA256 verification and the [`signature::VerifiedBody`] type.
 //! - [`providers`]: one module per provider behind the [`providers::Provider`] trait, and the
 //!   registry listing them.
-//! - [`event`]: the unified record; [`avro`]: its Avro datum and value framing.
+//! - [`event`]: the unified record; [`avro`]: its Avro datum, value framing and the Schema
+//!   Registry client.
 //! - [`naming`]: snake_case event names and topic names.
 //! - [`dedupe`]: the bounded cache of already-written event ids.
+//! - [`readiness`]: the timer that checks the broker and Schema Registry for `/readyz`.
 //! - [`kafka`]: producer, topic creation, produce error classification, librdkafka statistics.
 //! - [`metrics`]: the Prometheus registry; [`telemetry`]: logging; [`cli`]: the command line;
 //!   [`tail`]: print a topic's records as JSON.
@@ -30,6 +32,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod naming;
 pub mod providers;
+pub mod readiness;
 pub mod routes;
 pub mod signature;
 pub mod startup;

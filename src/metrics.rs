@@ -6,8 +6,8 @@
 //! [`MAX_EVENT_NAME_LABELS`] distinct names per process; later names are counted as `other`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -33,10 +33,10 @@ pub struct Metrics {
     pub dedupe_entries: IntGauge,
     pub kafka_queue_messages: IntGauge,
     pub kafka_queue_bytes: IntGauge,
-    pub kafka_broker_rtt: IntGaugeVec,
+    pub kafka_broker_rtt: GaugeVec,
     pub kafka_broker_up: IntGaugeVec,
-    pub kafka_broker_tx_errors: IntGaugeVec,
-    pub broker_ready: IntGauge,
+    pub kafka_broker_tx_errors: IntCounterVec,
+    pub ready: IntGaugeVec,
     event_names: Mutex<HashSet<String>>,
 }
 
@@ -131,9 +131,9 @@ impl Metrics {
                 "kafka_producer_queue_bytes",
                 "Bytes waiting in the producer queue (librdkafka msg_size).",
             ))?,
-            kafka_broker_rtt: IntGaugeVec::new(
+            kafka_broker_rtt: GaugeVec::new(
                 opts(
-                    "kafka_broker_rtt_microseconds",
+                    "kafka_broker_rtt_seconds",
                     "Average broker round-trip time over the last statistics interval.",
                 ),
                 &["broker"],
@@ -145,17 +145,20 @@ impl Metrics {
                 ),
                 &["broker"],
             )?,
-            kafka_broker_tx_errors: IntGaugeVec::new(
+            kafka_broker_tx_errors: IntCounterVec::new(
                 opts(
-                    "kafka_broker_tx_errors",
-                    "Transmission errors to the broker since start (librdkafka txerrs).",
+                    "kafka_broker_transmit_errors_total",
+                    "Transmission errors to the broker (librdkafka txerrs).",
                 ),
                 &["broker"],
             )?,
-            broker_ready: IntGauge::with_opts(opts(
-                "broker_ready",
-                "1 while the broker answers metadata requests (what /readyz reports).",
-            ))?,
+            ready: IntGaugeVec::new(
+                opts(
+                    "dependency_up",
+                    "1 while the dependency answered its last readiness check (what /readyz reports).",
+                ),
+                &["dependency"],
+            )?,
             event_names: Mutex::new(HashSet::new()),
             registry,
         };
@@ -181,7 +184,7 @@ impl Metrics {
         r.register(Box::new(self.kafka_broker_rtt.clone()))?;
         r.register(Box::new(self.kafka_broker_up.clone()))?;
         r.register(Box::new(self.kafka_broker_tx_errors.clone()))?;
-        r.register(Box::new(self.broker_ready.clone()))?;
+        r.register(Box::new(self.ready.clone()))?;
         let build_info = IntGaugeVec::new(
             opts(
                 "build_info",
@@ -201,6 +204,27 @@ impl Metrics {
             ),
         ))?;
         Ok(())
+    }
+
+    /// Creates every series whose label values are known up front at zero, so dashboards and
+    /// alerts see a flat line rather than no data before the first occurrence.
+    pub fn initialize(
+        &self,
+        providers: &[&str],
+        rejection_codes: &[&str],
+        failure_reasons: &[&str],
+    ) {
+        for provider in providers {
+            self.webhooks_accepted.with_label_values(&[provider]);
+            self.webhooks_duplicates.with_label_values(&[provider]);
+            self.http_request_duration.with_label_values(&[provider]);
+            for code in rejection_codes {
+                self.webhooks_rejected.with_label_values(&[provider, code]);
+            }
+            for reason in failure_reasons {
+                self.produce_failures.with_label_values(&[provider, reason]);
+            }
+        }
     }
 
     /// The `event_name` label value: the name itself for the first [`MAX_EVENT_NAME_LABELS`]

@@ -1,14 +1,17 @@
 //! Building and running the server.
 
+use crate::avro::{Framing, RegistryClient, RegistryError};
 use crate::configuration::Settings;
+use crate::error::REJECTION_CODES;
 use crate::ingest::Ingest;
-use crate::kafka::KafkaSink;
+use crate::kafka::{KafkaSink, FAILURE_REASONS};
 use crate::metrics::Metrics;
+use crate::providers;
+use crate::readiness::{self, Readiness};
 use crate::routes::{self, AppState};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +24,8 @@ pub enum StartupError {
     },
     #[error("could not create the Kafka client: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("could not create the schema registry client: {0}")]
+    SchemaRegistry(#[from] RegistryError),
     #[error("could not set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("could not start the HTTP server: {0}")]
@@ -32,7 +37,8 @@ pub struct Application {
     port: u16,
     server: Server,
     sink: Arc<KafkaSink>,
-    broker_ready: Arc<AtomicBool>,
+    registry: Option<Arc<RegistryClient>>,
+    readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
     readiness_interval: Duration,
     shutdown_timeout: Duration,
@@ -42,7 +48,18 @@ impl Application {
     /// Creates the Kafka clients and binds the listener (port 0 picks a free port).
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
         let metrics = Arc::new(Metrics::new()?);
+        let provider_names: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
+        metrics.initialize(&provider_names, REJECTION_CODES, FAILURE_REASONS);
         let sink = Arc::new(KafkaSink::new(&settings.kafka, metrics.clone())?);
+        let registry = if settings.schema_registry.enabled() {
+            Some(Arc::new(RegistryClient::new(&settings.schema_registry)?))
+        } else {
+            None
+        };
+        let framing = match &registry {
+            Some(r) => Framing::SchemaRegistry(r.clone()),
+            None => Framing::single_object(),
+        };
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
             address: address.clone(),
@@ -52,18 +69,26 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { address, source })?
             .port();
-        let broker_ready = Arc::new(AtomicBool::new(false));
-        let ingest = Ingest::new(&settings, sink.clone());
+        let readiness = Arc::new(Readiness::default());
+        let ingest = Ingest::new(&settings, sink.clone(), framing);
         let enabled = ingest.enabled_providers();
         if enabled.is_empty() {
-            tracing::warn!("no provider has a signing secret: every webhook route answers 404 provider_disabled");
+            tracing::warn!(
+                "no provider has a signing secret: every webhook route answers 404 provider_disabled"
+            );
         }
-        tracing::info!(port, providers = ?enabled, brokers = %settings.kafka.brokers, "starting");
+        tracing::info!(
+            port,
+            providers = ?enabled,
+            brokers = %settings.kafka.brokers,
+            schema_registry = registry.is_some(),
+            "starting"
+        );
         let state = web::Data::new(AppState {
             ingest,
             metrics: metrics.clone(),
             max_body_bytes: settings.server.max_body_bytes,
-            broker_ready: broker_ready.clone(),
+            readiness: readiness.clone(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -78,7 +103,8 @@ impl Application {
             port,
             server,
             sink,
-            broker_ready,
+            registry,
+            readiness,
             metrics,
             readiness_interval: settings.server.readiness_interval,
             shutdown_timeout: settings.server.shutdown_timeout,
@@ -92,14 +118,15 @@ impl Application {
     /// Serves until SIGTERM/SIGINT (or the server is stopped), then lets in-flight requests
     /// finish and flushes the producer, each bounded by `server.shutdown_timeout`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let readiness = tokio::spawn(probe_readiness(
+        let probe = tokio::spawn(readiness::probe_loop(
             self.sink.clone(),
-            self.broker_ready.clone(),
+            self.registry.clone(),
+            self.readiness.clone(),
             self.metrics.clone(),
             self.readiness_interval,
         ));
         let served = self.server.await;
-        readiness.abort();
+        probe.abort();
         let sink = self.sink.clone();
         let timeout = self.shutdown_timeout;
         match tokio::task::spawn_blocking(move || sink.flush(timeout)).await {
@@ -110,32 +137,5 @@ impl Application {
             Err(e) => tracing::error!(error = %e, "producer flush task failed"),
         }
         served
-    }
-}
-
-/// Asks the cluster for metadata every `interval` and publishes the answer for `/readyz`.
-async fn probe_readiness(
-    sink: Arc<KafkaSink>,
-    ready: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
-    interval: Duration,
-) {
-    let timeout = interval
-        .min(Duration::from_secs(5))
-        .max(Duration::from_millis(200));
-    loop {
-        let probe_sink = sink.clone();
-        let ok = tokio::task::spawn_blocking(move || probe_sink.probe(timeout))
-            .await
-            .unwrap_or(false);
-        if ok != ready.swap(ok, Ordering::Relaxed) {
-            if ok {
-                tracing::info!("broker reachable: ready");
-            } else {
-                tracing::warn!("broker unreachable: not ready");
-            }
-        }
-        metrics.broker_ready.set(i64::from(ok));
-        tokio::time::sleep(interval).await;
     }
 }

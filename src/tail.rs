@@ -1,6 +1,6 @@
 //! `hookstream tail`: print the records of a topic as JSON lines, decoded with the shipped schema.
 
-use crate::avro::{schema, Framing};
+use crate::avro::{datum_of, schema};
 use crate::configuration::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -41,7 +41,6 @@ pub fn tail(
     }
     consumer.assign(&assignment).map_err(|e| e.to_string())?;
 
-    let framing = Framing::single_object();
     let deadline = Instant::now() + wait;
     let mut printed = 0;
     while printed < count && Instant::now() < deadline {
@@ -52,7 +51,7 @@ pub fn tail(
         let key = message
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned());
-        let record = match message.payload().map(|v| framing.unframe(v)) {
+        let record = match message.payload().map(datum_of) {
             Some(Some(datum)) => decode(datum)?,
             _ => serde_json::json!({"undecodable": true}),
         };

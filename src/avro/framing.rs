@@ -1,50 +1,77 @@
-//! How an Avro datum is wrapped into a Kafka message value.
+//! How an Avro datum is wrapped into a Kafka message value — the single seam for value framing.
 //!
-//! This is the single seam for value framing. Today it is Avro single-object encoding
-//! (`C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint of the schema, then the datum),
-//! which any Avro library decodes given the `.avsc`.
+//! - Without a Schema Registry: Avro single-object encoding (`C3 01`, the 8-byte little-endian
+//!   CRC-64-AVRO fingerprint of the schema, then the datum); any Avro library decodes it with the
+//!   `.avsc`.
+//! - With one: the Confluent wire format (`00`, the 4-byte big-endian schema id, then the datum),
+//!   which Kafka Connect, ksqlDB, Flink and Redpanda Console decode through the registry.
 
+use super::registry::{RegistryClient, RegistryError};
 use super::schema;
 use apache_avro::rabin::Rabin;
+use std::sync::Arc;
 
 /// The two marker bytes that start every single-object encoded value.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
+/// The magic byte of the Confluent wire format.
+pub const CONFLUENT_MAGIC: u8 = 0;
 
 /// A value framing, chosen at startup.
 #[derive(Debug, Clone)]
 pub enum Framing {
     /// Avro single-object encoding; holds the precomputed 10-byte header.
     SingleObject { header: [u8; 10] },
+    /// Confluent wire format with ids from the registry (subject `{topic}-value`).
+    SchemaRegistry(Arc<RegistryClient>),
+}
+
+fn single_object_header() -> [u8; 10] {
+    let fingerprint = schema().fingerprint::<Rabin>().bytes;
+    let mut header = [0u8; 10];
+    header[..2].copy_from_slice(&SINGLE_OBJECT_MAGIC);
+    header[2..].copy_from_slice(&fingerprint);
+    header
 }
 
 impl Framing {
     /// Single-object framing for `avro/webhook_event.avsc`.
     pub fn single_object() -> Self {
-        let fingerprint = schema().fingerprint::<Rabin>().bytes;
-        let mut header = [0u8; 10];
-        header[..2].copy_from_slice(&SINGLE_OBJECT_MAGIC);
-        header[2..].copy_from_slice(&fingerprint);
-        Framing::SingleObject { header }
-    }
-
-    /// The datum inside a value framed by `self`, or `None` if the value was framed otherwise
-    /// (another schema, another framing).
-    pub fn unframe<'a>(&self, value: &'a [u8]) -> Option<&'a [u8]> {
-        match self {
-            Framing::SingleObject { header } => value.strip_prefix(header.as_slice()),
+        Framing::SingleObject {
+            header: single_object_header(),
         }
     }
 
-    /// Wraps an Avro datum.
-    pub fn frame(&self, datum: &[u8]) -> Vec<u8> {
+    /// Wraps an Avro datum for `topic`. Never returns an unframed value: a registry failure is an
+    /// error.
+    pub async fn frame(&self, topic: &str, datum: &[u8]) -> Result<Vec<u8>, RegistryError> {
         match self {
-            Framing::SingleObject { header } => {
-                let mut out = Vec::with_capacity(header.len() + datum.len());
-                out.extend_from_slice(header);
-                out.extend_from_slice(datum);
-                out
+            Framing::SingleObject { header } => Ok([header.as_slice(), datum].concat()),
+            Framing::SchemaRegistry(registry) => {
+                let id = registry.schema_id(&format!("{topic}-value")).await?;
+                Ok(confluent_frame(id, datum))
             }
         }
+    }
+}
+
+/// `00`, the big-endian schema id, the datum.
+pub fn confluent_frame(schema_id: u32, datum: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + datum.len());
+    out.push(CONFLUENT_MAGIC);
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(datum);
+    out
+}
+
+/// The datum inside a value hookstream wrote in either framing: single-object values must carry
+/// this schema's fingerprint; Confluent-framed ones are assumed to carry a registered version of it.
+pub fn datum_of(value: &[u8]) -> Option<&[u8]> {
+    if let Some(datum) = value.strip_prefix(single_object_header().as_slice()) {
+        return Some(datum);
+    }
+    match value {
+        [CONFLUENT_MAGIC, _, _, _, _, datum @ ..] => Some(datum),
+        _ => None,
     }
 }
 
@@ -75,24 +102,31 @@ mod tests {
     fn header_is_magic_then_little_endian_spec_fingerprint() {
         let canonical = schema().canonical_form();
         let expected = spec_fingerprint(canonical.as_bytes()).to_le_bytes();
-        let Framing::SingleObject { header } = Framing::single_object();
+        let Framing::SingleObject { header } = Framing::single_object() else {
+            panic!("single-object framing")
+        };
         assert_eq!(&header[..2], &[0xC3, 0x01]);
         assert_eq!(&header[2..], &expected);
-    }
-
-    #[test]
-    fn unframe_inverts_frame_and_refuses_other_schemas() {
-        let framing = Framing::single_object();
-        let framed = framing.frame(b"datum");
-        assert_eq!(framing.unframe(&framed), Some(&b"datum"[..]));
-        let mut other = framed.clone();
-        other[5] ^= 0xff;
-        assert_eq!(framing.unframe(&other), None);
     }
 
     #[test]
     fn spec_fingerprint_matches_a_published_value() {
         // The Avro specification's reference: fingerprint of the canonical schema "int".
         assert_eq!(spec_fingerprint(br#""int""#), 0x7275_d51a_3f39_5c8f);
+    }
+
+    #[tokio::test]
+    async fn both_framings_unwrap_to_the_datum() {
+        let single = Framing::single_object()
+            .frame("t", b"datum")
+            .await
+            .expect("frames");
+        assert_eq!(datum_of(&single), Some(&b"datum"[..]));
+        let confluent = confluent_frame(258, b"datum");
+        assert_eq!(&confluent[..5], &[0, 0, 0, 1, 2]);
+        assert_eq!(datum_of(&confluent), Some(&b"datum"[..]));
+        let mut other_schema = single.clone();
+        other_schema[5] ^= 0xff;
+        assert_eq!(datum_of(&other_schema), None);
     }
 }

@@ -6,9 +6,11 @@
 
 pub mod framing;
 mod record;
+pub mod registry;
 
-pub use framing::{Framing, SINGLE_OBJECT_MAGIC};
+pub use framing::{datum_of, Framing};
 pub use record::{provider_symbols, to_value};
+pub use registry::{RegistryClient, RegistryError};
 
 use apache_avro::Schema;
 use std::sync::OnceLock;

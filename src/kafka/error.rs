@@ -22,6 +22,17 @@ pub enum PublishError {
     },
 }
 
+/// Every value [`PublishError::reason`] can return (metric label set).
+pub const FAILURE_REASONS: &[&str] = &[
+    "timeout",
+    "queue_full",
+    "broker_unavailable",
+    "client_error",
+    "message_too_large",
+    "not_authorized",
+    "rejected",
+];
+
 impl PublishError {
     /// A metric label from a small fixed set.
     pub fn reason(&self) -> &'static str {

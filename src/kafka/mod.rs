@@ -9,7 +9,7 @@ mod error;
 mod stats;
 
 pub use client_config::producer_config;
-pub use error::PublishError;
+pub use error::{PublishError, FAILURE_REASONS};
 
 use crate::configuration::KafkaSettings;
 use crate::metrics::Metrics;

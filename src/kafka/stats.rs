@@ -52,11 +52,16 @@ impl ClientContext for StatsContext {
             m.kafka_broker_up
                 .with_label_values(&[label])
                 .set(i64::from(broker.state == "UP"));
-            m.kafka_broker_tx_errors
-                .with_label_values(&[label])
-                .set(clamp(broker.txerrs));
+            // librdkafka reports a running total; the counter follows it.
+            let tx_errors = m.kafka_broker_tx_errors.with_label_values(&[label]);
+            let seen = tx_errors.get();
+            if broker.txerrs > seen {
+                tx_errors.inc_by(broker.txerrs - seen);
+            }
             if let Some(rtt) = &broker.rtt {
-                m.kafka_broker_rtt.with_label_values(&[label]).set(rtt.avg);
+                m.kafka_broker_rtt
+                    .with_label_values(&[label])
+                    .set(rtt.avg as f64 / 1_000_000.0);
             }
         }
     }

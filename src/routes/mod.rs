@@ -7,8 +7,8 @@ mod webhooks;
 use crate::error::ApiError;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::readiness::Readiness;
 use actix_web::{web, HttpResponse};
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// Shared by every worker.
@@ -18,7 +18,7 @@ pub struct AppState {
     /// Largest body accepted (`server.max_body_bytes`).
     pub max_body_bytes: usize,
     /// Set by the readiness probe task; read by `/readyz`.
-    pub broker_ready: Arc<AtomicBool>,
+    pub readiness: Arc<Readiness>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -16,6 +16,7 @@ pub const SECRET: &str = "test-secret-\u{00e9}-1";
 
 pub struct TestApp {
     pub address: String,
+    pub port: u16,
     pub brokers: String,
     /// Unique per test, so tests never see each other's topics.
     pub prefix: String,
@@ -96,10 +97,12 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let brokers = settings.kafka.brokers.clone();
     let prefix = settings.kafka.topic_prefix.clone();
     let app = Application::build(settings).expect("application builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let port = app.port();
+    let address = format!("http://127.0.0.1:{port}");
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        port,
         brokers,
         prefix,
         client: reqwest::Client::new(),
@@ -302,4 +305,93 @@ pub fn with_json(body: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<
     let mut json: serde_json::Value = serde_json::from_slice(body).expect("fixture JSON");
     edit(&mut json);
     serde_json::to_vec(&json).expect("serializable")
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child process that is killed when the test ends, however it ends.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An external program the tests need; `scripts/test` installs them.
+pub fn tool(name: &str) -> std::path::PathBuf {
+    let env_name = format!("HOOKSTREAM_{}", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(&env_name) {
+        return path.into();
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed: run the tests with scripts/test, which installs it")
+        })
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hookstream-{label}-{}", unique_prefix()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listening on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A Tansu broker of this test's own on `port` (in-memory storage).
+pub async fn start_own_broker(port: u16) -> ChildGuard {
+    let child = std::process::Command::new(tool("tansu"))
+        .args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--advertised-listener-url",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tansu starts");
+    let guard = ChildGuard(child);
+    wait_for_port(port).await;
+    guard
+}
+
+/// Polls `path` until it answers `status` (at most 30 s) and returns the last reply.
+pub async fn wait_for_status(app: &TestApp, path: &str, status: u16) -> Reply {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = app.get(path).await;
+        if reply.status == status || Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -5,5 +5,7 @@ mod errors;
 mod helpers;
 mod lasoexperience;
 mod livesession;
+mod observability;
 mod operations;
+mod schema_registry;
 mod seismic;

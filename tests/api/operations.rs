@@ -1,18 +1,6 @@
 //! Health, readiness and metrics.
 
 use crate::helpers::*;
-use std::time::{Duration, Instant};
-
-async fn wait_for_status(app: &TestApp, path: &str, status: u16) -> Reply {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let reply = app.get(path).await;
-        if reply.status == status || Instant::now() > deadline {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test]
 async fn healthz_is_200_and_readyz_follows_the_broker() {
@@ -51,4 +39,61 @@ async fn metrics_count_accepted_duplicate_and_rejected_webhooks() {
     }
     assert!(text.contains("hookstream_build_info{version=\""));
     assert!(text.contains("hookstream_kafka_produce_duration_seconds_count 1"));
+}
+
+#[tokio::test]
+async fn readiness_flips_to_503_when_the_broker_stops_and_back_when_it_returns() {
+    let port = free_port();
+    let broker = start_own_broker(port).await;
+    let app = spawn_app_with(|s| s.kafka.brokers = format!("127.0.0.1:{port}")).await;
+    let ready = wait_for_status(&app, "/readyz", 200).await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+
+    drop(broker);
+    wait_for_status(&app, "/readyz", 503)
+        .await
+        .assert_error(503, "broker_unavailable");
+    assert_eq!(
+        app.get("/healthz").await.status,
+        200,
+        "alive while not ready"
+    );
+
+    let _broker = start_own_broker(port).await;
+    let back = wait_for_status(&app, "/readyz", 200).await;
+    assert_eq!(back.status, 200, "{}", back.text);
+    // And it takes webhooks again.
+    let reply = app
+        .post_signed("livesession", fixture("livesession", "js_error"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_check_metrics() {
+    let app = spawn_app().await;
+    app.post_signed("livesession", fixture("livesession", "js_error"))
+        .await;
+    let text = app.get("/metrics").await.text;
+    let mut child = std::process::Command::new(tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("metrics written");
+    let output = child.wait_with_output().expect("promtool finishes");
+    assert!(
+        output.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

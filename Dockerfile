@@ -1,0 +1,27 @@
+# Multi-stage build: compile with the Rust toolchain, run on a slim Debian image.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+# librdkafka is built from source by the rdkafka crate (needs make, a C compiler and zlib).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential zlib1g-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+COPY avro avro
+COPY config config
+COPY tests tests
+RUN cargo build --release --locked --bin hookstream
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates zlib1g \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home hookstream
+COPY --from=build /src/target/release/hookstream /usr/local/bin/hookstream
+COPY config /etc/hookstream/config
+COPY avro /etc/hookstream/avro
+ENV HOOKSTREAM_CONFIG_DIR=/etc/hookstream/config
+USER hookstream
+EXPOSE 8080
+ENTRYPOINT ["hookstream"]
+CMD ["serve"]

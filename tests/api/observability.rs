@@ -1,0 +1,200 @@
+//! The shipped observability configuration, checked with the real tools: a Prometheus server
+//! scraping hookstream evaluates every query of the Grafana dashboard; promtool checks the
+//! Prometheus config; the compose file is validated against the Compose specification.
+
+use crate::helpers::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DASHBOARD: &str = "deploy/grafana/dashboards/hookstream.json";
+
+/// Every PromQL expression in the dashboard, with Grafana's interval variables substituted.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(DASHBOARD).expect("dashboard file");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let title = format!("{} / {}", panel["title"], target["refId"]);
+            queries.push((title, expr.replace("$__rate_interval", "1m")));
+        }
+    }
+    queries
+}
+
+async fn query(client: &reqwest::Client, prometheus: &str, expr: &str) -> serde_json::Value {
+    client
+        .get(format!("{prometheus}/api/v1/query"))
+        .query(&[("query", expr)])
+        .send()
+        .await
+        .expect("prometheus answers")
+        .json()
+        .await
+        .expect("prometheus JSON")
+}
+
+#[tokio::test]
+async fn prometheus_scrapes_hookstream_and_every_dashboard_query_returns_data() {
+    let app = spawn_app().await;
+    let dir = temp_dir("prometheus");
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hookstream\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
+            app.port
+        ),
+    )
+    .expect("config written");
+    let port = free_port();
+    let _prometheus = ChildGuard(
+        Command::new(tool("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let prometheus = format!("http://127.0.0.1:{port}");
+    wait_for_port(port).await;
+    let client = reqwest::Client::new();
+
+    // Wait for the first scrape, so the traffic below shows up as increases.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = query(&client, &prometheus, "up{job=\"hookstream\"} == 1").await;
+        if up["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus never scraped hookstream: {up}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Accepted, duplicate and rejected webhooks over a few scrapes.
+    for round in 0..4 {
+        let body = with_json(&fixture("livesession", "js_error"), |j| {
+            j["message_id"] = format!("prom-{round}").into()
+        });
+        app.post_signed("livesession", body.clone()).await;
+        app.post_signed("livesession", body.clone()).await;
+        app.post("livesession", body, &[]).await;
+        app.post_signed("seismic", fixture("seismic", "email_v3"))
+            .await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+
+    // librdkafka statistics arrive every few seconds: poll until every query has data.
+    let queries = dashboard_queries();
+    assert!(
+        queries.len() >= 10,
+        "dashboard has {} queries",
+        queries.len()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut empty = Vec::new();
+        for (title, expr) in &queries {
+            let answer = query(&client, &prometheus, expr).await;
+            assert_eq!(
+                answer["status"], "success",
+                "{title}: {expr} failed: {answer}"
+            );
+            if answer["data"]["result"]
+                .as_array()
+                .is_none_or(|r| r.is_empty())
+            {
+                empty.push(format!("{title}: {expr}"));
+            }
+        }
+        if empty.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dashboard queries without data:\n{}",
+            empty.join("\n")
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // The numbers are hookstream's own: four accepted, four duplicates, four missing signatures.
+    let accepted = query(
+        &client,
+        &prometheus,
+        "hookstream_webhooks_accepted_total{provider=\"livesession\"}",
+    )
+    .await;
+    assert_eq!(accepted["data"]["result"][0]["value"][1], "4", "{accepted}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_shipped_prometheus_config_passes_promtool() {
+    let output = Command::new(tool("promtool"))
+        .args(["check", "config", "deploy/prometheus/prometheus.yml"])
+        .output()
+        .expect("promtool runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_compose_file_conforms_to_the_compose_specification() {
+    let output = Command::new(tool("check-jsonschema"))
+        .args([
+            "--builtin-schema",
+            "vendor.compose-spec",
+            "docker-compose.yml",
+        ])
+        .output()
+        .expect("check-jsonschema runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_compose_stack_has_every_service_and_mounts_files_that_exist() {
+    let text = std::fs::read_to_string("docker-compose.yml").expect("compose file");
+    for service in [
+        "redpanda:",
+        "console:",
+        "hookstream:",
+        "prometheus:",
+        "grafana:",
+    ] {
+        assert!(
+            text.contains(&format!("\n  {service}\n")),
+            "service {service} missing"
+        );
+    }
+    for line in text.lines() {
+        let line = line.trim().trim_start_matches("- ");
+        if let Some(rest) = line.strip_prefix("./") {
+            let host_path = rest.split(':').next().unwrap_or_default();
+            assert!(
+                std::path::Path::new(host_path).exists(),
+                "compose mounts {host_path}, which does not exist"
+            );
+        }
+    }
+}
