@@ -106,14 +106,7 @@ impl Ingest {
         }
         let event = provider.normalize(&payload, received_at)?;
         let topic = naming::topic_name(&self.topic_prefix, provider.name(), &event.event_name);
-        let datum = avro::encode_datum(&event).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let value = self.framing.frame(&topic, &datum).await.map_err(|source| {
-            ApiError::SchemaRegistry {
-                source,
-                retry_after: self.retry_after,
-            }
-        })?;
-
+        // Duplicates are decided before any encoding work.
         let claim = match self.dedupe.claim(provider.name(), &event.event_id).await {
             Verdict::Duplicate => {
                 return Ok(Outcome::Duplicate {
@@ -122,6 +115,14 @@ impl Ingest {
             }
             Verdict::Claimed(claim) => claim,
         };
+        // Any early return below drops the claim, which releases the id for the provider's retry.
+        let datum = avro::encode_datum(&event).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let value = self.framing.frame(&topic, &datum).await.map_err(|source| {
+            ApiError::SchemaRegistry {
+                source,
+                retry_after: self.retry_after,
+            }
+        })?;
         let ack = self
             .sink
             .publish(OutboundMessage {

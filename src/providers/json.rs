@@ -15,6 +15,12 @@ pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(value, |v, key| v.get(key))
 }
 
+/// Follows `path` from a top-level object.
+pub fn at_key<'a>(obj: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    at(obj.get(*first)?, rest)
+}
+
 /// A non-empty (after trimming) string, or a number written as a string. Identifiers sometimes
 /// arrive as numbers; they are kept as opaque strings.
 pub fn text(value: Option<&Value>) -> Option<String> {

@@ -39,8 +39,7 @@ impl Provider for LasoExperience {
         let body = payload.object()?;
         let raw_name = json::required_text(body, &["event"], "event")?;
         let event_id = json::required_text(body, &["insertId", "insert_id"], "insertId")?;
-        let whole = Value::Object(body.clone());
-        let device = json::at(&whole, &["deviceMetadata", "device"]).unwrap_or(&Value::Null);
+        let device = json::at_key(body, &["deviceMetadata", "device"]).unwrap_or(&Value::Null);
         let meta = body.get("metadata").unwrap_or(&Value::Null);
         let mut warnings = Vec::new();
 
@@ -56,8 +55,13 @@ impl Provider for LasoExperience {
 
         let distinct_id = json::text(json::first(body, &["distinctId", "distinct_id"]));
         let session_id = json::text(json::first(body, &["sessionId", "session_id"]))
-            .or_else(|| json::text_at(&whole, &["deviceMetadata", "sessionId"]))
-            .or_else(|| json::text_at(&whole, &["deviceMetadata", "session", "sessionId"]));
+            .or_else(|| json::text(json::at_key(body, &["deviceMetadata", "sessionId"])))
+            .or_else(|| {
+                json::text(json::at_key(
+                    body,
+                    &["deviceMetadata", "session", "sessionId"],
+                ))
+            });
         let subject_id = distinct_id
             .clone()
             .or_else(|| json::text_at(device, &["deviceId"]))
@@ -101,7 +105,7 @@ impl Provider for LasoExperience {
             ("page_type", &["metadata", "pageType"][..]),
             ("survey_id", &["metadata", "surveyId"][..]),
         ] {
-            if let Some(v) = json::at(&whole, path).and_then(crate::event::Attribute::from_json) {
+            if let Some(v) = json::at_key(body, path).and_then(crate::event::Attribute::from_json) {
                 attrs.put(key, v);
             }
         }

@@ -60,17 +60,17 @@ impl Provider for LiveSession {
                 received_at
             });
 
-        let visitor = inner.get("visitor").cloned().unwrap_or(Value::Null);
+        let visitor = inner.get("visitor").unwrap_or(&Value::Null);
         let user = User {
-            id: json::text_at(&visitor, &["id"]),
-            name: json::text_at(&visitor, &["name"]),
-            email: json::text_at(&visitor, &["email"]),
+            id: json::text_at(visitor, &["id"]),
+            name: json::text_at(visitor, &["name"]),
+            email: json::text_at(visitor, &["email"]),
         };
         let subject_id = user.id.clone().or_else(|| user.email.clone());
         let geo = Geo {
-            country_code: json::text_at(&visitor, &["geolocation", "country_code"]),
-            region: json::text_at(&visitor, &["geolocation", "region"]),
-            city: json::text_at(&visitor, &["geolocation", "city"]),
+            country_code: json::text_at(visitor, &["geolocation", "country_code"]),
+            region: json::text_at(visitor, &["geolocation", "region"]),
+            city: json::text_at(visitor, &["geolocation", "city"]),
             ..Geo::default()
         };
 
