@@ -341,6 +341,33 @@ pub fn tool(name: &str) -> std::path::PathBuf {
         })
 }
 
+/// Runs an external tool (with `stdin`, if given) and asserts it succeeded, showing its output.
+pub fn assert_tool_succeeds(name: &str, args: &[&str], stdin: Option<&[u8]>) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(tool(name))
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input).expect("tool input written");
+    }
+    let output = child.wait_with_output().expect("tool finishes");
+    assert!(
+        output.status.success(),
+        "{name} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// A fresh directory under the system temp dir.
 pub fn temp_dir(label: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("hookstream-{label}-{}", unique_prefix()));

@@ -142,33 +142,23 @@ async fn prometheus_scrapes_hookstream_and_every_dashboard_query_returns_data() 
 
 #[test]
 fn the_shipped_prometheus_config_passes_promtool() {
-    let output = Command::new(tool("promtool"))
-        .args(["check", "config", "deploy/prometheus/prometheus.yml"])
-        .output()
-        .expect("promtool runs");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    assert_tool_succeeds(
+        "promtool",
+        &["check", "config", "deploy/prometheus/prometheus.yml"],
+        None,
     );
 }
 
 #[test]
 fn the_compose_file_conforms_to_the_compose_specification() {
-    let output = Command::new(tool("check-jsonschema"))
-        .args([
+    assert_tool_succeeds(
+        "check-jsonschema",
+        &[
             "--builtin-schema",
             "vendor.compose-spec",
             "docker-compose.yml",
-        ])
-        .output()
-        .expect("check-jsonschema runs");
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        None,
     );
 }
 

@@ -75,25 +75,5 @@ async fn metrics_pass_promtool_check_metrics() {
     app.post_signed("livesession", fixture("livesession", "js_error"))
         .await;
     let text = app.get("/metrics").await.text;
-    let mut child = std::process::Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("metrics written");
-    let output = child.wait_with_output().expect("promtool finishes");
-    assert!(
-        output.status.success(),
-        "promtool check metrics:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_tool_succeeds("promtool", &["check", "metrics"], Some(text.as_bytes()));
 }
