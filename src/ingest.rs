@@ -109,9 +109,10 @@ impl Ingest {
         // Duplicates are decided before any encoding work.
         let claim = match self.dedupe.claim(provider.name(), &event.event_id).await {
             Verdict::Duplicate => {
+                tracing::info!(provider = provider.name(), event_id = %event.event_id, "duplicate");
                 return Ok(Outcome::Duplicate {
                     event_id: event.event_id,
-                })
+                });
             }
             Verdict::Claimed(claim) => claim,
         };

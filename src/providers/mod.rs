@@ -130,11 +130,6 @@ impl<'a> VerifiedPayload<'a> {
     pub fn object(&self) -> Result<&Map<String, Value>, PayloadError> {
         self.0.object()
     }
-
-    /// The parsed body, for handshake detection after verification.
-    pub fn parsed(&self) -> &ParsedBody<'a> {
-        &self.0
-    }
 }
 
 #[cfg(test)]

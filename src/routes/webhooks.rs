@@ -70,14 +70,10 @@ async fn handle(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     let body = read_body(req, payload, state.max_body_bytes).await?;
-    let outcome = state
+    state
         .ingest
         .ingest(provider, &Headers(req.headers()), &body, received_at)
-        .await?;
-    if let Outcome::Accepted { event_id, .. } | Outcome::Duplicate { event_id } = &outcome {
-        tracing::debug!(provider = provider.name(), %event_id, "answered");
-    }
-    Ok(outcome)
+        .await
 }
 
 /// Buffers the body, refusing it as soon as it is known to exceed `limit`.

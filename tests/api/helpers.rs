@@ -164,8 +164,8 @@ impl TestApp {
         format!("{}.{provider}.{event_name}", self.prefix)
     }
 
-    /// Reads `expected` messages from partition 0 of `topic` (waiting up to 20 s), then checks for
-    /// one more for a short while so that extra messages are noticed.
+    /// Reads `expected` messages from every partition of `topic` (waiting up to 20 s), then
+    /// checks for one more for a short while so that extra messages are noticed.
     pub async fn read_messages(&self, topic: &str, expected: usize) -> Vec<OwnedMessage> {
         let brokers = self.brokers.clone();
         let topic = topic.to_string();
@@ -212,10 +212,16 @@ fn consumer(brokers: &str) -> BaseConsumer {
 
 fn read_blocking(brokers: &str, topic: &str, expected: usize) -> Vec<OwnedMessage> {
     let consumer = consumer(brokers);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
     let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        assignment
+            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .expect("partition");
+    }
+    assert!(assignment.count() > 0, "topic {topic} has no partitions");
     consumer.assign(&assignment).expect("assign");
     let mut messages = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);

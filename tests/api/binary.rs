@@ -1,0 +1,144 @@
+//! The `hookstream` binary itself: `sign`, startup failures, and shutdown on SIGTERM.
+
+use crate::helpers::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
+
+#[test]
+fn sign_prints_the_header_line_a_provider_would_send() {
+    // RFC 4231 test case 2 as the body and secret.
+    let dir = temp_dir("sign");
+    let file = dir.join("body");
+    std::fs::write(&file, "what do ya want for nothing?").expect("body written");
+    let cases = [
+        (
+            "livesession",
+            "LiveSession-Signature: W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=",
+        ),
+        (
+            "lasoexperience",
+            "x-signature: 5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+        (
+            "seismic",
+            "x-seismic-signature: 5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+        ),
+    ];
+    for (provider, expected) in cases {
+        let output = Command::new(BIN)
+            .args(["sign", "--provider", provider, "--secret", "Jefe"])
+            .arg(&file)
+            .output()
+            .expect("hookstream sign runs");
+        assert!(output.status.success());
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim_end(), expected);
+    }
+    let unknown = Command::new(BIN)
+        .args(["sign", "--provider", "nope", "--secret", "x"])
+        .arg(&file)
+        .output()
+        .expect("runs");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown provider"));
+}
+
+#[test]
+fn bad_configuration_stops_startup_with_a_message_naming_the_key() {
+    for (var, value, key) in [
+        (
+            "HOOKSTREAM__KAFKA__ACK_TIMEOUT",
+            "five",
+            "kafka.ack_timeout",
+        ),
+        ("HOOKSTREAM__SERVER__PORT", "http", "server.port"),
+        (
+            "HOOKSTREAM__KAFKA__TOPIC_PREFIX",
+            "bad prefix",
+            "kafka.topic_prefix",
+        ),
+        (
+            "HOOKSTREAM__PROVIDERS__SHOPIFY__SECRETS",
+            "x",
+            "providers.shopify",
+        ),
+    ] {
+        let output = Command::new(BIN)
+            .arg("serve")
+            .env(var, value)
+            .output()
+            .expect("hookstream runs");
+        assert!(!output.status.success(), "{var}={value} must fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{var}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_and_flushes_the_producer() {
+    let port = free_port();
+    let prefix = format!("sigterm-{port}");
+    let mut child = ChildGuard(
+        Command::new(BIN)
+            .arg("serve")
+            .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
+            .env("HOOKSTREAM__SERVER__PORT", port.to_string())
+            .env("HOOKSTREAM__KAFKA__BROKERS", test_brokers())
+            .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &prefix)
+            .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("hookstream starts"),
+    );
+    wait_for_port(port).await;
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        brokers: test_brokers(),
+        prefix,
+        client: reqwest::Client::new(),
+    };
+    let reply = app
+        .post_signed("livesession", fixture("livesession", "js_error"))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hookstream did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}");
+    let mut log = String::new();
+    use std::io::Read;
+    child
+        .0
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log)
+        .expect("log");
+    assert!(log.contains("producer flushed"), "{log}");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "stopped accepting"
+    );
+    app.read_messages(&app.topic("livesession", "js_error"), 1)
+        .await;
+}
