@@ -1,9 +1,9 @@
 # Multi-stage build: compile with the Rust toolchain, run on a slim Debian image.
 FROM rust:1-bookworm AS build
 WORKDIR /src
-# librdkafka is built from source by the rdkafka crate (needs make, a C compiler and zlib).
+# librdkafka is built from source by the rdkafka crate (needs make, a C compiler, zlib and OpenSSL).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential zlib1g-dev \
+ && apt-get install -y --no-install-recommends build-essential zlib1g-dev libssl-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY src src
@@ -14,7 +14,7 @@ RUN cargo build --release --locked --bin hookstream
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates zlib1g \
+ && apt-get install -y --no-install-recommends ca-certificates zlib1g libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home hookstream
 COPY --from=build /src/target/release/hookstream /usr/local/bin/hookstream

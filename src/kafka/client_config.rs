@@ -57,4 +57,28 @@ mod tests {
         assert_eq!(c.get("compression.type"), Some("lz4"));
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
     }
+
+    #[test]
+    fn managed_cluster_security_settings_are_supported() {
+        // librdkafka refuses these at client creation when built without TLS support.
+        let mut settings = KafkaSettings {
+            brokers: "127.0.0.1:1".into(),
+            topic_prefix: "webhooks".into(),
+            ack_timeout: Duration::from_secs(1),
+            topic_partitions: 1,
+            topic_replication_factor: 1,
+            options: BTreeMap::new(),
+        };
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "user"),
+            ("sasl.password", "password"),
+        ] {
+            settings.options.insert(key.into(), value.into());
+        }
+        let producer: Result<rdkafka::producer::FutureProducer, _> =
+            producer_config(&settings).create();
+        assert!(producer.is_ok(), "{:?}", producer.err());
+    }
 }

@@ -419,10 +419,23 @@ pub async fn start_own_broker(port: u16) -> ChildGuard {
 
 /// Polls `path` until it answers `status` (at most 30 s) and returns the last reply.
 pub async fn wait_for_status(app: &TestApp, path: &str, status: u16) -> Reply {
+    wait_for(app, path, |r| r.status == status).await
+}
+
+/// Polls `path` until it answers `status` with error `code` (at most 30 s); returns the last reply.
+pub async fn wait_for_error(app: &TestApp, path: &str, status: u16, code: &str) -> Reply {
+    wait_for(app, path, |r| {
+        r.status == status
+            && serde_json::from_str::<serde_json::Value>(&r.text).is_ok_and(|j| j["error"] == code)
+    })
+    .await
+}
+
+pub async fn wait_for(app: &TestApp, path: &str, done: impl Fn(&Reply) -> bool) -> Reply {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let reply = app.get(path).await;
-        if reply.status == status || Instant::now() > deadline {
+        if done(&reply) || Instant::now() > deadline {
             return reply;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -50,7 +50,7 @@ async fn readiness_flips_to_503_when_the_broker_stops_and_back_when_it_returns()
     assert_eq!(ready.status, 200, "{}", ready.text);
 
     drop(broker);
-    wait_for_status(&app, "/readyz", 503)
+    wait_for_error(&app, "/readyz", 503, "broker_unavailable")
         .await
         .assert_error(503, "broker_unavailable");
     assert_eq!(

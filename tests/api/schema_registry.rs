@@ -200,7 +200,7 @@ async fn a_registry_failure_is_503_never_an_unframed_message() {
     reply.assert_error(503, "schema_registry_unavailable");
     assert!(reply.headers.contains_key("retry-after"));
     app.assert_nothing_produced().await;
-    wait_for_status(&app, "/readyz", 503)
+    wait_for_error(&app, "/readyz", 503, "schema_registry_unavailable")
         .await
         .assert_error(503, "schema_registry_unavailable");
 
