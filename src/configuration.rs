@@ -292,6 +292,28 @@ mod tests {
     }
 
     #[test]
+    fn librdkafka_option_keys_keep_their_dots() {
+        let overlay = r#"
+            [kafka.options]
+            "security.protocol" = "SASL_SSL"
+            "sasl.mechanism" = "SCRAM-SHA-512"
+        "#;
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(overlay, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("options deserialize");
+        assert_eq!(
+            settings.kafka.options.get("security.protocol").map(String::as_str),
+            Some("SASL_SSL"),
+            "{:?}",
+            settings.kafka.options
+        );
+        assert_eq!(settings.kafka.options.len(), 2);
+    }
+
+    #[test]
     fn validation_names_the_key() {
         let mut s = defaults();
         s.kafka.topic_prefix = "bad prefix".into();
