@@ -305,7 +305,11 @@ mod tests {
             .and_then(|c| c.try_deserialize())
             .expect("options deserialize");
         assert_eq!(
-            settings.kafka.options.get("security.protocol").map(String::as_str),
+            settings
+                .kafka
+                .options
+                .get("security.protocol")
+                .map(String::as_str),
             Some("SASL_SSL"),
             "{:?}",
             settings.kafka.options

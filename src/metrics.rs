@@ -30,6 +30,7 @@ pub struct Metrics {
     pub produce_duration: Histogram,
     pub produce_failures: IntCounterVec,
     pub topics_created: IntCounterVec,
+    pub producer_resets: prometheus::IntCounter,
     pub dedupe_entries: IntGauge,
     pub kafka_queue_messages: IntGauge,
     pub kafka_queue_bytes: IntGauge,
@@ -119,6 +120,10 @@ impl Metrics {
                 ),
                 &["provider"],
             )?,
+            producer_resets: prometheus::IntCounter::with_opts(opts(
+                "kafka_producer_resets_total",
+                "Times the producer was replaced with a fresh instance after a write timed out.",
+            ))?,
             dedupe_entries: IntGauge::with_opts(opts(
                 "dedupe_cache_entries",
                 "Event ids currently remembered for deduplication.",
@@ -178,6 +183,7 @@ impl Metrics {
         r.register(Box::new(self.produce_duration.clone()))?;
         r.register(Box::new(self.produce_failures.clone()))?;
         r.register(Box::new(self.topics_created.clone()))?;
+        r.register(Box::new(self.producer_resets.clone()))?;
         r.register(Box::new(self.dedupe_entries.clone()))?;
         r.register(Box::new(self.kafka_queue_messages.clone()))?;
         r.register(Box::new(self.kafka_queue_bytes.clone()))?;

@@ -91,6 +91,9 @@ impl PublishError {
             | C::KafkaStorageError
             | C::OutOfOrderSequenceNumber
             | C::InvalidProducerEpoch
+            | C::UnknownProducerId
+            | C::PurgeQueue
+            | C::PurgeInflight
             | C::Retry => PublishError::Unavailable {
                 reason: "broker_unavailable",
                 detail,

@@ -3,6 +3,14 @@
 //! [`KafkaSink::publish`] makes sure the topic exists (creating it once through the Admin API),
 //! produces the message, and resolves only when the broker acknowledged it (`acks=all`,
 //! idempotent producer) or when `kafka.ack_timeout` ran out.
+//!
+//! Self-healing, so that a provider's retry can succeed after the cluster lost state:
+//! - a failed write forgets its topic, so the retry re-checks that the topic exists (a deleted or
+//!   wiped topic is created again);
+//! - a write that timed out replaces the producer with a fresh instance. An idempotent producer
+//!   whose producer id the cluster no longer knows (a broker restarted without its state) keeps
+//!   bumping its epoch locally and never recovers; a new instance asks the cluster for a new id.
+//!   Requests still using the old instance keep it alive until they have their answer.
 
 mod client_config;
 mod error;
@@ -18,9 +26,10 @@ use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
 use stats::StatsContext;
 use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Kafka headers set on every message.
@@ -47,7 +56,12 @@ pub struct Acknowledged {
 
 /// The producer, the admin client and the set of topics known to exist.
 pub struct KafkaSink {
-    producer: FutureProducer<StatsContext>,
+    /// The current producer; replaced after a timed-out write (see the module docs).
+    producer: RwLock<Arc<FutureProducer<StatsContext>>>,
+    /// Kept to build replacement producers.
+    config: ClientConfig,
+    /// When the producer was last replaced: at most one replacement per `ack_timeout`.
+    last_reset: Mutex<Option<Instant>>,
     admin: AdminClient<StatsContext>,
     /// Topics created or found to exist; checked before every write so each topic is created
     /// once per process.
@@ -67,7 +81,9 @@ impl KafkaSink {
         let producer = config.create_with_context(StatsContext::new(metrics.clone()))?;
         let admin = config.create_with_context(StatsContext::admin())?;
         Ok(Self {
-            producer,
+            producer: RwLock::new(Arc::new(producer)),
+            config,
+            last_reset: Mutex::new(None),
             admin,
             known_topics: RwLock::new(HashSet::new()),
             ack_timeout: settings.ack_timeout,
@@ -115,11 +131,21 @@ impl KafkaSink {
             record = record.key(key);
         }
         let started = Instant::now();
-        let delivery = self
-            .producer
+        let producer = self.current_producer();
+        let delivery = match producer
             .send(record, Timeout::After(self.ack_timeout))
             .await
-            .map_err(|(err, _)| PublishError::classify("produce", &err))?;
+        {
+            Ok(delivery) => delivery,
+            Err((err, _)) => {
+                let error = PublishError::classify("produce", &err);
+                self.forget_topic(msg.topic);
+                if error.reason() == "timeout" {
+                    self.replace_producer(&producer);
+                }
+                return Err(error);
+            }
+        };
         self.metrics
             .produce_duration
             .observe(started.elapsed().as_secs_f64());
@@ -176,6 +202,45 @@ impl KafkaSink {
         Ok(())
     }
 
+    fn current_producer(&self) -> Arc<FutureProducer<StatsContext>> {
+        self.producer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn forget_topic(&self, topic: &str) {
+        self.known_topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(topic);
+    }
+
+    /// Swaps in a fresh producer, unless another request already replaced `failed` or the last
+    /// replacement is more recent than `ack_timeout`.
+    fn replace_producer(&self, failed: &Arc<FutureProducer<StatsContext>>) {
+        let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
+        if !Arc::ptr_eq(&current, failed) {
+            return;
+        }
+        let mut last_reset = self.last_reset.lock().unwrap_or_else(|e| e.into_inner());
+        if last_reset.is_some_and(|at| at.elapsed() < self.ack_timeout) {
+            return;
+        }
+        match self
+            .config
+            .create_with_context(StatsContext::new(self.metrics.clone()))
+        {
+            Ok(fresh) => {
+                *current = Arc::new(fresh);
+                *last_reset = Some(Instant::now());
+                self.metrics.producer_resets.inc();
+                tracing::warn!("a write timed out: replaced the Kafka producer with a fresh one");
+            }
+            Err(e) => tracing::error!(error = %e, "could not create a replacement Kafka producer"),
+        }
+    }
+
     fn is_known(&self, topic: &str) -> bool {
         self.known_topics
             .read()
@@ -186,7 +251,7 @@ impl KafkaSink {
     /// Whether the cluster answers a metadata request within `timeout`. Blocking: call it from a
     /// blocking thread.
     pub fn probe(&self, timeout: Duration) -> bool {
-        self.producer
+        self.current_producer()
             .client()
             .fetch_metadata(None, Timeout::After(timeout))
             .is_ok()
@@ -194,6 +259,6 @@ impl KafkaSink {
 
     /// Waits up to `timeout` for queued messages to be delivered. Blocking.
     pub fn flush(&self, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
-        self.producer.flush(Timeout::After(timeout))
+        self.current_producer().flush(Timeout::After(timeout))
     }
 }

@@ -42,12 +42,20 @@ async fn metrics_count_accepted_duplicate_and_rejected_webhooks() {
 }
 
 #[tokio::test]
-async fn readiness_flips_to_503_when_the_broker_stops_and_back_when_it_returns() {
+async fn readiness_flips_when_the_broker_stops_and_writes_recover_when_it_returns_empty() {
     let port = free_port();
     let broker = start_own_broker(port).await;
-    let app = spawn_app_with(|s| s.kafka.brokers = format!("127.0.0.1:{port}")).await;
+    let app = spawn_app_with(|s| {
+        s.kafka.brokers = format!("127.0.0.1:{port}");
+        s.kafka.ack_timeout = std::time::Duration::from_secs(3);
+    })
+    .await;
     let ready = wait_for_status(&app, "/readyz", 200).await;
     assert_eq!(ready.status, 200, "{}", ready.text);
+    let before = with_json(&fixture("livesession", "js_error"), |j| {
+        j["message_id"] = "before".into()
+    });
+    assert_eq!(app.post_signed("livesession", before).await.status, 200);
 
     drop(broker);
     wait_for_error(&app, "/readyz", 503, "broker_unavailable")
@@ -59,14 +67,35 @@ async fn readiness_flips_to_503_when_the_broker_stops_and_back_when_it_returns()
         "alive while not ready"
     );
 
+    // The broker comes back without its state: the topic and the producer id are gone.
     let _broker = start_own_broker(port).await;
     let back = wait_for_status(&app, "/readyz", 200).await;
     assert_eq!(back.status, 200, "{}", back.text);
-    // And it takes webhooks again.
-    let reply = app
-        .post_signed("livesession", fixture("livesession", "js_error"))
+    let after = with_json(&fixture("livesession", "js_error"), |j| {
+        j["message_id"] = "after".into()
+    });
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let reply = app.post_signed("livesession", after.clone()).await;
+        statuses.push(reply.status);
+        if reply.status == 200 {
+            break;
+        }
+        assert_eq!(
+            reply.status, 503,
+            "a failed attempt is retriable: {}",
+            reply.text
+        );
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&200),
+        "the provider's retries get through: {statuses:?}"
+    );
+    let messages = app
+        .read_messages(&app.topic("livesession", "js_error"), 1)
         .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(headers_of(&messages[0])["hookstream-event-id"], "after");
 }
 
 #[tokio::test]
