@@ -6,7 +6,7 @@
 //! [`MAX_EVENT_NAME_LABELS`] distinct names per process; later names are counted as `other`.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashSet;
@@ -30,7 +30,7 @@ pub struct Metrics {
     pub produce_duration: Histogram,
     pub produce_failures: IntCounterVec,
     pub topics_created: IntCounterVec,
-    pub producer_resets: prometheus::IntCounter,
+    pub producer_resets: IntCounter,
     pub dedupe_entries: IntGauge,
     pub kafka_queue_messages: IntGauge,
     pub kafka_queue_bytes: IntGauge,
@@ -120,7 +120,7 @@ impl Metrics {
                 ),
                 &["provider"],
             )?,
-            producer_resets: prometheus::IntCounter::with_opts(opts(
+            producer_resets: IntCounter::with_opts(opts(
                 "kafka_producer_resets_total",
                 "Times the producer was replaced with a fresh instance after a write timed out.",
             ))?,
