@@ -260,6 +260,16 @@ mod tests {
         get_configuration(Path::new("/nonexistent")).expect("defaults load")
     }
 
+    /// The compiled-in defaults with `overlay` (TOML) on top.
+    fn with_overlay(overlay: &str) -> Settings {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(overlay, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .expect("defaults plus overlay deserialize")
+    }
+
     #[test]
     fn compiled_in_defaults_are_valid() {
         let s = defaults();
@@ -281,12 +291,7 @@ mod tests {
     fn the_docker_environment_file_is_valid() {
         let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
         let text = std::fs::read_to_string(dir.join("docker.toml")).expect("config/docker.toml");
-        let settings: Settings = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .expect("docker.toml deserializes");
+        let settings = with_overlay(&text);
         settings.validate().expect("docker.toml is valid");
         assert!(settings.schema_registry.enabled());
     }
@@ -298,12 +303,7 @@ mod tests {
             "security.protocol" = "SASL_SSL"
             "sasl.mechanism" = "SCRAM-SHA-512"
         "#;
-        let settings: Settings = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-            .add_source(config::File::from_str(overlay, config::FileFormat::Toml))
-            .build()
-            .and_then(|c| c.try_deserialize())
-            .expect("options deserialize");
+        let settings = with_overlay(overlay);
         assert_eq!(
             settings
                 .kafka

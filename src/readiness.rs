@@ -4,8 +4,7 @@
 use crate::avro::RegistryClient;
 use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Why the service is not ready.
@@ -15,36 +14,25 @@ pub enum NotReady {
     SchemaRegistry,
 }
 
-const READY: u8 = 0;
-const BROKER_DOWN: u8 = 1;
-const REGISTRY_DOWN: u8 = 2;
-
 /// The latest readiness verdict. Starts "broker down" until the first check answers.
 #[derive(Debug)]
-pub struct Readiness(AtomicU8);
+pub struct Readiness(Mutex<Result<(), NotReady>>);
 
 impl Default for Readiness {
     fn default() -> Self {
-        Self(AtomicU8::new(BROKER_DOWN))
+        Self(Mutex::new(Err(NotReady::Broker)))
     }
 }
 
 impl Readiness {
     pub fn get(&self) -> Result<(), NotReady> {
-        match self.0.load(Ordering::Relaxed) {
-            READY => Ok(()),
-            REGISTRY_DOWN => Err(NotReady::SchemaRegistry),
-            _ => Err(NotReady::Broker),
-        }
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Records `verdict`; true when it differs from the previous one.
     fn set(&self, verdict: Result<(), NotReady>) -> bool {
-        let value = match verdict {
-            Ok(()) => READY,
-            Err(NotReady::Broker) => BROKER_DOWN,
-            Err(NotReady::SchemaRegistry) => REGISTRY_DOWN,
-        };
-        self.0.swap(value, Ordering::Relaxed) != value
+        let mut current = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *current, verdict) != verdict
     }
 }
 

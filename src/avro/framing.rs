@@ -9,7 +9,7 @@
 use super::registry::{RegistryClient, RegistryError};
 use super::schema;
 use apache_avro::rabin::Rabin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The two marker bytes that start every single-object encoded value.
 pub const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -25,12 +25,16 @@ pub enum Framing {
     SchemaRegistry(Arc<RegistryClient>),
 }
 
+/// `C3 01` and the schema's fingerprint, computed once.
 fn single_object_header() -> [u8; 10] {
-    let fingerprint = schema().fingerprint::<Rabin>().bytes;
-    let mut header = [0u8; 10];
-    header[..2].copy_from_slice(&SINGLE_OBJECT_MAGIC);
-    header[2..].copy_from_slice(&fingerprint);
-    header
+    static HEADER: OnceLock<[u8; 10]> = OnceLock::new();
+    *HEADER.get_or_init(|| {
+        let fingerprint = schema().fingerprint::<Rabin>().bytes;
+        let mut header = [0u8; 10];
+        header[..2].copy_from_slice(&SINGLE_OBJECT_MAGIC);
+        header[2..].copy_from_slice(&fingerprint);
+        header
+    })
 }
 
 impl Framing {

@@ -44,6 +44,17 @@ impl PublishError {
         }
     }
 
+    /// No acknowledgement arrived in time (as opposed to the broker saying no).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            PublishError::Unavailable {
+                reason: "timeout",
+                ..
+            }
+        )
+    }
+
     pub fn timed_out() -> Self {
         PublishError::Unavailable {
             reason: "timeout",

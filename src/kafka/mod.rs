@@ -29,7 +29,7 @@ use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use stats::StatsContext;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// Kafka headers set on every message.
@@ -54,14 +54,18 @@ pub struct Acknowledged {
     pub offset: i64,
 }
 
+struct CurrentProducer {
+    producer: Arc<FutureProducer<StatsContext>>,
+    /// When it replaced its predecessor: at most one replacement per `ack_timeout`.
+    replaced_at: Option<Instant>,
+}
+
 /// The producer, the admin client and the set of topics known to exist.
 pub struct KafkaSink {
     /// The current producer; replaced after a timed-out write (see the module docs).
-    producer: RwLock<Arc<FutureProducer<StatsContext>>>,
+    producer: RwLock<CurrentProducer>,
     /// Kept to build replacement producers.
     config: ClientConfig,
-    /// When the producer was last replaced: at most one replacement per `ack_timeout`.
-    last_reset: Mutex<Option<Instant>>,
     admin: AdminClient<StatsContext>,
     /// Topics created or found to exist; checked before every write so each topic is created
     /// once per process.
@@ -81,9 +85,11 @@ impl KafkaSink {
         let producer = config.create_with_context(StatsContext::new(metrics.clone()))?;
         let admin = config.create_with_context(StatsContext::admin())?;
         Ok(Self {
-            producer: RwLock::new(Arc::new(producer)),
+            producer: RwLock::new(CurrentProducer {
+                producer: Arc::new(producer),
+                replaced_at: None,
+            }),
             config,
-            last_reset: Mutex::new(None),
             admin,
             known_topics: RwLock::new(HashSet::new()),
             ack_timeout: settings.ack_timeout,
@@ -140,7 +146,7 @@ impl KafkaSink {
             Err((err, _)) => {
                 let error = PublishError::classify("produce", &err);
                 self.forget_topic(msg.topic);
-                if error.reason() == "timeout" {
+                if error.is_timeout() {
                     self.replace_producer(&producer);
                 }
                 return Err(error);
@@ -206,6 +212,7 @@ impl KafkaSink {
         self.producer
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .producer
             .clone()
     }
 
@@ -220,11 +227,11 @@ impl KafkaSink {
     /// replacement is more recent than `ack_timeout`.
     fn replace_producer(&self, failed: &Arc<FutureProducer<StatsContext>>) {
         let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
-        if !Arc::ptr_eq(&current, failed) {
-            return;
-        }
-        let mut last_reset = self.last_reset.lock().unwrap_or_else(|e| e.into_inner());
-        if last_reset.is_some_and(|at| at.elapsed() < self.ack_timeout) {
+        if !Arc::ptr_eq(&current.producer, failed)
+            || current
+                .replaced_at
+                .is_some_and(|at| at.elapsed() < self.ack_timeout)
+        {
             return;
         }
         match self
@@ -232,8 +239,10 @@ impl KafkaSink {
             .create_with_context(StatsContext::new(self.metrics.clone()))
         {
             Ok(fresh) => {
-                *current = Arc::new(fresh);
-                *last_reset = Some(Instant::now());
+                *current = CurrentProducer {
+                    producer: Arc::new(fresh),
+                    replaced_at: Some(Instant::now()),
+                };
                 self.metrics.producer_resets.inc();
                 tracing::warn!("a write timed out: replaced the Kafka producer with a fresh one");
             }
