@@ -44,6 +44,19 @@ pub struct ServerSettings {
     /// How often the broker is asked for metadata to decide readiness (`/readyz`).
     #[serde(deserialize_with = "duration")]
     pub readiness_interval: Duration,
+    /// Longest wait for a request's headers; a slower client gets 408 and is disconnected.
+    #[serde(deserialize_with = "duration")]
+    pub header_timeout: Duration,
+    /// Longest wait for a whole body once the headers arrived; a slower client gets
+    /// `408 request_timeout` and is disconnected, so slow clients cannot pile up.
+    #[serde(deserialize_with = "duration")]
+    pub body_timeout: Duration,
+    /// Open connections served; one more is answered `503 overloaded` and closed. Bounds the
+    /// memory that connections cost.
+    pub max_connections: usize,
+    /// Webhook requests processed at once; one more is answered `503 overloaded` at once
+    /// instead of waiting in an unbounded queue.
+    pub max_in_flight: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +194,20 @@ impl Settings {
         }
         if self.server.max_body_bytes == 0 {
             return invalid("server.max_body_bytes", "must be greater than zero");
+        }
+        for (key, value) in [
+            ("server.header_timeout", self.server.header_timeout),
+            ("server.body_timeout", self.server.body_timeout),
+        ] {
+            if value.is_zero() {
+                return invalid(key, "must be greater than zero");
+            }
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections", "must be at least 1");
+        }
+        if self.server.max_in_flight == 0 {
+            return invalid("server.max_in_flight", "must be at least 1");
         }
         if self.dedupe.max_entries == 0 {
             return invalid("dedupe.max_entries", "must be at least 1");

@@ -1,7 +1,7 @@
 //! Every way a webhook request can fail, and the one place each becomes an HTTP response.
 
 use crate::avro::RegistryError;
-use crate::kafka::PublishError;
+use crate::kafka::{FailureClass, PublishError};
 use crate::providers::{JsonError, PayloadError};
 use crate::readiness::NotReady;
 use crate::signature::SignatureError;
@@ -20,6 +20,13 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
+    #[error("the request body did not arrive within {} s", limit.as_secs_f64())]
+    RequestTimeout { limit: Duration },
+    #[error("{what}: try again later")]
+    Overloaded {
+        what: &'static str,
+        retry_after: Duration,
+    },
     #[error(transparent)]
     Signature(#[from] SignatureError),
     #[error(transparent)]
@@ -38,6 +45,7 @@ pub enum ApiError {
     },
     #[error("{}", match .0 {
         NotReady::Broker => "the Kafka cluster did not answer the last metadata request",
+        NotReady::Writes => "the latest write to Kafka was not acknowledged",
         NotReady::SchemaRegistry => "the schema registry did not answer the last request",
     })]
     NotReady(NotReady),
@@ -56,6 +64,8 @@ pub const REJECTION_CODES: &[&str] = &[
     "provider_disabled",
     "payload_too_large",
     "invalid_body",
+    "request_timeout",
+    "overloaded",
     "missing_signature",
     "invalid_signature",
     "invalid_json",
@@ -74,29 +84,51 @@ impl ApiError {
             ApiError::ProviderDisabled(_) => "provider_disabled",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::BodyRead(_) => "invalid_body",
+            ApiError::RequestTimeout { .. } => "request_timeout",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::Signature(SignatureError::Missing(_)) => "missing_signature",
             ApiError::Signature(_) => "invalid_signature",
             ApiError::Json(_) => "invalid_json",
             ApiError::Payload(_) => "invalid_payload",
-            ApiError::Publish {
-                source: PublishError::Unavailable { .. },
-                ..
-            } => "broker_unavailable",
-            ApiError::Publish {
-                source: PublishError::TooLarge(_),
-                ..
-            } => "payload_too_large",
-            ApiError::Publish {
-                source: PublishError::Rejected { .. },
-                ..
-            } => "produce_failed",
+            ApiError::Publish { source, .. } => match source.class() {
+                FailureClass::Retriable => "broker_unavailable",
+                FailureClass::TooLarge => "payload_too_large",
+                FailureClass::Permanent => "produce_failed",
+            },
             ApiError::SchemaRegistry { .. } => "schema_registry_unavailable",
-            ApiError::NotReady(NotReady::Broker) => "broker_unavailable",
+            ApiError::NotReady(NotReady::Broker | NotReady::Writes) => "broker_unavailable",
             ApiError::NotReady(NotReady::SchemaRegistry) => "schema_registry_unavailable",
             ApiError::Internal(_) => "internal_error",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
         }
+    }
+}
+
+impl ApiError {
+    /// `Retry-After` for answers that mean "not now".
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::Publish {
+                source,
+                retry_after,
+            } if source.class() == FailureClass::Retriable => Some(*retry_after),
+            ApiError::SchemaRegistry { retry_after, .. }
+            | ApiError::Overloaded { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// Answers given before or instead of reading the whole body close the connection: what is
+    /// left of the body is never read, and a slow or hostile client gets no second request.
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ApiError::RequestTimeout { .. }
+                | ApiError::Overloaded { .. }
+                | ApiError::PayloadTooLarge { .. }
+                | ApiError::Signature(SignatureError::Missing(_))
+        )
     }
 }
 
@@ -111,14 +143,15 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::Signature(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Publish { source, .. } => match source {
-                PublishError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                PublishError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                PublishError::Rejected { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Publish { source, .. } => match source.class() {
+                FailureClass::Retriable => StatusCode::SERVICE_UNAVAILABLE,
+                FailureClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                FailureClass::Permanent => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            ApiError::SchemaRegistry { .. } | ApiError::NotReady(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::SchemaRegistry { .. }
+            | ApiError::NotReady(_)
+            | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
@@ -126,21 +159,17 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        match self {
-            ApiError::Publish {
-                source: PublishError::Unavailable { .. },
-                retry_after,
-            }
-            | ApiError::SchemaRegistry { retry_after, .. } => {
-                response.insert_header((
-                    header::RETRY_AFTER,
-                    retry_after.as_secs().max(1).to_string(),
-                ));
-            }
-            ApiError::MethodNotAllowed(allowed) => {
-                response.insert_header((header::ALLOW, *allowed));
-            }
-            _ => {}
+        if let Some(retry_after) = self.retry_after() {
+            response.insert_header((
+                header::RETRY_AFTER,
+                retry_after.as_secs().max(1).to_string(),
+            ));
+        }
+        if self.closes_connection() {
+            response.force_close();
+        }
+        if let ApiError::MethodNotAllowed(allowed) = self {
+            response.insert_header((header::ALLOW, *allowed));
         }
         response.json(serde_json::json!({ "error": self.code(), "detail": self.to_string() }))
     }

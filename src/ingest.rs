@@ -1,17 +1,19 @@
 //! The webhook pipeline, independent of HTTP: verify → parse → handshake? → normalize →
 //! deduplicate → encode → produce → record the id.
 
-use crate::avro::{self, Framing};
+use crate::avro::{self, Framing, RegistryError};
 use crate::configuration::Settings;
 use crate::dedupe::{DedupeCache, Verdict};
 use crate::error::ApiError;
-use crate::kafka::{KafkaSink, OutboundMessage};
+use crate::event::WebhookEvent;
+use crate::kafka::{FailureReason, KafkaSink, OutboundMessage, PublishError};
 use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// What happened to an accepted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +29,17 @@ pub enum Outcome {
 pub struct Ingest {
     /// Secrets per registered provider; an empty list means the provider is disabled.
     secrets: HashMap<&'static str, Vec<Secret>>,
+    topic_prefix: String,
+    writer: Arc<Writer>,
+}
+
+/// The write half of the pipeline, shared with the task each write runs in.
+struct Writer {
     dedupe: DedupeCache,
     sink: Arc<KafkaSink>,
     framing: Framing,
-    topic_prefix: String,
+    /// The one deadline of a request's write: claim, topic, framing, enqueue and ack together.
+    ack_timeout: Duration,
     /// Sent as `Retry-After` with 503s.
     retry_after: Duration,
 }
@@ -43,11 +52,14 @@ impl Ingest {
             .collect();
         Self {
             secrets,
-            dedupe: DedupeCache::new(settings.dedupe.window, settings.dedupe.max_entries),
-            sink,
-            framing,
             topic_prefix: settings.kafka.topic_prefix.clone(),
-            retry_after: settings.server.retry_after,
+            writer: Arc::new(Writer {
+                dedupe: DedupeCache::new(settings.dedupe.window, settings.dedupe.max_entries),
+                sink,
+                framing,
+                ack_timeout: settings.kafka.ack_timeout,
+                retry_after: settings.server.retry_after,
+            }),
         }
     }
 
@@ -71,7 +83,7 @@ impl Ingest {
     }
 
     pub fn dedupe_len(&self) -> usize {
-        self.dedupe.len()
+        self.writer.dedupe.len()
     }
 
     fn secrets_of(&self, provider: &dyn Provider) -> &[Secret] {
@@ -106,42 +118,76 @@ impl Ingest {
         }
         let event = provider.normalize(&payload, received_at)?;
         let topic = naming::topic_name(&self.topic_prefix, provider.name(), &event.event_name);
+        // The write runs as a task of its own. If the client disconnects, the HTTP layer drops
+        // this future, but the write goes on until its outcome is known, holding the dedupe
+        // claim — so a retry waits for that outcome instead of producing a second copy.
+        let writer = self.writer.clone();
+        tokio::spawn(async move { writer.write(event, topic).await })
+            .await
+            .map_err(|e| ApiError::Internal(format!("the write task failed: {e}")))?
+    }
+}
+
+impl Writer {
+    /// Deduplicate, encode, frame, produce and record the id, all within one deadline.
+    async fn write(&self, event: WebhookEvent, topic: String) -> Result<Outcome, ApiError> {
+        let deadline = Instant::now() + self.ack_timeout;
+        let unavailable = |source| ApiError::Publish {
+            source,
+            retry_after: self.retry_after,
+        };
         // Duplicates are decided before any encoding work.
-        let claim = match self.dedupe.claim(provider.name(), &event.event_id).await {
-            Verdict::Duplicate => {
-                tracing::info!(provider = provider.name(), event_id = %event.event_id, "duplicate");
+        let claim = match tokio::time::timeout_at(
+            deadline,
+            self.dedupe.claim(event.provider, &event.event_id),
+        )
+        .await
+        {
+            Ok(Verdict::Duplicate) => {
+                tracing::info!(provider = event.provider, event_id = %event.event_id, "duplicate");
                 return Ok(Outcome::Duplicate {
                     event_id: event.event_id,
                 });
             }
-            Verdict::Claimed(claim) => claim,
+            Ok(Verdict::Claimed(claim)) => claim,
+            Err(_) => {
+                return Err(unavailable(PublishError::new(
+                    FailureReason::Deadline,
+                    "another delivery of this event is still being written; nothing was written",
+                )))
+            }
         };
         // Any early return below drops the claim, which releases the id for the provider's retry.
         let datum = avro::encode_datum(&event).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let value = self.framing.frame(&topic, &datum).await.map_err(|source| {
-            ApiError::SchemaRegistry {
-                source,
-                retry_after: self.retry_after,
+        let value =
+            match tokio::time::timeout_at(deadline, self.framing.frame(&topic, &datum)).await {
+                Ok(framed) => framed,
+                Err(_) => Err(RegistryError::Unreachable(
+                    "no answer within kafka.ack_timeout".into(),
+                )),
             }
-        })?;
-        let ack = self
-            .sink
-            .publish(OutboundMessage {
-                topic: &topic,
-                key: event.subject_id.as_deref(),
-                value: &value,
-                provider: provider.name(),
-                event_name: &event.event_name,
-                event_id: &event.event_id,
-            })
-            .await
-            .map_err(|source| ApiError::Publish {
+            .map_err(|source| ApiError::SchemaRegistry {
                 source,
                 retry_after: self.retry_after,
             })?;
+        let ack = self
+            .sink
+            .publish(
+                OutboundMessage {
+                    topic: &topic,
+                    key: event.subject_id.as_deref(),
+                    value: &value,
+                    provider: event.provider,
+                    event_name: &event.event_name,
+                    event_id: &event.event_id,
+                },
+                deadline,
+            )
+            .await
+            .map_err(unavailable)?;
         claim.commit();
         tracing::info!(
-            provider = provider.name(),
+            provider = event.provider,
             event_id = %event.event_id,
             topic = %topic,
             partition = ack.partition,

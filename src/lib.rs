@@ -29,6 +29,8 @@ pub mod error;
 pub mod event;
 pub mod ingest;
 pub mod kafka;
+pub mod limits;
+pub mod load;
 pub mod metrics;
 pub mod naming;
 pub mod providers;

@@ -44,6 +44,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Load(args) => match cli::load(args) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("hookstream load: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Serve => match serve(&cli.config_dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

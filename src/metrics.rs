@@ -31,6 +31,8 @@ pub struct Metrics {
     pub produce_failures: IntCounterVec,
     pub topics_created: IntCounterVec,
     pub producer_resets: IntCounter,
+    pub open_connections: IntGauge,
+    pub requests_in_flight: IntGauge,
     pub dedupe_entries: IntGauge,
     pub kafka_queue_messages: IntGauge,
     pub kafka_queue_bytes: IntGauge,
@@ -122,7 +124,15 @@ impl Metrics {
             )?,
             producer_resets: IntCounter::with_opts(opts(
                 "kafka_producer_resets_total",
-                "Times the producer was replaced with a fresh instance after a write timed out.",
+                "Times the producer was replaced with a fresh instance (a write timed out, or the producer became unusable).",
+            ))?,
+            open_connections: IntGauge::with_opts(opts(
+                "http_connections",
+                "Open HTTP connections (bounded by server.max_connections).",
+            ))?,
+            requests_in_flight: IntGauge::with_opts(opts(
+                "http_requests_in_flight",
+                "Webhook requests being processed (bounded by server.max_in_flight).",
             ))?,
             dedupe_entries: IntGauge::with_opts(opts(
                 "dedupe_cache_entries",
@@ -184,6 +194,8 @@ impl Metrics {
         r.register(Box::new(self.produce_failures.clone()))?;
         r.register(Box::new(self.topics_created.clone()))?;
         r.register(Box::new(self.producer_resets.clone()))?;
+        r.register(Box::new(self.open_connections.clone()))?;
+        r.register(Box::new(self.requests_in_flight.clone()))?;
         r.register(Box::new(self.dedupe_entries.clone()))?;
         r.register(Box::new(self.kafka_queue_messages.clone()))?;
         r.register(Box::new(self.kafka_queue_bytes.clone()))?;

@@ -2,16 +2,20 @@
 //!
 //! Vendors name events in CamelCase (`JSError`), snake_case (`user_login`) or versioned kebab-case
 //! (`livesend-session-summary-v3`). Downstream consumers get one convention: snake_case limited to
-//! `[a-z0-9._-]`, which is also what Kafka allows in a topic name.
+//! `[a-z0-9_-]`. A `.` becomes `_` too: Kafka treats `.` and `_` in topic names as colliding
+//! (their metric names would be equal), so `screen.view` and `screen_view` share one topic rather
+//! than the second one failing to be created.
 
 /// Longest event name kept; topic names are limited to 249 characters by Kafka.
 pub const MAX_EVENT_NAME_LEN: usize = 120;
 
 /// Converts a vendor's event name to snake_case: word boundaries in CamelCase become `_`
-/// (`JSError` → `js_error`), letters are lowercased, and any character outside `[a-z0-9._-]`
-/// becomes `_`. The result is at most [`MAX_EVENT_NAME_LEN`] characters.
+/// (`JSError` → `js_error`), letters are lowercased, and any character outside `[a-z0-9_-]`
+/// becomes `_`. The result is at most [`MAX_EVENT_NAME_LEN`] characters, and the work is bounded
+/// whatever the input's length.
 pub fn snake_case(name: &str) -> String {
-    let chars: Vec<char> = name.trim().chars().collect();
+    // Each input character yields at least one output character.
+    let chars: Vec<char> = name.trim().chars().take(MAX_EVENT_NAME_LEN + 1).collect();
     let mut out = String::with_capacity(chars.len() + 4);
     for (i, &c) in chars.iter().enumerate() {
         if c.is_uppercase() && i > 0 {
@@ -32,7 +36,7 @@ pub fn snake_case(name: &str) -> String {
 }
 
 fn is_topic_char(c: char) -> bool {
-    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-')
 }
 
 /// `{prefix}.{provider}.{event_name}`.
@@ -81,7 +85,13 @@ mod tests {
         assert_eq!(snake_case("Product added!"), "product_added_");
         assert_eq!(snake_case("a/b:c"), "a_b_c");
         assert_eq!(snake_case("zażółć"), "za____");
-        assert_eq!(snake_case("v1.page-view"), "v1.page-view");
+        assert_eq!(snake_case("v1.page-view"), "v1_page-view");
+    }
+
+    #[test]
+    fn names_that_kafka_would_see_as_colliding_share_a_topic() {
+        assert_eq!(snake_case("screen.view"), snake_case("screen_view"));
+        assert!(!snake_case("a.b.c").contains('.'));
     }
 
     #[test]

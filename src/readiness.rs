@@ -1,5 +1,11 @@
-//! Readiness: whether the broker (and the Schema Registry, when configured) answered the last
-//! check. Checked on a timer, so `/readyz` probes never hit the dependencies themselves.
+//! Readiness: whether hookstream can do its job right now.
+//!
+//! Not ready when the broker did not answer the last metadata request, when the most recent write
+//! failed (metadata requests can succeed while every write fails: a fenced or stuck producer),
+//! or when the Schema Registry did not answer its last check. Dependencies are checked on a
+//! timer, so `/readyz` probes never reach them; write outcomes are read live. While writes are
+//! failing, each check writes a small canary record, so readiness notices recovery even when the
+//! load balancer has stopped sending traffic.
 
 use crate::avro::RegistryClient;
 use crate::kafka::KafkaSink;
@@ -10,50 +16,70 @@ use std::time::Duration;
 /// Why the service is not ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotReady {
+    /// The broker did not answer the last metadata request.
     Broker,
+    /// The most recent write was not acknowledged.
+    Writes,
     SchemaRegistry,
 }
 
-/// The latest readiness verdict. Starts "broker down" until the first check answers.
-#[derive(Debug)]
-pub struct Readiness(Mutex<Result<(), NotReady>>);
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Self(Mutex::new(Err(NotReady::Broker)))
-    }
+/// The latest verdict of the dependency checks, combined with the live write outcome.
+pub struct Readiness {
+    /// Starts "broker down" until the first check answers.
+    checked: Mutex<Result<(), NotReady>>,
+    sink: Arc<KafkaSink>,
 }
 
 impl Readiness {
-    pub fn get(&self) -> Result<(), NotReady> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn new(sink: Arc<KafkaSink>) -> Self {
+        Self {
+            checked: Mutex::new(Err(NotReady::Broker)),
+            sink,
+        }
     }
 
-    /// Records `verdict`; true when it differs from the previous one.
+    pub fn get(&self) -> Result<(), NotReady> {
+        let checked = *self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        checked?;
+        if self.sink.writes_failing() {
+            return Err(NotReady::Writes);
+        }
+        Ok(())
+    }
+
+    /// Records the checks' verdict; true when it differs from the previous one.
     fn set(&self, verdict: Result<(), NotReady>) -> bool {
-        let mut current = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.checked.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::replace(&mut *current, verdict) != verdict
     }
 }
 
 /// Checks the dependencies every `interval` until the task is aborted.
 pub async fn probe_loop(
-    sink: Arc<KafkaSink>,
-    registry: Option<Arc<RegistryClient>>,
     readiness: Arc<Readiness>,
+    registry: Option<Arc<RegistryClient>>,
     metrics: Arc<Metrics>,
     interval: Duration,
 ) {
+    let sink = readiness.sink.clone();
     let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(5));
     loop {
+        if let Some(fatal) = sink.heal_fatal_producer() {
+            tracing::warn!(error = %fatal, "the Kafka producer had a fatal error: replaced it");
+        }
         let probe_sink = sink.clone();
         let broker_up = tokio::task::spawn_blocking(move || probe_sink.probe(timeout))
             .await
             .unwrap_or(false);
+        if broker_up && sink.writes_failing() {
+            if let Err(e) = sink.write_canary().await {
+                tracing::debug!(error = %e, "readiness canary write failed");
+            }
+        }
         metrics
             .ready
             .with_label_values(&["kafka"])
-            .set(i64::from(broker_up));
+            .set(i64::from(broker_up && !sink.writes_failing()));
         let registry_up = match &registry {
             Some(r) => {
                 let up = tokio::time::timeout(timeout, r.probe())

@@ -133,6 +133,13 @@ impl SignatureScheme {
         self.headers[0]
     }
 
+    /// Whether the request carries any of the signature headers (checked before reading a body).
+    pub fn is_present(&self, headers: &dyn HeaderSource) -> bool {
+        self.headers
+            .iter()
+            .any(|name| headers.header(name).is_some())
+    }
+
     /// Checks the body against every signature header present and every secret, in constant time
     /// per comparison.
     pub fn verify<'a>(

@@ -4,7 +4,8 @@ use crate::avro::{Framing, RegistryClient, RegistryError};
 use crate::configuration::Settings;
 use crate::error::REJECTION_CODES;
 use crate::ingest::Ingest;
-use crate::kafka::{KafkaSink, FAILURE_REASONS};
+use crate::kafka::{FailureReason, KafkaSink};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers;
 use crate::readiness::{self, Readiness};
@@ -14,6 +15,7 @@ use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
+use strum::IntoEnumIterator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -49,7 +51,8 @@ impl Application {
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
         let metrics = Arc::new(Metrics::new()?);
         let provider_names: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
-        metrics.initialize(&provider_names, REJECTION_CODES, FAILURE_REASONS);
+        let failure_reasons: Vec<_> = FailureReason::iter().map(FailureReason::label).collect();
+        metrics.initialize(&provider_names, REJECTION_CODES, &failure_reasons);
         let sink = Arc::new(KafkaSink::new(&settings.kafka, metrics.clone())?);
         let registry = if settings.schema_registry.enabled() {
             Some(Arc::new(RegistryClient::new(&settings.schema_registry)?))
@@ -69,7 +72,7 @@ impl Application {
             .local_addr()
             .map_err(|source| StartupError::Bind { address, source })?
             .port();
-        let readiness = Arc::new(Readiness::default());
+        let readiness = Arc::new(Readiness::new(sink.clone()));
         let ingest = Ingest::new(&settings, sink.clone(), framing);
         let enabled = ingest.enabled_providers();
         if enabled.is_empty() {
@@ -84,10 +87,19 @@ impl Application {
             schema_registry = registry.is_some(),
             "starting"
         );
+        let server_settings = &settings.server;
+        let limits = Limits::new(
+            server_settings.max_connections,
+            server_settings.max_in_flight,
+            metrics.clone(),
+        );
         let state = web::Data::new(AppState {
             ingest,
             metrics: metrics.clone(),
-            max_body_bytes: settings.server.max_body_bytes,
+            max_body_bytes: server_settings.max_body_bytes,
+            body_timeout: server_settings.body_timeout,
+            retry_after: server_settings.retry_after,
+            limits: limits.clone(),
             readiness: readiness.clone(),
         });
         let server = HttpServer::new(move || {
@@ -95,7 +107,15 @@ impl Application {
                 .app_data(state.clone())
                 .configure(routes::configure)
         })
-        .shutdown_timeout(settings.server.shutdown_timeout.as_secs().max(1))
+        // Every connection takes a slot; those beyond `max_connections` are answered 503.
+        .on_connect(move |_, extensions| {
+            extensions.insert(limits.connection_opened());
+        })
+        // actix's own per-worker cap is a backstop above ours: connections beyond ours are
+        // accepted so they can be told 503, and the kernel's backlog holds the rest.
+        .max_connections(server_settings.max_connections + 1024)
+        .client_request_timeout(server_settings.header_timeout)
+        .shutdown_timeout(server_settings.shutdown_timeout.as_secs().max(1))
         .listen(listener)
         .map_err(StartupError::Server)?
         .run();
@@ -115,13 +135,18 @@ impl Application {
         self.port
     }
 
+    /// The Kafka sink, for tests that inject producer faults.
+    #[doc(hidden)]
+    pub fn kafka(&self) -> Arc<KafkaSink> {
+        self.sink.clone()
+    }
+
     /// Serves until SIGTERM/SIGINT (or the server is stopped), then lets in-flight requests
     /// finish and flushes the producer, each bounded by `server.shutdown_timeout`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let probe = tokio::spawn(readiness::probe_loop(
-            self.sink.clone(),
-            self.registry.clone(),
             self.readiness.clone(),
+            self.registry.clone(),
             self.metrics.clone(),
             self.readiness_interval,
         ));

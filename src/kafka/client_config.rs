@@ -2,18 +2,37 @@
 
 use crate::configuration::KafkaSettings;
 use rdkafka::ClientConfig;
+use std::time::Duration;
 
 /// How often librdkafka reports statistics (queue depth, broker RTT) to the metrics.
 pub const STATISTICS_INTERVAL_MS: &str = "5000";
 
-/// Producer (and admin) configuration: the operator's pass-through options first, then the
-/// settings hookstream's guarantees rely on, which therefore always win.
+/// Largest share of `ack_timeout` kept back from librdkafka's `message.timeout.ms`.
+const MAX_DELIVERY_RESERVE: Duration = Duration::from_millis(1500);
+
+/// librdkafka's `message.timeout.ms` for a given `kafka.ack_timeout`.
+///
+/// librdkafka checks message timeouts about once a second, and a request may spend part of its
+/// budget before enqueueing (creating its topic). Keeping 30 % of `ack_timeout` (at most 1.5 s)
+/// back means librdkafka normally reports a message's fate before the request's deadline, so a
+/// 503 is not followed by a late write of a message librdkafka was still retrying.
+pub fn delivery_timeout(ack_timeout: Duration) -> Duration {
+    ack_timeout - ack_timeout.mul_f64(0.3).min(MAX_DELIVERY_RESERVE)
+}
+
+/// Producer (and admin) configuration: hookstream's defaults first, then the operator's
+/// pass-through options, then the settings hookstream's guarantees rely on, which always win.
 pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
+    // Bounded memory: a stalled broker fills the queue to this size, then writes are answered
+    // 503 queue_full at once (librdkafka's default is 1 GiB).
+    config.set("queue.buffering.max.kbytes", "65536");
     for (key, value) in &settings.options {
         config.set(key, value);
     }
-    let ack_timeout_ms = settings.ack_timeout.as_millis().clamp(1, i32::MAX as u128);
+    let timeout_ms = delivery_timeout(settings.ack_timeout)
+        .as_millis()
+        .clamp(1, i32::MAX as u128);
     config
         .set("bootstrap.servers", &settings.brokers)
         .set(
@@ -23,9 +42,9 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         // A 2xx means "durably written": wait for all in-sync replicas, never duplicate on retry.
         .set("acks", "all")
         .set("enable.idempotence", "true")
-        // Give up on a message when the HTTP caller gives up on it, so a 503 is never followed by
-        // a silent late write.
-        .set("message.timeout.ms", ack_timeout_ms.to_string())
+        // librdkafka gives up on a message before the HTTP request's deadline (see
+        // `delivery_timeout`), so a 503 is not followed by a silent late write.
+        .set("message.timeout.ms", timeout_ms.to_string())
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     config
 }
@@ -34,7 +53,6 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
     #[test]
     fn guarantees_override_pass_through_options() {
@@ -53,9 +71,48 @@ mod tests {
         let c = producer_config(&settings);
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("enable.idempotence"), Some("true"));
-        assert_eq!(c.get("message.timeout.ms"), Some("1500"));
+        assert_eq!(c.get("message.timeout.ms"), Some("1050"));
         assert_eq!(c.get("compression.type"), Some("lz4"));
         assert_eq!(c.get("bootstrap.servers"), Some("b:9092"));
+    }
+
+    #[test]
+    fn librdkafka_gives_up_before_the_request_deadline() {
+        assert_eq!(
+            delivery_timeout(Duration::from_secs(5)),
+            Duration::from_millis(3500)
+        );
+        assert_eq!(
+            delivery_timeout(Duration::from_secs(15)),
+            Duration::from_millis(13500)
+        );
+        assert_eq!(
+            delivery_timeout(Duration::from_secs(1)),
+            Duration::from_millis(700)
+        );
+    }
+
+    #[test]
+    fn the_producer_queue_is_bounded_unless_the_operator_says_otherwise() {
+        let mut settings = KafkaSettings {
+            brokers: "b:9092".into(),
+            topic_prefix: "webhooks".into(),
+            ack_timeout: Duration::from_secs(5),
+            topic_partitions: 1,
+            topic_replication_factor: 1,
+            options: BTreeMap::new(),
+        };
+        assert_eq!(
+            producer_config(&settings).get("queue.buffering.max.kbytes"),
+            Some("65536")
+        );
+        settings
+            .options
+            .insert("queue.buffering.max.kbytes".into(), "1024".into());
+        assert_eq!(
+            producer_config(&settings).get("queue.buffering.max.kbytes"),
+            Some("1024")
+        );
     }
 
     #[test]

@@ -1,158 +1,266 @@
 //! Produce failures, told apart by what the caller should do about them.
+//!
+//! Every failure has a [`FailureReason`] (a metric label from a small fixed set). The reason
+//! decides the answer: most are retriable (503, the provider retries), a message the broker finds
+//! too large is 413, and only what retrying cannot fix — authorization, an invalid topic or its
+//! configuration — is 500. A broker-side state (fenced, unknown producer id, a frozen broker) is
+//! never a 500.
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 /// Why a message was not acknowledged.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishError {
-    /// Transient: the broker is unreachable, slow, or electing a leader. The provider should retry.
-    #[error("the broker did not acknowledge the write: {detail}")]
-    Unavailable {
-        reason: &'static str,
-        detail: String,
-    },
-    /// The message exceeds what the broker accepts; retrying cannot help.
-    #[error("the message is larger than the broker accepts: {0}")]
-    TooLarge(String),
-    /// Anything else (authorization, invalid topic, a fatal producer state).
-    #[error("the broker rejected the write: {detail}")]
-    Rejected {
-        reason: &'static str,
-        detail: String,
-    },
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
+pub enum FailureReason {
+    /// No acknowledgement within the message's timeout: the broker is slow, frozen or gone.
+    Timeout,
+    /// The request's deadline (`kafka.ack_timeout`) passed before its message could be enqueued,
+    /// e.g. while its topic was being created. Nothing was written.
+    Deadline,
+    /// The producer queue is full; answered at once, nothing was written.
+    QueueFull,
+    /// The broker is unreachable, electing a leader, or said "retry".
+    BrokerUnavailable,
+    /// The producer hit a state it cannot leave: a librdkafka fatal error, fenced, or its epoch,
+    /// sequence or producer id lost by the cluster. The producer is replaced.
+    ProducerUnusable,
+    /// librdkafka failed without a Kafka error code.
+    ClientError,
+    /// The record is larger than the broker accepts for the topic.
+    MessageTooLarge,
+    /// The broker refused our credentials or permissions.
+    NotAuthorized,
+    /// The topic or its configuration is invalid; retrying cannot help.
+    Rejected,
 }
 
-/// Every value [`PublishError::reason`] can return (metric label set).
-pub const FAILURE_REASONS: &[&str] = &[
-    "timeout",
-    "queue_full",
-    "broker_unavailable",
-    "client_error",
-    "message_too_large",
-    "not_authorized",
-    "rejected",
-];
+/// How the caller should treat a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Worth retrying later: 503 with `Retry-After`.
+    Retriable,
+    /// The message itself is too large: 413.
+    TooLarge,
+    /// Retrying cannot fix it: 500.
+    Permanent,
+}
 
-impl PublishError {
-    /// A metric label from a small fixed set.
-    pub fn reason(&self) -> &'static str {
+impl FailureReason {
+    pub fn label(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn class(self) -> FailureClass {
         match self {
-            PublishError::Unavailable { reason, .. } | PublishError::Rejected { reason, .. } => {
-                reason
-            }
-            PublishError::TooLarge(_) => "message_too_large",
+            FailureReason::MessageTooLarge => FailureClass::TooLarge,
+            FailureReason::NotAuthorized | FailureReason::Rejected => FailureClass::Permanent,
+            _ => FailureClass::Retriable,
         }
     }
 
-    /// No acknowledgement arrived in time (as opposed to the broker saying no).
-    pub fn is_timeout(&self) -> bool {
+    /// Whether a delivery failing for this reason means the producer instance must be replaced:
+    /// it is unusable, or it may be stuck (a timed-out idempotent producer whose producer id the
+    /// cluster forgot keeps failing while metadata requests look healthy).
+    pub fn replaces_producer(self) -> bool {
         matches!(
             self,
-            PublishError::Unavailable {
-                reason: "timeout",
-                ..
-            }
+            FailureReason::Timeout | FailureReason::ProducerUnusable
+        )
+    }
+}
+
+/// A write that was not acknowledged. The detail never contains message contents or secrets.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}: {detail}", match reason.class() {
+    FailureClass::Retriable => "the broker did not acknowledge the write",
+    FailureClass::TooLarge => "the message is larger than the broker accepts",
+    FailureClass::Permanent => "the broker rejected the write",
+})]
+pub struct PublishError {
+    pub reason: FailureReason,
+    pub detail: String,
+}
+
+impl PublishError {
+    pub fn new(reason: FailureReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn class(&self) -> FailureClass {
+        self.reason.class()
+    }
+
+    /// The request's deadline passed with no delivery report.
+    pub fn timed_out() -> Self {
+        Self::new(
+            FailureReason::Timeout,
+            "no acknowledgement within kafka.ack_timeout",
         )
     }
 
-    pub fn timed_out() -> Self {
-        PublishError::Unavailable {
-            reason: "timeout",
-            detail: "no acknowledgement within kafka.ack_timeout".into(),
+    /// Classifies a librdkafka error from a delivery report, an enqueue or an admin request.
+    /// `fatal` is the producer's fatal error, if it has one.
+    pub fn classify(
+        context: &'static str,
+        err: &KafkaError,
+        fatal: Option<(RDKafkaErrorCode, String)>,
+    ) -> Self {
+        if let Some((code, why)) = fatal {
+            return Self::new(
+                FailureReason::ProducerUnusable,
+                format!("{context}: fatal producer error {code:?}: {why}"),
+            );
         }
-    }
-
-    /// Classifies a librdkafka error from a delivery report or an admin request.
-    pub fn classify(context: &'static str, err: &KafkaError) -> Self {
         let detail = format!("{context}: {err}");
-        let Some(code) = err.rdkafka_error_code() else {
-            return PublishError::Unavailable {
-                reason: "client_error",
-                detail,
-            };
+        // rust-rdkafka does not report the code of a failed admin operation as its error code.
+        let code = match err {
+            KafkaError::AdminOp(code) => Some(*code),
+            other => other.rdkafka_error_code(),
         };
-        use RDKafkaErrorCode as C;
-        match code {
-            C::MessageSizeTooLarge | C::InvalidMessageSize => PublishError::TooLarge(detail),
-            C::MessageTimedOut | C::RequestTimedOut | C::OperationTimedOut => {
-                PublishError::Unavailable {
-                    reason: "timeout",
-                    detail,
-                }
-            }
-            C::QueueFull => PublishError::Unavailable {
-                reason: "queue_full",
-                detail,
-            },
-            C::BrokerTransportFailure
-            | C::AllBrokersDown
-            | C::NetworkException
-            | C::Resolve
-            | C::BrokerNotAvailable
-            | C::LeaderNotAvailable
-            | C::NotLeaderForPartition
-            | C::NotEnoughReplicas
-            | C::NotEnoughReplicasAfterAppend
-            | C::UnknownTopicOrPartition
-            | C::UnknownPartition
-            | C::UnknownTopic
-            | C::NotController
-            | C::CoordinatorNotAvailable
-            | C::NotCoordinator
-            | C::KafkaStorageError
-            | C::OutOfOrderSequenceNumber
-            | C::InvalidProducerEpoch
-            | C::UnknownProducerId
-            | C::PurgeQueue
-            | C::PurgeInflight
-            | C::Retry => PublishError::Unavailable {
-                reason: "broker_unavailable",
-                detail,
-            },
-            C::TopicAuthorizationFailed
-            | C::ClusterAuthorizationFailed
-            | C::TransactionalIdAuthorizationFailed
-            | C::SaslAuthenticationFailed
-            | C::Authentication => PublishError::Rejected {
-                reason: "not_authorized",
-                detail,
-            },
-            _ => PublishError::Rejected {
-                reason: "rejected",
-                detail,
-            },
+        let Some(code) = code else {
+            return Self::new(FailureReason::ClientError, detail);
+        };
+        Self::new(reason_for(code), detail)
+    }
+}
+
+fn reason_for(code: RDKafkaErrorCode) -> FailureReason {
+    use FailureReason as R;
+    use RDKafkaErrorCode as C;
+    match code {
+        C::MessageSizeTooLarge | C::InvalidMessageSize | C::MessageBatchTooLarge => {
+            R::MessageTooLarge
         }
+        C::MessageTimedOut | C::RequestTimedOut | C::OperationTimedOut | C::TimedOutQueue => {
+            R::Timeout
+        }
+        C::QueueFull => R::QueueFull,
+        C::Fatal
+        | C::ProducerFenced
+        | C::Fenced
+        | C::InvalidProducerEpoch
+        | C::OutOfOrderSequenceNumber
+        | C::UnknownProducerId
+        | C::InvalidProducerIdMapping
+        | C::GaplessGuarantee => R::ProducerUnusable,
+        C::TopicAuthorizationFailed
+        | C::ClusterAuthorizationFailed
+        | C::TransactionalIdAuthorizationFailed
+        | C::SaslAuthenticationFailed
+        | C::Authentication => R::NotAuthorized,
+        C::InvalidTopic
+        | C::InvalidConfig
+        | C::InvalidPartitions
+        | C::InvalidReplicationFactor
+        | C::InvalidReplicaAssignment
+        | C::PolicyViolation
+        | C::InvalidRequiredAcks
+        | C::InvalidRecord
+        | C::UnsupportedForMessageFormat
+        | C::UnsupportedCompressionType => R::Rejected,
+        // Everything else is a broker-side state that can change: unreachable, no leader,
+        // not enough replicas, purged, "retry", or a code this list does not know.
+        _ => R::BrokerUnavailable,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::IntoEnumIterator;
+
+    fn reason(code: RDKafkaErrorCode) -> FailureReason {
+        PublishError::classify("produce", &KafkaError::MessageProduction(code), None).reason
+    }
 
     #[test]
-    fn retriable_and_fatal_errors_are_told_apart() {
-        let timeout = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
-        assert!(matches!(
-            PublishError::classify("produce", &timeout),
-            PublishError::Unavailable {
-                reason: "timeout",
-                ..
-            }
-        ));
-        let down = KafkaError::MessageProduction(RDKafkaErrorCode::AllBrokersDown);
+    fn retriable_too_large_and_permanent_errors_are_told_apart() {
         assert_eq!(
-            PublishError::classify("produce", &down).reason(),
-            "broker_unavailable"
+            reason(RDKafkaErrorCode::MessageTimedOut),
+            FailureReason::Timeout
         );
-        let big = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
-        assert!(matches!(
-            PublishError::classify("produce", &big),
-            PublishError::TooLarge(_)
-        ));
-        let denied = KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed);
         assert_eq!(
-            PublishError::classify("produce", &denied).reason(),
-            "not_authorized"
+            reason(RDKafkaErrorCode::AllBrokersDown),
+            FailureReason::BrokerUnavailable
         );
+        assert_eq!(
+            reason(RDKafkaErrorCode::MessageSizeTooLarge).class(),
+            FailureClass::TooLarge
+        );
+        assert_eq!(
+            reason(RDKafkaErrorCode::TopicAuthorizationFailed),
+            FailureReason::NotAuthorized
+        );
+        assert_eq!(
+            reason(RDKafkaErrorCode::InvalidTopic).class(),
+            FailureClass::Permanent
+        );
+    }
+
+    #[test]
+    fn an_unusable_producer_is_retriable_and_replaced_never_a_500() {
+        for code in [
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+            RDKafkaErrorCode::OutOfOrderSequenceNumber,
+            RDKafkaErrorCode::UnknownProducerId,
+            RDKafkaErrorCode::Fatal,
+        ] {
+            let r = reason(code);
+            assert_eq!(r, FailureReason::ProducerUnusable, "{code:?}");
+            assert_eq!(r.class(), FailureClass::Retriable, "{code:?}");
+            assert!(r.replaces_producer(), "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_fatal_producer_error_wins_over_the_reported_code() {
+        let err = KafkaError::MessageProduction(RDKafkaErrorCode::Fatal);
+        let e = PublishError::classify(
+            "produce",
+            &err,
+            Some((RDKafkaErrorCode::ProducerFenced, "newer producer".into())),
+        );
+        assert_eq!(e.reason, FailureReason::ProducerUnusable);
+        assert!(e.detail.contains("ProducerFenced"), "{}", e.detail);
+    }
+
+    #[test]
+    fn failed_admin_operations_are_classified_by_their_code() {
+        let invalid = KafkaError::AdminOp(RDKafkaErrorCode::InvalidReplicationFactor);
+        assert_eq!(
+            PublishError::classify("create topic", &invalid, None).reason,
+            FailureReason::Rejected
+        );
+        let slow = KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut);
+        assert_eq!(
+            PublishError::classify("create topic", &slow, None).reason,
+            FailureReason::Timeout
+        );
+    }
+
+    #[test]
+    fn unknown_broker_states_are_retriable() {
+        assert_eq!(
+            reason(RDKafkaErrorCode::ThrottlingQuotaExceeded).class(),
+            FailureClass::Retriable
+        );
+        assert_eq!(
+            reason(RDKafkaErrorCode::PurgeQueue),
+            FailureReason::BrokerUnavailable
+        );
+    }
+
+    #[test]
+    fn labels_are_snake_case_and_unique() {
+        let labels: Vec<_> = FailureReason::iter().map(FailureReason::label).collect();
+        assert!(labels.contains(&"producer_unusable") && labels.contains(&"queue_full"));
+        let mut sorted = labels.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), labels.len());
     }
 }

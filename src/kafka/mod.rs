@@ -1,36 +1,46 @@
 //! Writing records to Kafka.
 //!
 //! [`KafkaSink::publish`] makes sure the topic exists (creating it once through the Admin API),
-//! produces the message, and resolves only when the broker acknowledged it (`acks=all`,
-//! idempotent producer) or when `kafka.ack_timeout` ran out.
+//! enqueues the message and resolves when the broker acknowledged it (`acks=all`, idempotent
+//! producer) — all within the request's one deadline (`kafka.ack_timeout`):
+//! - a full producer queue is answered at once, without waiting;
+//! - librdkafka's own message timeout ends before the deadline (see
+//!   [`client_config::delivery_timeout`]), and a message is enqueued only when the time left
+//!   covers it, so librdkafka reports every message's fate before its request is answered;
+//! - should no report arrive by the deadline anyway, the producer is replaced and the old one
+//!   purged, so its messages cannot be written behind a 503.
 //!
-//! Self-healing, so that a provider's retry can succeed after the cluster lost state:
+//! Self-healing, so that a provider's retry succeeds once the cluster is back:
 //! - a failed write forgets its topic, so the retry re-checks that the topic exists (a deleted or
 //!   wiped topic is created again);
-//! - a write that timed out replaces the producer with a fresh instance. An idempotent producer
-//!   whose producer id the cluster no longer knows (a broker restarted without its state) keeps
-//!   bumping its epoch locally and never recovers; a new instance asks the cluster for a new id.
-//!   Requests still using the old instance keep it alive until they have their answer.
+//! - a write that timed out, or a producer that became unusable (fatal error, fenced, producer id
+//!   or epoch lost), replaces the producer with a fresh instance ([`producer`]);
+//! - the outcome of the latest write is kept ([`health`]) for readiness, which writes a canary
+//!   record while writes are failing so it notices recovery without traffic.
 
 mod client_config;
 mod error;
+mod health;
+mod producer;
 mod stats;
 
-pub use client_config::producer_config;
-pub use error::{PublishError, FAILURE_REASONS};
+pub use client_config::{delivery_timeout, producer_config};
+pub use error::{FailureClass, FailureReason, PublishError};
 
 use crate::configuration::KafkaSettings;
 use crate::metrics::Metrics;
+use health::WriteHealth;
+use producer::{ProducerHandle, ProducerSlot};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
-use rdkafka::ClientConfig;
 use stats::StatsContext;
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Kafka headers set on every message.
 pub const HEADER_PROVIDER: &str = "hookstream-provider";
@@ -54,69 +64,148 @@ pub struct Acknowledged {
     pub offset: i64,
 }
 
-struct CurrentProducer {
-    producer: Arc<FutureProducer<StatsContext>>,
-    /// When it replaced its predecessor: at most one replacement per `ack_timeout`.
-    replaced_at: Option<Instant>,
-}
-
 /// The producer, the admin client and the set of topics known to exist.
 pub struct KafkaSink {
-    /// The current producer; replaced after a timed-out write (see the module docs).
-    producer: RwLock<CurrentProducer>,
-    /// Kept to build replacement producers.
-    config: ClientConfig,
+    producers: ProducerSlot,
     admin: AdminClient<StatsContext>,
     /// Topics created or found to exist; checked before every write so each topic is created
     /// once per process.
     known_topics: RwLock<HashSet<String>>,
+    /// One lock per topic being created: concurrent first writes to a topic (or every write
+    /// after a failure forgot it, during an outage) send one CreateTopics request, not one each.
+    creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     ack_timeout: Duration,
+    /// librdkafka's `message.timeout.ms`: a message is enqueued only with at least this much of
+    /// its request's deadline left.
+    delivery_timeout: Duration,
     partitions: i32,
     replication_factor: i32,
+    /// Where readiness writes its canary record while writes are failing.
+    canary_topic: String,
+    health: WriteHealth,
     metrics: Arc<Metrics>,
 }
 
 impl KafkaSink {
-    pub fn new(
-        settings: &KafkaSettings,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, rdkafka::error::KafkaError> {
+    pub fn new(settings: &KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
         let config = producer_config(settings);
-        let producer = config.create_with_context(StatsContext::new(metrics.clone()))?;
         let admin = config.create_with_context(StatsContext::admin())?;
         Ok(Self {
-            producer: RwLock::new(CurrentProducer {
-                producer: Arc::new(producer),
-                replaced_at: None,
-            }),
-            config,
+            producers: ProducerSlot::new(config, metrics.clone())?,
             admin,
             known_topics: RwLock::new(HashSet::new()),
+            creating: Mutex::new(HashMap::new()),
             ack_timeout: settings.ack_timeout,
+            delivery_timeout: delivery_timeout(settings.ack_timeout),
             partitions: settings.topic_partitions,
             replication_factor: settings.topic_replication_factor,
+            canary_topic: format!("{}.canary", settings.topic_prefix),
+            health: WriteHealth::default(),
             metrics,
         })
     }
 
-    /// Writes one message and waits for the broker's acknowledgement, at most `ack_timeout`.
-    pub async fn publish(&self, msg: OutboundMessage<'_>) -> Result<Acknowledged, PublishError> {
-        // Backstop only: librdkafka's message.timeout.ms equals ack_timeout and normally fires first.
-        let limit = self.ack_timeout + Duration::from_millis(500);
-        match tokio::time::timeout(limit, self.publish_inner(&msg)).await {
-            Ok(result) => result,
-            Err(_) => Err(PublishError::timed_out()),
+    /// Writes one message and waits for the broker's acknowledgement, at most until `deadline`.
+    pub async fn publish(
+        &self,
+        msg: OutboundMessage<'_>,
+        deadline: Instant,
+    ) -> Result<Acknowledged, PublishError> {
+        let result = self.write(&msg, deadline).await;
+        match &result {
+            Ok(_) => {
+                self.metrics
+                    .messages_produced
+                    .with_label_values(&[
+                        msg.provider,
+                        self.metrics.event_name_label(msg.event_name),
+                    ])
+                    .inc();
+            }
+            Err(e) => {
+                self.metrics
+                    .produce_failures
+                    .with_label_values(&[msg.provider, e.reason.label()])
+                    .inc();
+            }
         }
-        .inspect_err(|e| {
-            self.metrics
-                .produce_failures
-                .with_label_values(&[msg.provider, e.reason()])
-                .inc();
-        })
+        result
     }
 
-    async fn publish_inner(&self, msg: &OutboundMessage<'_>) -> Result<Acknowledged, PublishError> {
-        self.ensure_topic(msg.topic, msg.provider).await?;
+    /// Writes a small record to `{topic_prefix}.canary`, bounded by `ack_timeout`: readiness
+    /// uses it to learn whether writes succeed again while no request is writing.
+    pub async fn write_canary(&self) -> Result<(), PublishError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let id = format!("canary-{now}");
+        let msg = OutboundMessage {
+            topic: &self.canary_topic,
+            key: None,
+            value: b"hookstream readiness canary",
+            provider: "hookstream",
+            event_name: "canary",
+            event_id: &id,
+        };
+        self.write(&msg, Instant::now() + self.ack_timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// The most recent write failed for a reason worth retrying, and none succeeded since.
+    pub fn writes_failing(&self) -> bool {
+        self.health.failing()
+    }
+
+    /// Replaces the producer if librdkafka raised a fatal error on it; returns that error.
+    pub fn heal_fatal_producer(&self) -> Option<String> {
+        self.producers.replace_if_fatal()
+    }
+
+    /// Raises a librdkafka fatal error on the current producer (tests of the recovery path).
+    #[doc(hidden)]
+    pub fn inject_fatal_error(&self) {
+        self.producers.inject_fatal_error();
+    }
+
+    /// Topic check, enqueue, acknowledgement; records the outcome for readiness.
+    async fn write(
+        &self,
+        msg: &OutboundMessage<'_>,
+        deadline: Instant,
+    ) -> Result<Acknowledged, PublishError> {
+        let result = self.write_within(msg, deadline).await;
+        match &result {
+            Ok(_) => self.health.succeeded(),
+            Err(e) if e.class() == FailureClass::Retriable => self.health.failed(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn write_within(
+        &self,
+        msg: &OutboundMessage<'_>,
+        deadline: Instant,
+    ) -> Result<Acknowledged, PublishError> {
+        tokio::time::timeout_at(deadline, self.ensure_topic(msg.topic, msg.provider))
+            .await
+            .map_err(|_| {
+                PublishError::new(
+                    FailureReason::Deadline,
+                    "the topic could not be created within kafka.ack_timeout; nothing was written",
+                )
+            })??;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < self.delivery_timeout {
+            return Err(PublishError::new(
+                FailureReason::Deadline,
+                format!(
+                    "only {} ms of kafka.ack_timeout left, less than the broker may need; nothing was written",
+                    left.as_millis()
+                ),
+            ));
+        }
         let headers = OwnedHeaders::new_with_capacity(3)
             .insert(Header {
                 key: HEADER_PROVIDER,
@@ -136,40 +225,86 @@ impl KafkaSink {
         if let Some(key) = msg.key {
             record = record.key(key);
         }
+        let producer = self.producers.current();
         let started = Instant::now();
-        let producer = self.current_producer();
-        let delivery = match producer
-            .send(record, Timeout::After(self.ack_timeout))
-            .await
-        {
-            Ok(delivery) => delivery,
-            Err((err, _)) => {
-                let error = PublishError::classify("produce", &err);
-                self.forget_topic(msg.topic);
-                if error.is_timeout() {
-                    self.replace_producer(&producer);
-                }
-                return Err(error);
+        // Never waits: a full queue is an immediate 503.
+        let delivery = producer
+            .send_result(record)
+            .map_err(|(err, _)| self.failed(&producer, "enqueue", &err, msg.topic))?;
+        match tokio::time::timeout_at(deadline, delivery).await {
+            Ok(Ok(Ok(delivery))) => {
+                self.metrics
+                    .produce_duration
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(Acknowledged {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                })
             }
-        };
-        self.metrics
-            .produce_duration
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .messages_produced
-            .with_label_values(&[msg.provider, self.metrics.event_name_label(msg.event_name)])
-            .inc();
-        Ok(Acknowledged {
-            partition: delivery.partition,
-            offset: delivery.offset,
-        })
+            Ok(Ok(Err((err, _)))) => Err(self.failed(&producer, "produce", &err, msg.topic)),
+            Ok(Err(_canceled)) => Err(PublishError::new(
+                FailureReason::BrokerUnavailable,
+                "the producer was shut down before it reported the write",
+            )),
+            Err(_) => {
+                // librdkafka should have reported by now; make sure the message is not written
+                // behind the 503 by purging the instance that holds it.
+                self.forget_topic(msg.topic);
+                self.producers.replace(
+                    &producer,
+                    "no delivery report before the request's deadline",
+                );
+                Err(PublishError::timed_out())
+            }
+        }
     }
 
-    /// Creates `topic` unless this process already knows it exists.
+    /// Classifies a failed enqueue or delivery and heals what it can.
+    fn failed(
+        &self,
+        producer: &Arc<ProducerHandle>,
+        context: &'static str,
+        err: &KafkaError,
+        topic: &str,
+    ) -> PublishError {
+        let error = PublishError::classify(context, err, producer.client().fatal_error());
+        if !matches!(
+            error.reason,
+            FailureReason::QueueFull | FailureReason::MessageTooLarge
+        ) {
+            self.forget_topic(topic);
+        }
+        if error.reason.replaces_producer() {
+            self.producers.replace(producer, &error.detail);
+        }
+        error
+    }
+
+    /// Creates `topic` unless this process already knows it exists; one attempt at a time.
     async fn ensure_topic(&self, topic: &str, provider: &'static str) -> Result<(), PublishError> {
         if self.is_known(topic) {
             return Ok(());
         }
+        let lock = self
+            .creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(topic.to_string())
+            .or_default()
+            .clone();
+        let _creating = lock.lock().await;
+        if self.is_known(topic) {
+            return Ok(());
+        }
+        self.create_topic(topic, provider).await?;
+        self.known_topics
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic.to_string());
+        Ok(())
+    }
+
+    async fn create_topic(&self, topic: &str, provider: &'static str) -> Result<(), PublishError> {
         let new_topic = NewTopic::new(
             topic,
             self.partitions,
@@ -182,7 +317,7 @@ impl KafkaSink {
             .admin
             .create_topics([&new_topic], &options)
             .await
-            .map_err(|e| PublishError::classify("create topic", &e))?;
+            .map_err(|e| PublishError::classify("create topic", &e, None))?;
         for result in results {
             match result {
                 Ok(_) => {
@@ -196,24 +331,13 @@ impl KafkaSink {
                 Err((_, code)) => {
                     return Err(PublishError::classify(
                         "create topic",
-                        &rdkafka::error::KafkaError::AdminOp(code),
+                        &KafkaError::AdminOp(code),
+                        None,
                     ))
                 }
             }
         }
-        self.known_topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(topic.to_string());
         Ok(())
-    }
-
-    fn current_producer(&self) -> Arc<FutureProducer<StatsContext>> {
-        self.producer
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .producer
-            .clone()
     }
 
     fn forget_topic(&self, topic: &str) {
@@ -221,33 +345,6 @@ impl KafkaSink {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(topic);
-    }
-
-    /// Swaps in a fresh producer, unless another request already replaced `failed` or the last
-    /// replacement is more recent than `ack_timeout`.
-    fn replace_producer(&self, failed: &Arc<FutureProducer<StatsContext>>) {
-        let mut current = self.producer.write().unwrap_or_else(|e| e.into_inner());
-        if !Arc::ptr_eq(&current.producer, failed)
-            || current
-                .replaced_at
-                .is_some_and(|at| at.elapsed() < self.ack_timeout)
-        {
-            return;
-        }
-        match self
-            .config
-            .create_with_context(StatsContext::new(self.metrics.clone()))
-        {
-            Ok(fresh) => {
-                *current = CurrentProducer {
-                    producer: Arc::new(fresh),
-                    replaced_at: Some(Instant::now()),
-                };
-                self.metrics.producer_resets.inc();
-                tracing::warn!("a write timed out: replaced the Kafka producer with a fresh one");
-            }
-            Err(e) => tracing::error!(error = %e, "could not create a replacement Kafka producer"),
-        }
     }
 
     fn is_known(&self, topic: &str) -> bool {
@@ -260,14 +357,15 @@ impl KafkaSink {
     /// Whether the cluster answers a metadata request within `timeout`. Blocking: call it from a
     /// blocking thread.
     pub fn probe(&self, timeout: Duration) -> bool {
-        self.current_producer()
+        self.producers
+            .current()
             .client()
             .fetch_metadata(None, Timeout::After(timeout))
             .is_ok()
     }
 
     /// Waits up to `timeout` for queued messages to be delivered. Blocking.
-    pub fn flush(&self, timeout: Duration) -> Result<(), rdkafka::error::KafkaError> {
-        self.current_producer().flush(Timeout::After(timeout))
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producers.current().flush(Timeout::After(timeout))
     }
 }

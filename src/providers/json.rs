@@ -7,8 +7,20 @@ use std::collections::BTreeMap;
 
 /// Most attributes kept per event; the raw payload always has the rest.
 pub const MAX_ATTRIBUTES: usize = 256;
+/// Longest attribute key, in bytes; longer keys are truncated (and named in a warning).
+pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 256;
+/// Longest string attribute value, in bytes; longer values are truncated (and named in a warning).
+pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 4096;
+/// Longest event id, in bytes; a longer one is `invalid_payload`.
+pub const MAX_EVENT_ID_BYTES: usize = 256;
+/// Most warnings kept per event.
+pub const MAX_WARNINGS: usize = 32;
 /// Deepest nesting flattened into attributes.
 const MAX_DEPTH: usize = 8;
+/// Most keys named in one warning.
+const MAX_NAMED: usize = 16;
+/// Longest piece of payload text quoted in a warning, in characters.
+const MAX_QUOTED_CHARS: usize = 64;
 
 /// Follows `path` through nested objects.
 pub fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
@@ -60,6 +72,77 @@ pub fn required_text(
     }
 }
 
+/// The event id: a required non-empty string (or number) of at most [`MAX_EVENT_ID_BYTES`].
+pub fn event_id(
+    obj: &Map<String, Value>,
+    keys: &[&str],
+    path: &str,
+) -> Result<String, PayloadError> {
+    let id = required_text(obj, keys, path)?;
+    if id.len() > MAX_EVENT_ID_BYTES {
+        return Err(PayloadError::new(
+            path,
+            format!(
+                "is {} bytes long; event ids are at most {MAX_EVENT_ID_BYTES}",
+                id.len()
+            ),
+        ));
+    }
+    Ok(id)
+}
+
+/// Payload text as shown in a warning: at most a few dozen characters.
+pub fn clipped(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut head: String = chars.by_ref().take(MAX_QUOTED_CHARS).collect();
+    if chars.next().is_some() {
+        head.push('…');
+    }
+    head
+}
+
+/// [`clipped`], in quotes.
+pub fn quoted(text: &str) -> String {
+    format!("\"{}\"", clipped(text).escape_debug())
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary; true if it was longer.
+fn truncate_utf8(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    true
+}
+
+/// Keys noted for a warning: how many, and the first few of them.
+#[derive(Debug, Default)]
+struct Noted {
+    count: usize,
+    names: Vec<String>,
+}
+
+impl Noted {
+    fn note(&mut self, key: &str) {
+        self.count += 1;
+        if self.names.len() < MAX_NAMED {
+            self.names.push(quoted(key));
+        }
+    }
+
+    fn list(&self) -> String {
+        let mut list = self.names.join(", ");
+        if self.count > self.names.len() {
+            list.push_str(&format!(" and {} more", self.count - self.names.len()));
+        }
+        list
+    }
+}
+
 /// A required object field.
 pub fn required_object<'a>(
     obj: &'a Map<String, Value>,
@@ -85,21 +168,44 @@ pub fn epoch_millis(value: Option<&Value>) -> Option<i64> {
     }
 }
 
-/// Collects scalars into attributes under dotted paths, bounded in count and depth.
+/// Collects scalars into attributes under dotted paths, bounded in count, depth, key length and
+/// value length, whatever the payload: the walk stops once the cap is reached.
 #[derive(Debug, Default)]
 pub struct Flattener {
     pub attributes: BTreeMap<String, Attribute>,
-    left_out: usize,
+    /// Some values were not kept (the attribute cap or the depth limit was reached).
+    left_out: bool,
+    long_keys: Noted,
+    long_values: Noted,
+    /// JSON values visited, to show that the walk stops at the cap.
+    #[cfg(test)]
+    visited: usize,
 }
 
 impl Flattener {
+    fn full(&self) -> bool {
+        self.attributes.len() >= MAX_ATTRIBUTES
+    }
+
     /// Adds one attribute (a later value for the same key wins).
     pub fn put(&mut self, key: impl Into<String>, value: Attribute) {
-        let key = key.into();
-        if self.attributes.len() >= MAX_ATTRIBUTES && !self.attributes.contains_key(&key) {
-            self.left_out += 1;
+        let mut key = key.into();
+        if truncate_utf8(&mut key, MAX_ATTRIBUTE_KEY_BYTES) {
+            self.long_keys.note(&key);
+        }
+        if self.full() && !self.attributes.contains_key(&key) {
+            self.left_out = true;
             return;
         }
+        let value = match value {
+            Attribute::String(mut s) => {
+                if truncate_utf8(&mut s, MAX_ATTRIBUTE_VALUE_BYTES) {
+                    self.long_values.note(&key);
+                }
+                Attribute::String(s)
+            }
+            other => other,
+        };
         self.attributes.insert(key, value);
     }
 
@@ -109,6 +215,14 @@ impl Flattener {
     }
 
     fn walk(&mut self, key: String, value: &Value, depth: usize) {
+        #[cfg(test)]
+        {
+            self.visited += 1;
+        }
+        if self.full() {
+            self.left_out = true;
+            return;
+        }
         if let Some(scalar) = Attribute::from_json(value) {
             if !key.is_empty() {
                 self.put(key, scalar);
@@ -116,7 +230,7 @@ impl Flattener {
             return;
         }
         if depth >= MAX_DEPTH {
-            self.left_out += 1;
+            self.left_out = true;
             return;
         }
         let join = |child: &str| {
@@ -130,24 +244,49 @@ impl Flattener {
             Value::Object(map) => {
                 for (k, v) in map {
                     self.walk(join(k), v, depth + 1);
+                    if self.left_out && self.full() {
+                        return;
+                    }
                 }
             }
             Value::Array(items) => {
                 for (i, v) in items.iter().enumerate() {
                     self.walk(join(&i.to_string()), v, depth + 1);
+                    if self.left_out && self.full() {
+                        return;
+                    }
                 }
             }
             _ => {}
         }
     }
 
-    /// The attributes, plus a warning if any were left out.
+    /// The attributes. Says in `warnings` what was left out or truncated, then bounds
+    /// `warnings` itself to [`MAX_WARNINGS`].
     pub fn finish(self, warnings: &mut Vec<String>) -> BTreeMap<String, Attribute> {
-        if self.left_out > 0 {
+        if self.left_out {
             warnings.push(format!(
-                "attributes: {} value(s) beyond the limit of {MAX_ATTRIBUTES} attributes or {MAX_DEPTH} levels were left out; raw_payload has them",
-                self.left_out
+                "attributes: values beyond {MAX_ATTRIBUTES} attributes or {MAX_DEPTH} levels of nesting were left out; raw_payload has them"
             ));
+        }
+        if self.long_keys.count > 0 {
+            warnings.push(format!(
+                "attributes: {} key(s) longer than {MAX_ATTRIBUTE_KEY_BYTES} bytes were truncated: {}",
+                self.long_keys.count,
+                self.long_keys.list()
+            ));
+        }
+        if self.long_values.count > 0 {
+            warnings.push(format!(
+                "attributes: {} string value(s) longer than {MAX_ATTRIBUTE_VALUE_BYTES} bytes were truncated: {}; raw_payload has them whole",
+                self.long_values.count,
+                self.long_values.list()
+            ));
+        }
+        if warnings.len() > MAX_WARNINGS {
+            let dropped = warnings.len() - (MAX_WARNINGS - 1);
+            warnings.truncate(MAX_WARNINGS - 1);
+            warnings.push(format!("{dropped} more warning(s) left out"));
         }
         self.attributes
     }
@@ -200,7 +339,57 @@ mod tests {
         let mut warnings = vec![];
         assert_eq!(f.finish(&mut warnings).len(), MAX_ATTRIBUTES);
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("10 value(s)"));
+        assert!(warnings[0].contains("left out"), "{warnings:?}");
+    }
+
+    #[test]
+    fn long_keys_and_values_are_truncated_and_named() {
+        let long_key = format!("k{}", "é".repeat(300));
+        let mut f = Flattener::default();
+        f.flatten(
+            "p",
+            &json!({ long_key.clone(): 1, "text": "x".repeat(MAX_ATTRIBUTE_VALUE_BYTES + 1), "ok": "y" }),
+        );
+        let mut warnings = vec![];
+        let attrs = f.finish(&mut warnings);
+        assert!(attrs.keys().all(|k| k.len() <= MAX_ATTRIBUTE_KEY_BYTES));
+        assert_eq!(
+            attrs["p.text"],
+            Attribute::String("x".repeat(MAX_ATTRIBUTE_VALUE_BYTES))
+        );
+        assert_eq!(attrs["p.ok"], Attribute::String("y".into()));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("1 key(s)"), "{warnings:?}");
+        assert!(warnings[1].contains("\"p.text\""), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_huge_payload_costs_no_more_than_the_cap() {
+        // A million-element array: the walk stops at the cap instead of visiting every element.
+        let huge = Value::Array(vec![json!({"a": 1}); 1_000_000]);
+        let mut f = Flattener::default();
+        f.flatten("p", &huge);
+        assert!(f.visited <= 2 * MAX_ATTRIBUTES + 2, "visited {}", f.visited);
+        let mut warnings = vec![];
+        assert_eq!(f.finish(&mut warnings).len(), MAX_ATTRIBUTES);
+    }
+
+    #[test]
+    fn warnings_are_bounded() {
+        let mut warnings: Vec<String> = (0..100).map(|i| format!("w{i}")).collect();
+        Flattener::default().finish(&mut warnings);
+        assert_eq!(warnings.len(), MAX_WARNINGS);
+        assert_eq!(warnings[MAX_WARNINGS - 1], "69 more warning(s) left out");
+    }
+
+    #[test]
+    fn event_ids_longer_than_256_bytes_are_invalid() {
+        let ok = json!({"id": "a".repeat(256)});
+        assert!(event_id(ok.as_object().unwrap(), &["id"], "id").is_ok());
+        let long = json!({"id": "a".repeat(257)});
+        let err = event_id(long.as_object().unwrap(), &["id"], "id").unwrap_err();
+        assert_eq!(err.field, "id");
+        assert!(err.problem.contains("257 bytes"), "{}", err.problem);
     }
 
     #[test]

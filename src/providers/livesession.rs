@@ -44,7 +44,7 @@ impl Provider for LiveSession {
         received_at: i64,
     ) -> Result<WebhookEvent, PayloadError> {
         let body = payload.object()?;
-        let event_id = json::required_text(body, &["message_id"], "message_id")?;
+        let event_id = json::event_id(body, &["message_id"], "message_id")?;
         let inner = json::required_object(body, "payload", "payload")?;
         let raw_name = json::required_text(inner, &["event_name"], "payload.event_name")?;
         let event_name = snake_case(&raw_name);
@@ -156,7 +156,8 @@ fn check_property_types(properties: &Map<String, Value>, warnings: &mut Vec<Stri
         };
         if !fits {
             warnings.push(format!(
-                "properties.{key}: expected {expected}, got {}",
+                "properties.{}: expected {expected}, got {}",
+                json::clipped(key),
                 json_type(value)
             ));
         }

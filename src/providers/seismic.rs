@@ -68,7 +68,7 @@ impl Provider for Seismic {
         received_at: i64,
     ) -> Result<WebhookEvent, PayloadError> {
         let body = payload.object()?;
-        let event_id = json::required_text(body, &["id"], "id")?;
+        let event_id = json::event_id(body, &["id"], "id")?;
         let version = json::required_text(body, &["version"], "version")?;
         let event_name = event_name_from_version(&version);
         if event_name.is_empty() {
@@ -246,7 +246,8 @@ fn date_attribute(name: &str, value: Attribute, warnings: &mut Vec<String>) -> A
         Ok(None) => Attribute::Null,
         Err(UnrecognizedTime) => {
             warnings.push(format!(
-                "{name}: {s:?} is not a recognized time; kept as text"
+                "{name}: {} is not a recognized time; kept as text",
+                json::quoted(s)
             ));
             value
         }

@@ -6,10 +6,12 @@ mod webhooks;
 
 use crate::error::ApiError;
 use crate::ingest::Ingest;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use actix_web::{web, HttpResponse};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Shared by every worker.
 pub struct AppState {
@@ -17,6 +19,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Largest body accepted (`server.max_body_bytes`).
     pub max_body_bytes: usize,
+    /// Longest wait for a whole body (`server.body_timeout`).
+    pub body_timeout: Duration,
+    /// Sent as `Retry-After` with `503 overloaded`.
+    pub retry_after: Duration,
+    /// Open connections and requests in progress.
+    pub limits: Arc<Limits>,
     /// Set by the readiness probe task; read by `/readyz`.
     pub readiness: Arc<Readiness>,
 }

@@ -3,12 +3,18 @@
 use super::AppState;
 use crate::error::ApiError;
 use crate::ingest::Outcome;
+use crate::limits::ConnectionSlot;
 use crate::providers::{self, Handshake};
-use crate::signature::HeaderSource;
+use crate::signature::{HeaderSource, SignatureError};
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Most bytes read of a body that came without a signature (it can only be a handshake).
+const MAX_UNSIGNED_BODY_BYTES: usize = 4 * 1024;
+/// Most bytes reserved for a body before any of it arrived.
+const INITIAL_BODY_CAPACITY: usize = 16 * 1024;
 
 struct Headers<'a>(&'a HeaderMap);
 
@@ -65,14 +71,51 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<Outcome, ApiError> {
+    let overloaded = |what| ApiError::Overloaded {
+        what,
+        retry_after: state.retry_after,
+    };
+    if req
+        .conn_data::<ConnectionSlot>()
+        .is_some_and(|c| c.over_limit)
+    {
+        return Err(overloaded("too many open connections"));
+    }
+    let _permit = state
+        .limits
+        .begin_request()
+        .ok_or_else(|| overloaded("too many requests in progress"))?;
     let provider = state.ingest.provider(name)?;
+    let headers = Headers(req.headers());
+    let scheme = provider.signature();
+    // An unsigned request is refused before its body is read; only a provider's handshake may
+    // come unsigned, and a handshake is tiny.
+    let signed = scheme.is_present(&headers);
+    if !signed && !provider.accepts_unsigned_handshake() {
+        return Err(SignatureError::Missing(scheme.primary_header()).into());
+    }
+    let limit = if signed {
+        state.max_body_bytes
+    } else {
+        MAX_UNSIGNED_BODY_BYTES
+    };
     let received_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let body = read_body(req, payload, state.max_body_bytes).await?;
+    let body = tokio::time::timeout(state.body_timeout, read_body(req, payload, limit))
+        .await
+        .map_err(|_| ApiError::RequestTimeout {
+            limit: state.body_timeout,
+        })?
+        .map_err(|e| match e {
+            ApiError::PayloadTooLarge { .. } if !signed => {
+                SignatureError::Missing(scheme.primary_header()).into()
+            }
+            other => other,
+        })?;
     state
         .ingest
-        .ingest(provider, &Headers(req.headers()), &body, received_at)
+        .ingest(provider, &headers, &body, received_at)
         .await
 }
 
@@ -90,7 +133,10 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let mut body = Vec::with_capacity(declared.map_or(8 * 1024, |l| l as usize));
+    // The declared length is a hint, not a promise: never reserve more than a typical body up
+    // front, so a client announcing a large body it never sends costs nothing.
+    let hint = declared.map_or(0, |l| usize::try_from(l).unwrap_or(usize::MAX));
+    let mut body = Vec::with_capacity(hint.min(INITIAL_BODY_CAPACITY));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
         if body.len() + chunk.len() > limit {

@@ -1,6 +1,6 @@
 //! The `hookstream` binary itself: `sign`, startup failures, and shutdown on SIGTERM.
 
-use crate::helpers::*;
+use crate::support::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,6 +99,7 @@ async fn sigterm_stops_the_server_and_flushes_the_producer() {
         brokers: test_brokers(),
         prefix,
         client: reqwest::Client::new(),
+        sink: None,
     };
     let reply = app
         .post_signed("livesession", fixture("livesession", "js_error"))

@@ -1,6 +1,6 @@
 //! Every bad input gets its own code, and nothing rejected reaches Kafka.
 
-use crate::helpers::*;
+use crate::support::*;
 use std::time::Duration;
 
 const PROVIDER: &str = "livesession";
@@ -237,4 +237,18 @@ async fn an_unreachable_broker_is_503_with_retry_after_and_the_retry_is_not_a_du
             "bounded by ack_timeout"
         );
     }
+}
+
+#[tokio::test]
+async fn an_event_id_longer_than_256_bytes_is_invalid_payload() {
+    let app = spawn_app().await;
+    let body = with_json(&fixture(PROVIDER, "js_error"), |j| {
+        j["message_id"] = "x".repeat(257).into()
+    });
+    let detail = app
+        .post_signed(PROVIDER, body)
+        .await
+        .assert_error(400, "invalid_payload");
+    assert!(detail.starts_with("message_id:"), "{detail}");
+    app.assert_nothing_produced().await;
 }

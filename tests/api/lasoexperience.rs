@@ -1,4 +1,4 @@
-use crate::helpers::*;
+use crate::support::*;
 
 const PROVIDER: &str = "lasoexperience";
 
@@ -108,5 +108,22 @@ async fn redelivered_insert_ids_are_duplicates() {
         "duplicate"
     );
     app.read_messages(&app.topic(PROVIDER, "event_view"), 1)
+        .await;
+}
+
+#[tokio::test]
+async fn event_names_kafka_would_see_as_colliding_share_one_topic() {
+    // Kafka refuses `screen.view` next to `screen_view` (their metric names collide).
+    let app = spawn_app().await;
+    for (i, name) in ["screen.view", "screen_view"].into_iter().enumerate() {
+        let body = with_json(&fixture(PROVIDER, "screen_view"), |j| {
+            j["event"] = name.into();
+            j["insertId"] = format!("collide-{i}").into();
+        });
+        let reply = app.post_signed(PROVIDER, body).await;
+        assert_eq!(reply.status, 200, "{name}: {}", reply.text);
+        assert_eq!(reply.json()["topic"], app.topic(PROVIDER, "screen_view"));
+    }
+    app.read_messages(&app.topic(PROVIDER, "screen_view"), 2)
         .await;
 }

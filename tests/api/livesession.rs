@@ -1,4 +1,4 @@
-use crate::helpers::*;
+use crate::support::*;
 use apache_avro::types::Value;
 
 const PROVIDER: &str = "livesession";

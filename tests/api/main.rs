@@ -3,10 +3,13 @@
 
 mod binary;
 mod errors;
-mod helpers;
+mod foul_weather;
 mod lasoexperience;
+mod limits;
 mod livesession;
 mod observability;
 mod operations;
 mod schema_registry;
 mod seismic;
+#[path = "../support/mod.rs"]
+mod support;

@@ -2,7 +2,7 @@
 //! scraping hookstream evaluates every query of the Grafana dashboard; promtool checks the
 //! Prometheus config; the compose file is validated against the Compose specification.
 
-use crate::helpers::*;
+use crate::support::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Health, readiness and metrics.
 
-use crate::helpers::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn healthz_is_200_and_readyz_follows_the_broker() {

@@ -1,7 +1,7 @@
 //! Confluent wire format through a Schema Registry, against an HTTP test double of the
 //! registry's REST API (register, look up by id, list subjects).
 
-use crate::helpers::*;
+use crate::support::*;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use apache_avro::types::Value;
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-use crate::helpers::*;
+use crate::support::*;
 
 const PROVIDER: &str = "seismic";
 

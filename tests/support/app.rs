@@ -1,14 +1,17 @@
-use apache_avro::types::Value;
+//! The application harness: hookstream on port 0 against the test broker, and its HTTP client.
+
+use super::kafka::{consumer, read_blocking};
+use super::tools::{free_port, start_own_broker, Broker};
 use hookstream::configuration::{get_configuration, ProviderSettings, Settings};
+use hookstream::kafka::KafkaSink;
 use hookstream::providers;
 use hookstream::signature::Secret;
 use hookstream::startup::Application;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use std::collections::HashMap;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::OwnedMessage;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The secret every test app is configured with for every provider.
@@ -21,6 +24,8 @@ pub struct TestApp {
     /// Unique per test, so tests never see each other's topics.
     pub prefix: String,
     pub client: reqwest::Client,
+    /// The app's Kafka sink, for injecting producer faults (in-process apps only).
+    pub sink: Option<Arc<KafkaSink>>,
 }
 
 /// A parsed webhook response.
@@ -53,13 +58,40 @@ impl Reply {
     }
 }
 
+/// The broker every test app writes to: `HOOKSTREAM_TEST_BROKERS` (set by `scripts/test`), or
+/// else a throwaway Tansu this test process starts once (and which dies with it).
 pub fn test_brokers() -> String {
-    std::env::var("HOOKSTREAM_TEST_BROKERS").unwrap_or_else(|_| {
-        panic!("HOOKSTREAM_TEST_BROKERS is not set: run the tests with scripts/test, which starts a broker")
-    })
+    static BROKERS: OnceLock<String> = OnceLock::new();
+    BROKERS
+        .get_or_init(|| match std::env::var("HOOKSTREAM_TEST_BROKERS") {
+            Ok(brokers) => brokers,
+            Err(_) => own_test_broker(),
+        })
+        .clone()
 }
 
-fn unique_prefix() -> String {
+fn own_test_broker() -> String {
+    let port = free_port();
+    // A thread of its own that never ends: the broker is started with a parent-death signal,
+    // which follows the thread that started it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let guard: Broker = runtime.block_on(start_own_broker(port));
+        let _ = tx.send(());
+        loop {
+            std::thread::park();
+            let _ = &guard;
+        }
+    });
+    rx.recv().expect("the test broker started");
+    format!("127.0.0.1:{port}")
+}
+
+pub fn unique_prefix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -98,6 +130,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let prefix = settings.kafka.topic_prefix.clone();
     let app = Application::build(settings).expect("application builds");
     let port = app.port();
+    let sink = Some(app.kafka());
     let address = format!("http://127.0.0.1:{port}");
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -106,6 +139,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         brokers,
         prefix,
         client: reqwest::Client::new(),
+        sink,
     }
 }
 
@@ -124,6 +158,21 @@ pub fn fixture(provider: &str, name: &str) -> Vec<u8> {
 }
 
 impl TestApp {
+    pub fn kafka(&self) -> &KafkaSink {
+        self.sink.as_deref().expect("an in-process app")
+    }
+
+    /// The sum of the metric's series whose labels contain `labels` (all of them for "").
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let text = self.get("/metrics").await.text;
+        text.lines()
+            .filter(|l| {
+                l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(labels)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     pub async fn post(&self, provider: &str, body: Vec<u8>, headers: &[(String, String)]) -> Reply {
         let mut request = self
             .client
@@ -200,221 +249,11 @@ impl TestApp {
     }
 }
 
-fn consumer(brokers: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "hookstream-tests")
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .expect("consumer")
-}
-
-fn read_blocking(brokers: &str, topic: &str, expected: usize) -> Vec<OwnedMessage> {
-    let consumer = consumer(brokers);
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("topic metadata");
-    let mut assignment = TopicPartitionList::new();
-    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-        assignment
-            .add_partition_offset(topic, partition.id(), Offset::Beginning)
-            .expect("partition");
-    }
-    assert!(assignment.count() > 0, "topic {topic} has no partitions");
-    consumer.assign(&assignment).expect("assign");
-    let mut messages = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut extra_deadline = None;
-    loop {
-        let now = Instant::now();
-        if messages.len() >= expected {
-            let until = *extra_deadline.get_or_insert(now + Duration::from_millis(1500));
-            if now >= until {
-                break;
-            }
-        } else if now >= deadline {
-            break;
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => messages.push(m.detach()),
-            Some(Err(e)) => eprintln!("consumer: {e}"),
-            None => {}
-        }
-    }
-    assert_eq!(messages.len(), expected, "messages read back from {topic}");
-    messages
-}
-
-pub fn headers_of(message: &OwnedMessage) -> HashMap<String, String> {
-    message
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| {
-                    (
-                        h.key.to_string(),
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-pub fn key_of(message: &OwnedMessage) -> Option<String> {
-    message
-        .key()
-        .map(|k| String::from_utf8(k.to_vec()).expect("UTF-8 key"))
-}
-
-/// Decodes a message value the way a consumer holding only the `.avsc` file would: check the
-/// single-object marker and fingerprint, then read the datum with a stock Avro reader.
-pub fn decode(message: &OwnedMessage) -> HashMap<String, Value> {
-    let schema_text = std::fs::read_to_string("avro/webhook_event.avsc").expect("schema file");
-    let schema = apache_avro::Schema::parse_str(&schema_text).expect("schema parses");
-    let value = message.payload().expect("message has a value");
-    assert_eq!(&value[..2], &[0xC3, 0x01], "single-object marker");
-    let fingerprint = schema.fingerprint::<apache_avro::rabin::Rabin>().bytes;
-    assert_eq!(&value[2..10], fingerprint.as_slice(), "schema fingerprint");
-    let mut datum = &value[10..];
-    let decoded = apache_avro::from_avro_datum(&schema, &mut datum, None).expect("datum decodes");
-    assert!(datum.is_empty(), "trailing bytes after the datum");
-    let Value::Record(fields) = decoded else {
-        panic!("not a record")
-    };
-    fields.into_iter().collect()
-}
-
-/// The string inside a nullable string field, or `None` for null.
-pub fn nullable_string(v: &Value) -> Option<String> {
-    match v {
-        Value::Union(_, inner) => match inner.as_ref() {
-            Value::String(s) => Some(s.clone()),
-            Value::Null => None,
-            other => panic!("unexpected {other:?}"),
-        },
-        other => panic!("not a union: {other:?}"),
-    }
-}
-
-pub fn string(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Enum(_, s) => s.clone(),
-        other => panic!("not a string: {other:?}"),
-    }
-}
-
 /// A body with one JSON field changed.
 pub fn with_json(body: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
     let mut json: serde_json::Value = serde_json::from_slice(body).expect("fixture JSON");
     edit(&mut json);
     serde_json::to_vec(&json).expect("serializable")
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A child process that is killed when the test ends, however it ends.
-pub struct ChildGuard(pub std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// An external program the tests need; `scripts/test` installs them.
-pub fn tool(name: &str) -> std::path::PathBuf {
-    let env_name = format!("HOOKSTREAM_{}", name.to_uppercase().replace('-', "_"));
-    if let Some(path) = std::env::var_os(&env_name) {
-        return path.into();
-    }
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed: run the tests with scripts/test, which installs it")
-        })
-}
-
-/// Runs an external tool (with `stdin`, if given) and asserts it succeeded, showing its output.
-pub fn assert_tool_succeeds(name: &str, args: &[&str], stdin: Option<&[u8]>) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(tool(name))
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input).expect("tool input written");
-    }
-    let output = child.wait_with_output().expect("tool finishes");
-    assert!(
-        output.status.success(),
-        "{name} {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A fresh directory under the system temp dir.
-pub fn temp_dir(label: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hookstream-{label}-{}", unique_prefix()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-/// Waits until something accepts connections on 127.0.0.1:`port`.
-pub async fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "nothing listening on port {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A Tansu broker of this test's own on `port` (in-memory storage).
-pub async fn start_own_broker(port: u16) -> ChildGuard {
-    let child = std::process::Command::new(tool("tansu"))
-        .args([
-            "broker",
-            "--listener-url",
-            &format!("tcp://127.0.0.1:{port}"),
-            "--advertised-listener-url",
-            &format!("tcp://127.0.0.1:{port}"),
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("tansu starts");
-    let guard = ChildGuard(child);
-    wait_for_port(port).await;
-    guard
 }
 
 /// Polls `path` until it answers `status` (at most 30 s) and returns the last reply.

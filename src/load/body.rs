@@ -1,0 +1,153 @@
+//! Request bodies for the load generator: a provider's golden fixture with a unique event id
+//! spliced in, signed the way the provider signs.
+
+use crate::providers::Provider;
+use crate::signature::{Secret, SignatureScheme};
+
+/// A golden fixture shipped in the binary, and the field holding its event id.
+struct Fixture {
+    provider: &'static str,
+    body: &'static str,
+    id_field: &'static str,
+}
+
+const FIXTURES: &[Fixture] = &[
+    Fixture {
+        provider: "livesession",
+        body: include_str!("../../tests/fixtures/livesession/js_error.json"),
+        id_field: "message_id",
+    },
+    Fixture {
+        provider: "lasoexperience",
+        body: include_str!("../../tests/fixtures/lasoexperience/user_login.json"),
+        id_field: "insertId",
+    },
+    Fixture {
+        provider: "seismic",
+        body: include_str!("../../tests/fixtures/seismic/livesend_session_summary_v3.json"),
+        id_field: "id",
+    },
+];
+
+/// The fixture text split around its event id value, so a fresh id costs one concatenation.
+pub(crate) struct BodyTemplate {
+    before: &'static str,
+    after: &'static str,
+    scheme: SignatureScheme,
+    secret: Secret,
+    /// Send a well-formed signature made with a wrong key (the 401 baseline).
+    wrong_signature: bool,
+}
+
+impl BodyTemplate {
+    pub(crate) fn new(
+        provider: &'static dyn Provider,
+        secret: Secret,
+        wrong_signature: bool,
+    ) -> Result<Self, String> {
+        let fixture = FIXTURES
+            .iter()
+            .find(|f| f.provider == provider.name())
+            .ok_or_else(|| format!("no load fixture for provider {}", provider.name()))?;
+        let json: serde_json::Value = serde_json::from_str(fixture.body)
+            .map_err(|e| format!("the {} fixture is not JSON: {e}", provider.name()))?;
+        let id = json
+            .get(fixture.id_field)
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| {
+                format!(
+                    "the {} fixture has no {}",
+                    provider.name(),
+                    fixture.id_field
+                )
+            })?;
+        let quoted = format!("\"{id}\"");
+        let (start, _) = fixture
+            .body
+            .match_indices(&quoted)
+            .next()
+            .filter(|_| fixture.body.matches(&quoted).count() == 1)
+            .ok_or_else(|| {
+                format!(
+                    "the {} fixture's id is not unique in its text",
+                    provider.name()
+                )
+            })?;
+        Ok(Self {
+            before: &fixture.body[..start + 1],
+            after: &fixture.body[start + quoted.len() - 1..],
+            scheme: provider.signature(),
+            secret,
+            wrong_signature,
+        })
+    }
+
+    /// The body with `id` as its event id.
+    pub(crate) fn body(&self, id: &str) -> Vec<u8> {
+        let mut body = Vec::with_capacity(self.before.len() + id.len() + self.after.len());
+        body.extend_from_slice(self.before.as_bytes());
+        body.extend_from_slice(id.as_bytes());
+        body.extend_from_slice(self.after.as_bytes());
+        body
+    }
+
+    pub(crate) fn header_name(&self) -> &'static str {
+        self.scheme.primary_header()
+    }
+
+    /// The signature header value for `body`.
+    pub(crate) fn signature(&self, body: &[u8]) -> String {
+        if self.wrong_signature {
+            // Well-formed, so the server does the full HMAC work before saying 401.
+            return self.scheme.sign(body, &Secret::new("not-the-secret"));
+        }
+        self.scheme.sign(body, &self.secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{self, VerifiedPayload};
+
+    struct One(&'static str, String);
+    impl crate::signature::HeaderSource for One {
+        fn header(&self, name: &str) -> Option<&[u8]> {
+            name.eq_ignore_ascii_case(self.0)
+                .then_some(self.1.as_bytes())
+        }
+    }
+
+    #[test]
+    fn every_provider_gets_a_signed_body_with_the_given_id() {
+        for provider in providers::REGISTRY {
+            let secret = Secret::new("s");
+            let template = BodyTemplate::new(*provider, secret.clone(), false).expect("fixture");
+            let body = template.body("load-42");
+            let headers = One(template.header_name(), template.signature(&body));
+            let verified = provider
+                .signature()
+                .verify(&headers, &body, &[secret])
+                .expect("verifies");
+            let payload = VerifiedPayload::parse(verified).expect("JSON");
+            let event = provider.normalize(&payload, 0).expect("normalizes");
+            assert_eq!(event.event_id, "load-42", "{}", provider.name());
+        }
+    }
+
+    #[test]
+    fn a_wrong_signature_is_well_formed_but_does_not_verify() {
+        let provider = providers::find("livesession").expect("provider");
+        let secret = Secret::new("s");
+        let template = BodyTemplate::new(provider, secret.clone(), true).expect("fixture");
+        let body = template.body("x");
+        let headers = One(template.header_name(), template.signature(&body));
+        assert_eq!(
+            provider
+                .signature()
+                .verify(&headers, &body, &[secret])
+                .unwrap_err(),
+            crate::signature::SignatureError::Mismatch
+        );
+    }
+}

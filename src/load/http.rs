@@ -1,0 +1,189 @@
+//! A minimal HTTP/1.1 keep-alive client: one request at a time per connection, responses framed
+//! by `Content-Length`. Small enough that the generator is never the bottleneck.
+
+use std::io;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// Where requests go: `http://host[:port]/path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `host:port`, for connecting.
+    pub authority: String,
+    /// The `Host` header value.
+    pub host: String,
+    pub path: String,
+}
+
+impl Target {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            format!("{url:?}: only http:// URLs are supported (point it at hookstream's own port)")
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        if authority.is_empty() {
+            return Err(format!("{url:?} has no host"));
+        }
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        Ok(Self {
+            authority: with_port,
+            host: authority.to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+/// What came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// The server will close the connection (`Connection: close`, or no length given).
+    pub close: bool,
+}
+
+pub struct Connection {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    pub async fn open(authority: &str) -> io::Result<Self> {
+        let stream = TcpStream::connect(authority).await?;
+        stream.set_nodelay(true)?;
+        Ok(Self {
+            stream,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Sends one complete request and reads its response.
+    pub async fn round_trip(&mut self, request: &[u8]) -> io::Result<Response> {
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        let head_end = loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                break end + 4;
+            }
+            if self.buf.len() > MAX_HEAD {
+                return Err(invalid("response head too large"));
+            }
+            self.fill().await?;
+        };
+        let head = parse_head(&self.buf[..head_end])?;
+        match head.content_length {
+            Some(length) => {
+                while self.buf.len() < head_end + length {
+                    self.fill().await?;
+                }
+            }
+            // No length: the body runs to the end of the connection.
+            None => while self.stream.read_buf(&mut self.buf).await? > 0 {},
+        }
+        Ok(Response {
+            status: head.status,
+            close: head.close || head.content_length.is_none(),
+        })
+    }
+
+    async fn fill(&mut self) -> io::Result<()> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(4096);
+        }
+        match self.stream.read_buf(&mut self.buf).await? {
+            0 => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before the response was complete",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+struct Head {
+    status: u16,
+    content_length: Option<usize>,
+    close: bool,
+}
+
+fn parse_head(head: &[u8]) -> io::Result<Head> {
+    let text = std::str::from_utf8(head).map_err(|_| invalid("response head is not UTF-8"))?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .strip_prefix("HTTP/1.")
+        .and_then(|s| s.get(2..5))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| invalid("malformed status line"))?;
+    let mut content_length = None;
+    let mut close = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            content_length = Some(value.parse().map_err(|_| invalid("bad content-length"))?);
+        } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+            close = true;
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(invalid("chunked responses are not supported"));
+        }
+    }
+    Ok(Head {
+        status,
+        content_length,
+        close,
+    })
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_with_and_without_port() {
+        let t = Target::parse("http://127.0.0.1:8080/webhooks/livesession").expect("parses");
+        assert_eq!(t.authority, "127.0.0.1:8080");
+        assert_eq!(t.host, "127.0.0.1:8080");
+        assert_eq!(t.path, "/webhooks/livesession");
+        let t = Target::parse("http://example.com").expect("parses");
+        assert_eq!(t.authority, "example.com:80");
+        assert_eq!(t.path, "/");
+        assert!(Target::parse("https://example.com/").is_err());
+        assert!(Target::parse("http:///x").is_err());
+    }
+
+    #[test]
+    fn heads_are_parsed() {
+        let h = parse_head(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 12\r\n\r\n").expect("ok");
+        assert_eq!(
+            (h.status, h.content_length, h.close),
+            (401, Some(12), false)
+        );
+        let h = parse_head(b"HTTP/1.1 503 x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+            .expect("ok");
+        assert!(h.close);
+        assert!(parse_head(b"garbage\r\n\r\n").is_err());
+    }
+}

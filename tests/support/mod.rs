@@ -1,0 +1,16 @@
+//! Test support shared by the test targets: the app harness ([`app`]), reading Kafka back
+//! ([`kafka`]), external tools and brokers ([`tools`]), a fault-injecting Kafka proxy
+//! ([`proxy`]) and raw HTTP for misbehaving clients ([`raw`]).
+//!
+//! Each test target compiles this module on its own and uses a different part of it.
+#![allow(dead_code)]
+
+pub mod app;
+pub mod kafka;
+pub mod proxy;
+pub mod raw;
+pub mod tools;
+
+pub use app::*;
+pub use kafka::*;
+pub use tools::*;

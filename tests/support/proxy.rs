@@ -1,0 +1,132 @@
+//! A Kafka-protocol-aware TCP proxy that injects faults between hookstream and a real broker.
+//!
+//! The broker advertises the proxy's port, so every connection a client makes goes through it.
+//! Requests are read frame by frame (4-byte length, then the request; its first two bytes are
+//! the API key), so the proxy can treat produce requests (API key 0) differently from metadata
+//! and admin requests — which is how "writes fail while metadata requests succeed" is made.
+
+use super::tools::{free_port, Broker, Storage};
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+const PRODUCE: i16 = 0;
+
+/// What the proxy does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward everything.
+    None,
+    /// Swallow produce requests (never forwarded, never answered); forward everything else.
+    StallProduce,
+    /// Hold each produce request this long before forwarding it.
+    DelayProduce(Duration),
+    /// Close every connection and refuse new ones: the broker is unreachable.
+    Refuse,
+}
+
+/// A broker behind a proxy. Dropping it stops both.
+pub struct ProxiedBroker {
+    pub broker: Broker,
+    /// Where clients connect (the proxy).
+    pub port: u16,
+    fault: watch::Sender<Fault>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProxiedBroker {
+    /// A fresh in-memory broker behind a proxy that starts without a fault.
+    pub async fn start() -> Self {
+        let proxy_port = free_port();
+        let broker = Broker::start_on(free_port(), proxy_port, Storage::Memory).await;
+        let listener = TcpListener::bind(("127.0.0.1", proxy_port))
+            .await
+            .expect("proxy listens");
+        let (fault, watch) = watch::channel(Fault::None);
+        let upstream = format!("127.0.0.1:{}", broker.port);
+        let task = tokio::spawn(accept(listener, upstream, watch));
+        Self {
+            broker,
+            port: proxy_port,
+            fault,
+            task,
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn set(&self, fault: Fault) {
+        self.fault.send_replace(fault);
+    }
+}
+
+impl Drop for ProxiedBroker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn accept(listener: TcpListener, upstream: String, fault: watch::Receiver<Fault>) {
+    while let Ok((client, _)) = listener.accept().await {
+        if *fault.borrow() == Fault::Refuse {
+            drop(client);
+            continue;
+        }
+        tokio::spawn(relay(client, upstream.clone(), fault.clone()));
+    }
+}
+
+async fn relay(client: TcpStream, upstream: String, mut fault: watch::Receiver<Fault>) {
+    let Ok(broker) = TcpStream::connect(&upstream).await else {
+        return;
+    };
+    let (mut from_client, to_client) = client.into_split();
+    let (from_broker, to_broker) = broker.into_split();
+    let requests = forward_requests(&mut from_client, to_broker, fault.clone());
+    let responses = copy(from_broker, to_client);
+    let refused = async {
+        let _ = fault.wait_for(|f| *f == Fault::Refuse).await;
+    };
+    tokio::select! {
+        _ = requests => {}
+        _ = responses => {}
+        _ = refused => {}
+    }
+}
+
+async fn copy(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) -> io::Result<u64> {
+    tokio::io::copy(&mut from, &mut to).await
+}
+
+async fn forward_requests(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    fault: watch::Receiver<Fault>,
+) -> io::Result<()> {
+    loop {
+        let mut length = [0u8; 4];
+        from.read_exact(&mut length).await?;
+        let mut request = vec![0u8; u32::from_be_bytes(length) as usize];
+        from.read_exact(&mut request).await?;
+        let api_key = request
+            .get(..2)
+            .map_or(-1, |k| i16::from_be_bytes([k[0], k[1]]));
+        if api_key == PRODUCE {
+            let current = *fault.borrow();
+            match current {
+                Fault::StallProduce => continue,
+                Fault::DelayProduce(delay) => tokio::time::sleep(delay).await,
+                Fault::None | Fault::Refuse => {}
+            }
+        }
+        to.write_all(&length).await?;
+        to.write_all(&request).await?;
+    }
+}

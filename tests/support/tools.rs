@@ -1,0 +1,219 @@
+//! External programs the tests run (Tansu, Prometheus, promtool, check-jsonschema), ports and
+//! child processes.
+
+use std::time::{Duration, Instant};
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child process that is killed when the test ends, however it ends.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An external program the tests need; `scripts/test` installs them.
+pub fn tool(name: &str) -> std::path::PathBuf {
+    let env_name = format!("HOOKSTREAM_{}", name.to_uppercase().replace('-', "_"));
+    if let Some(path) = std::env::var_os(&env_name) {
+        return path.into();
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed: run the tests with scripts/test, which installs it")
+        })
+}
+
+/// Runs an external tool (with `stdin`, if given) and asserts it succeeded, showing its output.
+pub fn assert_tool_succeeds(name: &str, args: &[&str], stdin: Option<&[u8]>) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(tool(name))
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name} does not start: {e}"));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input).expect("tool input written");
+    }
+    let output = child.wait_with_output().expect("tool finishes");
+    assert!(
+        output.status.success(),
+        "{name} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "hookstream-{label}-{}",
+        super::app::unique_prefix()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Waits until something accepts connections on 127.0.0.1:`port`.
+pub async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listening on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How a test broker keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Fast; lost when the broker stops.
+    Memory,
+    /// Survives a restart (`tansu.db` in the broker's own directory: Tansu resolves the
+    /// `sqlite://` path against its working directory).
+    Sqlite,
+}
+
+/// A Tansu broker of a test's own. Killed when dropped, and when the thread that started it ends.
+pub struct Broker {
+    pub port: u16,
+    /// The port clients are told to connect to (a proxy's, or `port`).
+    advertised_port: u16,
+    storage: Storage,
+    pub dir: std::path::PathBuf,
+    child: Option<ChildGuard>,
+    starts: u32,
+}
+
+impl Broker {
+    pub async fn start(storage: Storage) -> Broker {
+        let port = free_port();
+        Self::start_on(port, port, storage).await
+    }
+
+    /// Listens on `port` but tells clients to connect to `advertised_port`.
+    pub async fn start_on(port: u16, advertised_port: u16, storage: Storage) -> Broker {
+        let mut broker = Broker {
+            port,
+            advertised_port,
+            storage,
+            dir: temp_dir(&format!("broker-{port}")),
+            child: None,
+            starts: 0,
+        };
+        broker.launch().await;
+        broker
+    }
+
+    async fn launch(&mut self) {
+        use std::os::unix::process::CommandExt;
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("tansu-{}.log", self.starts)))
+            .expect("broker log");
+        let storage = match self.storage {
+            Storage::Memory => "memory://tansu/",
+            Storage::Sqlite => "sqlite://tansu.db",
+        };
+        let mut command = std::process::Command::new(tool("tansu"));
+        command
+            .current_dir(&self.dir)
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{}", self.port),
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{}", self.advertised_port),
+                "--storage-engine",
+                storage,
+            ])
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; it only asks for SIGKILL when the parent goes.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(ChildGuard(command.spawn().expect("tansu starts")));
+        wait_for_port(self.port).await;
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.advertised_port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.0.id())
+            .expect("broker running")
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, …).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// SIGKILL, and wait until it is gone.
+    pub fn kill(&mut self) {
+        drop(self.child.take());
+    }
+
+    /// Starts it again on the same port and storage.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+
+    /// Everything the broker printed, every run.
+    pub fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.join(format!("tansu-{n}.log"))).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Tansu broker of this test's own on `port` (in-memory storage).
+pub async fn start_own_broker(port: u16) -> Broker {
+    Broker::start_on(port, port, Storage::Memory).await
+}
