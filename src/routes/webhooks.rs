@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// Most bytes read of a body that came without a signature (it can only be a handshake).
 const MAX_UNSIGNED_BODY_BYTES: usize = 4 * 1024;
 /// Most bytes reserved for a body before any of it arrived.
-const INITIAL_BODY_CAPACITY: usize = 16 * 1024;
+const INITIAL_BODY_CAPACITY: usize = 4 * 1024;
 
 struct Headers<'a>(&'a HeaderMap);
 
@@ -71,20 +71,12 @@ async fn handle(
     payload: web::Payload,
     state: &AppState,
 ) -> Result<Outcome, ApiError> {
-    let overloaded = |what| ApiError::Overloaded {
-        what,
-        retry_after: state.retry_after,
-    };
     if req
         .conn_data::<ConnectionSlot>()
         .is_some_and(|c| c.over_limit)
     {
-        return Err(overloaded("too many open connections"));
+        return Err(overloaded(state, "too many open connections"));
     }
-    let _permit = state
-        .limits
-        .begin_request()
-        .ok_or_else(|| overloaded("too many requests in progress"))?;
     let provider = state.ingest.provider(name)?;
     let headers = Headers(req.headers());
     let scheme = provider.signature();
@@ -102,21 +94,49 @@ async fn handle(
     let received_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let body = tokio::time::timeout(state.body_timeout, read_body(req, payload, limit))
+    let body = receive_body(req, payload, limit, state)
         .await
-        .map_err(|_| ApiError::RequestTimeout {
-            limit: state.body_timeout,
-        })?
         .map_err(|e| match e {
             ApiError::PayloadTooLarge { .. } if !signed => {
                 SignatureError::Missing(scheme.primary_header()).into()
             }
             other => other,
         })?;
+    let _permit = state
+        .limits
+        .begin_request()
+        .ok_or_else(|| overloaded(state, "too many requests in progress"))?;
     state
         .ingest
         .ingest(provider, &headers, &body, received_at)
         .await
+}
+
+fn overloaded(state: &AppState, what: &'static str) -> ApiError {
+    ApiError::Overloaded {
+        what,
+        retry_after: state.retry_after,
+    }
+}
+
+/// Receives the whole body within `server.body_timeout`, holding one of a bounded number of
+/// body slots (see [`crate::limits`]).
+async fn receive_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    state: &AppState,
+) -> Result<Vec<u8>, ApiError> {
+    let mut slot = state.limits.begin_body();
+    tokio::select! {
+        body = tokio::time::timeout(state.body_timeout, read_body(req, payload, limit)) => {
+            body.map_err(|_| ApiError::RequestTimeout { limit: state.body_timeout })?
+        }
+        () = slot.cut_off() => Err(overloaded(
+            state,
+            "too many bodies arriving at once, and this one has been arriving the longest",
+        )),
+    }
 }
 
 /// Buffers the body, refusing it as soon as it is known to exceed `limit`.
@@ -133,8 +153,8 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    // The declared length is a hint, not a promise: never reserve more than a typical body up
-    // front, so a client announcing a large body it never sends costs nothing.
+    // The declared length is a promise the client may not keep: reserve room for a typical
+    // body at most, and grow only with what actually arrives.
     let hint = declared.map_or(0, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let mut body = Vec::with_capacity(hint.min(INITIAL_BODY_CAPACITY));
     while let Some(chunk) = payload.next().await {

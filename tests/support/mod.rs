@@ -3,7 +3,7 @@
 //! ([`proxy`]) and raw HTTP for misbehaving clients ([`raw`]).
 //!
 //! Each test target compiles this module on its own and uses a different part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub mod app;
 pub mod kafka;
