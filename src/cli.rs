@@ -52,6 +52,30 @@ pub enum Command {
     },
     /// Send signed webhooks to a hookstream deployment and report throughput and latency.
     Load(LoadArgs),
+    /// Inspect or replay the dead-letter topic.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// Run dead letters through the current normalization and write those that now succeed to
+    /// their normal topic (as consumer group dead_letter.replay_group).
+    Replay {
+        /// Report what would be replayed; write and commit nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Ignore the group's committed offsets and read every dead letter still in the topic
+        /// (an event may be replayed again; consumers dedupe by event_id).
+        #[arg(long)]
+        from_beginning: bool,
+    },
+    /// Print dead letters as JSON lines, oldest first.
+    List {
+        /// Stop after this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -26,6 +26,7 @@ pub struct Settings {
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderSettings>,
     pub schema_registry: SchemaRegistrySettings,
+    pub dead_letter: DeadLetterSettings,
     pub log: LogSettings,
 }
 
@@ -76,6 +77,28 @@ pub struct KafkaSettings {
     /// guarantees (acks, idempotence, timeouts) are applied after these and cannot be weakened.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeadLetterSettings {
+    /// Verified deliveries that cannot be normalized are kept in the dead-letter topic and
+    /// answered 200; `false` answers them 400 (or 413) instead.
+    pub enabled: bool,
+    /// The dead-letter topic; empty means `{kafka.topic_prefix}.dead_letter`.
+    topic: String,
+    /// Consumer group of `hookstream dead-letters replay`.
+    pub replay_group: String,
+}
+
+impl DeadLetterSettings {
+    /// The dead-letter topic for `topic_prefix`.
+    pub fn topic(&self, topic_prefix: &str) -> String {
+        if self.topic.trim().is_empty() {
+            format!("{topic_prefix}.dead_letter")
+        } else {
+            self.topic.trim().to_string()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +244,16 @@ impl Settings {
         {
             return invalid("schema_registry.url", "must start with http:// or https://");
         }
+        let dead_letter_topic = self.dead_letter.topic(&self.kafka.topic_prefix);
+        if !crate::naming::is_valid_topic_prefix(&dead_letter_topic) {
+            return invalid(
+                "dead_letter.topic",
+                "must be 1-100 characters of [A-Za-z0-9._-]",
+            );
+        }
+        if self.dead_letter.replay_group.trim().is_empty() {
+            return invalid("dead_letter.replay_group", "must not be empty");
+        }
         if !matches!(self.log.format.as_str(), "json" | "pretty") {
             return invalid("log.format", "must be \"json\" or \"pretty\"");
         }
@@ -342,6 +375,16 @@ mod tests {
             settings.kafka.options
         );
         assert_eq!(settings.kafka.options.len(), 2);
+    }
+
+    #[test]
+    fn the_dead_letter_topic_defaults_to_the_prefix() {
+        let s = defaults();
+        assert!(s.dead_letter.enabled);
+        assert_eq!(s.dead_letter.topic("webhooks"), "webhooks.dead_letter");
+        assert_eq!(s.dead_letter.replay_group, "hookstream-replay");
+        let s = with_overlay("[dead_letter]\ntopic = \"ops.dlq\"");
+        assert_eq!(s.dead_letter.topic("webhooks"), "ops.dlq");
     }
 
     #[test]

@@ -1,15 +1,23 @@
 //! The webhook pipeline, independent of HTTP: verify → parse → handshake? → normalize →
 //! deduplicate → encode → produce → record the id.
+//!
+//! A verified delivery that cannot be normalized (not JSON, the wrong shape, a record too large
+//! for its topic) is written to the dead-letter topic instead ([`crate::dead_letter`]) and
+//! answered `dead_lettered`, unless dead letters are disabled.
 
 use crate::avro::{self, Framing, RegistryError};
 use crate::configuration::Settings;
+use crate::dead_letter::DeadLetter;
 use crate::dedupe::{DedupeCache, Verdict};
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
-use crate::kafka::{FailureReason, KafkaSink, OutboundMessage, PublishError};
+use crate::kafka::{
+    event_headers, Acknowledged, FailureClass, FailureReason, KafkaSink, OutboundMessage,
+    PublishError,
+};
 use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, VerifiedPayload};
-use crate::signature::{HeaderSource, Secret, SignatureError};
+use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +32,8 @@ pub enum Outcome {
     Duplicate { event_id: String },
     /// A URL-verification handshake; nothing produced.
     Handshake(Handshake),
+    /// Could not be normalized; kept in the dead-letter topic (acknowledged by the broker).
+    DeadLettered { error: &'static str, detail: String },
 }
 
 pub struct Ingest {
@@ -38,10 +48,29 @@ struct Writer {
     dedupe: DedupeCache,
     sink: Arc<KafkaSink>,
     framing: Framing,
+    /// `None` when dead letters are disabled.
+    dead_letter_topic: Option<String>,
     /// The one deadline of a request's write: claim, topic, framing, enqueue and ack together.
     ack_timeout: Duration,
     /// Sent as `Retry-After` with 503s.
     retry_after: Duration,
+}
+
+/// Where a verified body went before any write.
+enum Prepared {
+    Handshake(Handshake),
+    Event(Box<WebhookEvent>),
+}
+
+/// Why a verified body yields no event.
+enum Unusable {
+    /// A malformed handshake: answered with the error, never dead-lettered.
+    Refused(ApiError),
+    /// Not JSON, or not the provider's shape: a dead letter.
+    Unprocessable {
+        error: ApiError,
+        event_id: Option<String>,
+    },
 }
 
 impl Ingest {
@@ -57,6 +86,10 @@ impl Ingest {
                 dedupe: DedupeCache::new(settings.dedupe.window, settings.dedupe.max_entries),
                 sink,
                 framing,
+                dead_letter_topic: settings
+                    .dead_letter
+                    .enabled
+                    .then(|| settings.dead_letter.topic(&settings.kafka.topic_prefix)),
                 ack_timeout: settings.kafka.ack_timeout,
                 retry_after: settings.server.retry_after,
             }),
@@ -112,30 +145,89 @@ impl Ingest {
             }
             Err(e) => return Err(e.into()),
         };
-        let payload = VerifiedPayload::parse(verified)?;
-        if let Some(handshake) = provider.handshake(payload.object()?)? {
-            return Ok(Outcome::Handshake(handshake));
-        }
-        let event = provider.normalize(&payload, received_at)?;
-        let topic = naming::topic_name(&self.topic_prefix, provider.name(), &event.event_name);
-        // The write runs as a task of its own. If the client disconnects, the HTTP layer drops
-        // this future, but the write goes on until its outcome is known, holding the dedupe
-        // claim — so a retry waits for that outcome instead of producing a second copy.
+        let content_type = headers.header("content-type").map(<[u8]>::to_vec);
         let writer = self.writer.clone();
-        tokio::spawn(async move { writer.write(event, topic).await })
+        // Writes run as tasks of their own. If the client disconnects, the HTTP layer drops this
+        // future, but the write goes on until its outcome is known, holding the dedupe claim —
+        // so a retry waits for that outcome instead of producing a second copy.
+        let write = match prepare(provider, verified, received_at) {
+            Ok(Prepared::Handshake(handshake)) => return Ok(Outcome::Handshake(handshake)),
+            Ok(Prepared::Event(event)) => {
+                let topic =
+                    naming::topic_name(&self.topic_prefix, provider.name(), &event.event_name);
+                tokio::spawn(async move { writer.write(*event, topic, content_type).await })
+            }
+            Err(Unusable::Refused(error)) => return Err(error),
+            Err(Unusable::Unprocessable { error, event_id }) => {
+                let letter = DeadLetter {
+                    provider: provider.name(),
+                    error: error.code(),
+                    detail: error.to_string(),
+                    received_at,
+                    event_id,
+                    content_type,
+                    body: body.to_vec(),
+                };
+                let deadline = Instant::now() + writer.ack_timeout;
+                tokio::spawn(async move { writer.dead_letter(letter, error, deadline).await })
+            }
+        };
+        write
             .await
             .map_err(|e| ApiError::Internal(format!("the write task failed: {e}")))?
     }
 }
 
+/// Parses, recognizes a handshake, or normalizes a verified body.
+fn prepare(
+    provider: &dyn Provider,
+    verified: VerifiedBody<'_>,
+    received_at: i64,
+) -> Result<Prepared, Unusable> {
+    let unprocessable = |error: ApiError, event_id| Unusable::Unprocessable { error, event_id };
+    let payload = VerifiedPayload::parse(verified).map_err(|e| unprocessable(e.into(), None))?;
+    let object = payload
+        .object()
+        .map_err(|e| unprocessable(e.into(), None))?;
+    if let Some(handshake) = provider
+        .handshake(object)
+        .map_err(|e| Unusable::Refused(e.into()))?
+    {
+        return Ok(Prepared::Handshake(handshake));
+    }
+    provider
+        .normalize(&payload, received_at)
+        .map(|event| Prepared::Event(Box::new(event)))
+        .map_err(|e| unprocessable(e.into(), provider.event_id(object)))
+}
+
 impl Writer {
-    /// Deduplicate, encode, frame, produce and record the id, all within one deadline.
-    async fn write(&self, event: WebhookEvent, topic: String) -> Result<Outcome, ApiError> {
-        let deadline = Instant::now() + self.ack_timeout;
-        let unavailable = |source| ApiError::Publish {
+    fn unavailable(&self, source: PublishError) -> ApiError {
+        ApiError::Publish {
             source,
             retry_after: self.retry_after,
-        };
+        }
+    }
+
+    fn rejection(&self, error: ProduceError) -> ApiError {
+        match error {
+            ProduceError::Encode(e) => ApiError::Internal(e.to_string()),
+            ProduceError::Registry(source) => ApiError::SchemaRegistry {
+                source,
+                retry_after: self.retry_after,
+            },
+            ProduceError::Publish(source) => self.unavailable(source),
+        }
+    }
+
+    /// Deduplicate, encode, frame, produce and record the id, all within one deadline.
+    async fn write(
+        &self,
+        event: WebhookEvent,
+        topic: String,
+        content_type: Option<Vec<u8>>,
+    ) -> Result<Outcome, ApiError> {
+        let deadline = Instant::now() + self.ack_timeout;
         // Duplicates are decided before any encoding work.
         let claim = match tokio::time::timeout_at(
             deadline,
@@ -151,40 +243,32 @@ impl Writer {
             }
             Ok(Verdict::Claimed(claim)) => claim,
             Err(_) => {
-                return Err(unavailable(PublishError::new(
+                return Err(self.unavailable(PublishError::new(
                     FailureReason::Deadline,
                     "another delivery of this event is still being written; nothing was written",
                 )))
             }
         };
         // Any early return below drops the claim, which releases the id for the provider's retry.
-        let datum = avro::encode_datum(&event).map_err(|e| ApiError::Internal(e.to_string()))?;
-        let value =
-            match tokio::time::timeout_at(deadline, self.framing.frame(&topic, &datum)).await {
-                Ok(framed) => framed,
-                Err(_) => Err(RegistryError::Unreachable(
-                    "no answer within kafka.ack_timeout".into(),
-                )),
-            }
-            .map_err(|source| ApiError::SchemaRegistry {
-                source,
-                retry_after: self.retry_after,
-            })?;
-        let ack = self
-            .sink
-            .publish(
-                OutboundMessage {
-                    topic: &topic,
-                    key: event.subject_id.as_deref(),
-                    value: &value,
+        let published = produce_event(&self.sink, &self.framing, &event, &topic, deadline).await;
+        let ack = match published {
+            Ok(ack) => ack,
+            Err(ProduceError::Publish(e)) if e.class() == FailureClass::TooLarge => {
+                // The record is too large for its topic: keep the body alone as a dead letter.
+                let error = self.unavailable(e);
+                let letter = DeadLetter {
                     provider: event.provider,
-                    event_name: &event.event_name,
-                    event_id: &event.event_id,
-                },
-                deadline,
-            )
-            .await
-            .map_err(unavailable)?;
+                    error: error.code(),
+                    detail: error.to_string(),
+                    received_at: event.received_at,
+                    event_id: Some(event.event_id),
+                    content_type,
+                    body: event.raw_payload.into_bytes(),
+                };
+                return self.dead_letter(letter, error, deadline).await;
+            }
+            Err(e) => return Err(self.rejection(e)),
+        };
         claim.commit();
         tracing::info!(
             provider = event.provider,
@@ -199,6 +283,95 @@ impl Writer {
             topic,
         })
     }
+
+    /// Writes `letter` to the dead-letter topic by `deadline`; without one (disabled), or when
+    /// even the body alone is too large for it, the answer is `original`.
+    async fn dead_letter(
+        &self,
+        letter: DeadLetter,
+        original: ApiError,
+        deadline: Instant,
+    ) -> Result<Outcome, ApiError> {
+        let Some(topic) = &self.dead_letter_topic else {
+            return Err(original);
+        };
+        let received_at = letter.received_at.to_string();
+        let published = self
+            .sink
+            .publish(
+                OutboundMessage {
+                    topic,
+                    key: letter.event_id.as_deref(),
+                    value: &letter.body,
+                    headers: &letter.headers(&received_at),
+                    provider: letter.provider,
+                    event_name: None,
+                },
+                deadline,
+            )
+            .await;
+        match published {
+            Ok(_) => {
+                tracing::warn!(
+                    provider = letter.provider,
+                    error = letter.error,
+                    detail = %letter.detail,
+                    event_id = letter.event_id.as_deref(),
+                    "dead-lettered"
+                );
+                Ok(Outcome::DeadLettered {
+                    error: letter.error,
+                    detail: letter.detail,
+                })
+            }
+            Err(e) if e.class() == FailureClass::TooLarge => Err(original),
+            Err(e) => Err(self.unavailable(e)),
+        }
+    }
+}
+
+/// Why [`produce_event`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProduceError {
+    /// The record does not match the schema: a bug in hookstream.
+    #[error(transparent)]
+    Encode(avro::EncodeError),
+    #[error(transparent)]
+    Registry(RegistryError),
+    #[error(transparent)]
+    Publish(PublishError),
+}
+
+/// Encodes and frames `event`, then produces it to `topic` by `deadline`: the same record, key
+/// and headers whether the event arrives now or is replayed from the dead-letter topic.
+pub(crate) async fn produce_event(
+    sink: &KafkaSink,
+    framing: &Framing,
+    event: &WebhookEvent,
+    topic: &str,
+    deadline: Instant,
+) -> Result<Acknowledged, ProduceError> {
+    let datum = avro::encode_datum(event).map_err(ProduceError::Encode)?;
+    let value = match tokio::time::timeout_at(deadline, framing.frame(topic, &datum)).await {
+        Ok(framed) => framed,
+        Err(_) => Err(RegistryError::Unreachable(
+            "no answer within kafka.ack_timeout".into(),
+        )),
+    }
+    .map_err(ProduceError::Registry)?;
+    sink.publish(
+        OutboundMessage {
+            topic,
+            key: event.subject_id.as_deref(),
+            value: &value,
+            headers: &event_headers(event.provider, &event.event_name, &event.event_id),
+            provider: event.provider,
+            event_name: Some(&event.event_name),
+        },
+        deadline,
+    )
+    .await
+    .map_err(ProduceError::Publish)
 }
 
 /// A request without a signature header is answered only if it is a well-formed handshake.

@@ -24,6 +24,7 @@
 pub mod avro;
 pub mod cli;
 pub mod configuration;
+pub mod dead_letter;
 pub mod dedupe;
 pub mod error;
 pub mod event;

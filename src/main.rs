@@ -1,6 +1,7 @@
 use clap::Parser;
-use hookstream::cli::{self, Cli, Command};
+use hookstream::cli::{self, Cli, Command, DeadLetterCommand};
 use hookstream::configuration::get_configuration;
+use hookstream::dead_letter::{list, replay};
 use hookstream::startup::Application;
 use hookstream::tail::tail;
 use hookstream::telemetry;
@@ -54,6 +55,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::DeadLetters(command) => match dead_letters(&cli.config_dir, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hookstream dead-letters: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve => match serve(&cli.config_dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -61,6 +69,29 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn dead_letters(config_dir: &std::path::Path, command: DeadLetterCommand) -> Result<(), String> {
+    let settings = get_configuration(config_dir).map_err(|e| e.to_string())?;
+    match command {
+        DeadLetterCommand::List { limit } => {
+            list::list(&settings, limit, &mut std::io::stdout().lock()).map(|_| ())
+        }
+        DeadLetterCommand::Replay {
+            dry_run,
+            from_beginning,
+        } => {
+            let runtime = tokio::runtime::Runtime::new()
+                .map_err(|e| format!("cannot start the runtime: {e}"))?;
+            let options = replay::ReplayOptions {
+                dry_run,
+                from_beginning,
+            };
+            let summary = runtime.block_on(replay::replay(&settings, options))?;
+            println!("{summary}");
+            Ok(())
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub webhooks_accepted: IntCounterVec,
     pub webhooks_duplicates: IntCounterVec,
     pub webhooks_rejected: IntCounterVec,
+    pub webhooks_dead_lettered: IntCounterVec,
     pub handshakes: IntCounterVec,
     pub messages_produced: IntCounterVec,
     pub produce_duration: Histogram,
@@ -87,6 +88,13 @@ impl Metrics {
                 opts(
                     "webhooks_rejected_total",
                     "Webhooks answered with an error, by reason (the error code).",
+                ),
+                &["provider", "reason"],
+            )?,
+            webhooks_dead_lettered: IntCounterVec::new(
+                opts(
+                    "webhooks_dead_lettered_total",
+                    "Verified webhooks that could not be normalized, kept in the dead-letter topic, by error code.",
                 ),
                 &["provider", "reason"],
             )?,
@@ -188,6 +196,7 @@ impl Metrics {
         r.register(Box::new(self.webhooks_accepted.clone()))?;
         r.register(Box::new(self.webhooks_duplicates.clone()))?;
         r.register(Box::new(self.webhooks_rejected.clone()))?;
+        r.register(Box::new(self.webhooks_dead_lettered.clone()))?;
         r.register(Box::new(self.handshakes.clone()))?;
         r.register(Box::new(self.messages_produced.clone()))?;
         r.register(Box::new(self.produce_duration.clone()))?;
@@ -238,6 +247,10 @@ impl Metrics {
             self.http_request_duration.with_label_values(&[provider]);
             for code in rejection_codes {
                 self.webhooks_rejected.with_label_values(&[provider, code]);
+            }
+            for reason in crate::dead_letter::REASONS {
+                self.webhooks_dead_lettered
+                    .with_label_values(&[provider, reason]);
             }
             for reason in failure_reasons {
                 self.produce_failures.with_label_values(&[provider, reason]);

@@ -2,9 +2,10 @@
 
 use crate::avro::{datum_of, schema};
 use crate::configuration::KafkaSettings;
+use crate::kafka::consumer_config;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 /// Prints up to `count` records from every partition of `topic`, from the beginning, waiting at
@@ -15,14 +16,7 @@ pub fn tail(
     count: usize,
     wait: Duration,
 ) -> Result<usize, String> {
-    let mut config = ClientConfig::new();
-    for (key, value) in &settings.options {
-        config.set(key, value);
-    }
-    let consumer: BaseConsumer = config
-        .set("bootstrap.servers", &settings.brokers)
-        .set("group.id", "hookstream-tail")
-        .set("enable.auto.commit", "false")
+    let consumer: BaseConsumer = consumer_config(settings, "hookstream-tail")
         .create()
         .map_err(|e| format!("cannot create a consumer: {e}"))?;
     let metadata = consumer

@@ -49,6 +49,28 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// Consumer configuration (`hookstream tail`, `dead-letters list|replay`): the operator's
+/// pass-through options (security), then the keys these readers rely on. Offsets are committed
+/// explicitly, never automatically.
+pub fn consumer_config(settings: &KafkaSettings, group_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (key, value) in &settings.options {
+        config.set(key, value);
+    }
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set(
+            "client.id",
+            concat!("hookstream/", env!("CARGO_PKG_VERSION")),
+        )
+        .set("group.id", group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        // Only what the producer committed: a reader never sees an aborted write.
+        .set("isolation.level", "read_committed");
+    config
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

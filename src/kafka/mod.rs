@@ -24,7 +24,7 @@ mod health;
 mod producer;
 mod stats;
 
-pub use client_config::{delivery_timeout, producer_config};
+pub use client_config::{consumer_config, delivery_timeout, producer_config};
 pub use error::{FailureClass, FailureReason, PublishError};
 
 use crate::configuration::KafkaSettings;
@@ -52,9 +52,24 @@ pub struct OutboundMessage<'a> {
     pub topic: &'a str,
     pub key: Option<&'a str>,
     pub value: &'a [u8],
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// Metric labels: the provider, and the event name of an event record (`None` for dead
+    /// letters and the readiness canary, which are not counted as produced events).
     pub provider: &'static str,
-    pub event_name: &'a str,
-    pub event_id: &'a str,
+    pub event_name: Option<&'a str>,
+}
+
+/// The headers of an event record.
+pub fn event_headers<'a>(
+    provider: &'a str,
+    event_name: &'a str,
+    event_id: &'a str,
+) -> [(&'static str, &'a [u8]); 3] {
+    [
+        (HEADER_PROVIDER, provider.as_bytes()),
+        (HEADER_EVENT_NAME, event_name.as_bytes()),
+        (HEADER_EVENT_ID, event_id.as_bytes()),
+    ]
 }
 
 /// Where the broker put an acknowledged message.
@@ -112,17 +127,15 @@ impl KafkaSink {
         deadline: Instant,
     ) -> Result<Acknowledged, PublishError> {
         let result = self.write(&msg, deadline).await;
-        match &result {
-            Ok(_) => {
+        match (&result, msg.event_name) {
+            (Ok(_), Some(event_name)) => {
                 self.metrics
                     .messages_produced
-                    .with_label_values(&[
-                        msg.provider,
-                        self.metrics.event_name_label(msg.event_name),
-                    ])
+                    .with_label_values(&[msg.provider, self.metrics.event_name_label(event_name)])
                     .inc();
             }
-            Err(e) => {
+            (Ok(_), None) => {}
+            (Err(e), _) => {
                 self.metrics
                     .produce_failures
                     .with_label_values(&[msg.provider, e.reason.label()])
@@ -143,9 +156,9 @@ impl KafkaSink {
             topic: &self.canary_topic,
             key: None,
             value: b"hookstream readiness canary",
+            headers: &event_headers("hookstream", "canary", &id),
             provider: "hookstream",
-            event_name: "canary",
-            event_id: &id,
+            event_name: None,
         };
         self.write(&msg, Instant::now() + self.ack_timeout)
             .await
@@ -206,19 +219,15 @@ impl KafkaSink {
                 ),
             ));
         }
-        let headers = OwnedHeaders::new_with_capacity(3)
-            .insert(Header {
-                key: HEADER_PROVIDER,
-                value: Some(msg.provider),
-            })
-            .insert(Header {
-                key: HEADER_EVENT_NAME,
-                value: Some(msg.event_name),
-            })
-            .insert(Header {
-                key: HEADER_EVENT_ID,
-                value: Some(msg.event_id),
-            });
+        let headers = msg.headers.iter().fold(
+            OwnedHeaders::new_with_capacity(msg.headers.len()),
+            |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(*value),
+                })
+            },
+        );
         let mut record = FutureRecord::<str, [u8]>::to(msg.topic)
             .payload(msg.value)
             .headers(headers);

@@ -4,28 +4,24 @@
 use crate::providers::Provider;
 use crate::signature::{Secret, SignatureScheme};
 
-/// A golden fixture shipped in the binary, and the field holding its event id.
+/// A golden fixture shipped in the binary.
 struct Fixture {
     provider: &'static str,
     body: &'static str,
-    id_field: &'static str,
 }
 
 const FIXTURES: &[Fixture] = &[
     Fixture {
         provider: "livesession",
         body: include_str!("../../tests/fixtures/livesession/js_error.json"),
-        id_field: "message_id",
     },
     Fixture {
         provider: "lasoexperience",
         body: include_str!("../../tests/fixtures/lasoexperience/user_login.json"),
-        id_field: "insertId",
     },
     Fixture {
         provider: "seismic",
         body: include_str!("../../tests/fixtures/seismic/livesend_session_summary_v3.json"),
-        id_field: "id",
     },
 ];
 
@@ -52,15 +48,9 @@ impl BodyTemplate {
         let json: serde_json::Value = serde_json::from_str(fixture.body)
             .map_err(|e| format!("the {} fixture is not JSON: {e}", provider.name()))?;
         let id = json
-            .get(fixture.id_field)
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| {
-                format!(
-                    "the {} fixture has no {}",
-                    provider.name(),
-                    fixture.id_field
-                )
-            })?;
+            .as_object()
+            .and_then(|body| provider.event_id(body))
+            .ok_or_else(|| format!("the {} fixture has no event id", provider.name()))?;
         let quoted = format!("\"{id}\"");
         let (start, _) = fixture
             .body

@@ -72,12 +72,10 @@ pub fn required_text(
     }
 }
 
-/// The event id: a required non-empty string (or number) of at most [`MAX_EVENT_ID_BYTES`].
-pub fn event_id(
-    obj: &Map<String, Value>,
-    keys: &[&str],
-    path: &str,
-) -> Result<String, PayloadError> {
+/// The event id: a required non-empty string (or number) of at most [`MAX_EVENT_ID_BYTES`],
+/// under the first of `keys` present (errors name the first key).
+pub fn event_id(obj: &Map<String, Value>, keys: &[&str]) -> Result<String, PayloadError> {
+    let path = keys.first().copied().unwrap_or("id");
     let id = required_text(obj, keys, path)?;
     if id.len() > MAX_EVENT_ID_BYTES {
         return Err(PayloadError::new(
@@ -385,9 +383,9 @@ mod tests {
     #[test]
     fn event_ids_longer_than_256_bytes_are_invalid() {
         let ok = json!({"id": "a".repeat(256)});
-        assert!(event_id(ok.as_object().unwrap(), &["id"], "id").is_ok());
+        assert!(event_id(ok.as_object().unwrap(), &["id"]).is_ok());
         let long = json!({"id": "a".repeat(257)});
-        let err = event_id(long.as_object().unwrap(), &["id"], "id").unwrap_err();
+        let err = event_id(long.as_object().unwrap(), &["id"]).unwrap_err();
         assert_eq!(err.field, "id");
         assert!(err.problem.contains("257 bytes"), "{}", err.problem);
     }

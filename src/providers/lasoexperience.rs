@@ -31,6 +31,10 @@ impl Provider for LasoExperience {
         }
     }
 
+    fn event_id_keys(&self) -> &'static [&'static str] {
+        &["insertId", "insert_id"]
+    }
+
     fn normalize(
         &self,
         payload: &VerifiedPayload<'_>,
@@ -38,7 +42,7 @@ impl Provider for LasoExperience {
     ) -> Result<WebhookEvent, PayloadError> {
         let body = payload.object()?;
         let raw_name = json::required_text(body, &["event"], "event")?;
-        let event_id = json::event_id(body, &["insertId", "insert_id"], "insertId")?;
+        let event_id = json::event_id(body, self.event_id_keys())?;
         let device = json::at_key(body, &["deviceMetadata", "device"]).unwrap_or(&Value::Null);
         let meta = body.get("metadata").unwrap_or(&Value::Null);
         let mut warnings = Vec::new();

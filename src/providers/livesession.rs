@@ -38,13 +38,17 @@ impl Provider for LiveSession {
         }
     }
 
+    fn event_id_keys(&self) -> &'static [&'static str] {
+        &["message_id"]
+    }
+
     fn normalize(
         &self,
         payload: &VerifiedPayload<'_>,
         received_at: i64,
     ) -> Result<WebhookEvent, PayloadError> {
         let body = payload.object()?;
-        let event_id = json::event_id(body, &["message_id"], "message_id")?;
+        let event_id = json::event_id(body, self.event_id_keys())?;
         let inner = json::required_object(body, "payload", "payload")?;
         let raw_name = json::required_text(inner, &["event_name"], "payload.event_name")?;
         let event_name = snake_case(&raw_name);

@@ -34,6 +34,14 @@ pub trait Provider: Send + Sync + 'static {
     /// Which headers carry the signature and how it is encoded.
     fn signature(&self) -> SignatureScheme;
 
+    /// The top-level field holding the event id, with other spellings the provider uses.
+    fn event_id_keys(&self) -> &'static [&'static str];
+
+    /// The event id of a body that may not normalize, when it can be read (a dead letter's key).
+    fn event_id(&self, body: &Map<String, Value>) -> Option<String> {
+        json::event_id(body, self.event_id_keys()).ok()
+    }
+
     /// Recognizes a URL-verification handshake and returns the reply. A handshake is never an
     /// event and never reaches Kafka. Most providers have none.
     fn handshake(&self, _body: &Map<String, Value>) -> Result<Option<Handshake>, PayloadError> {

@@ -45,6 +45,10 @@ impl Provider for Seismic {
         }
     }
 
+    fn event_id_keys(&self) -> &'static [&'static str] {
+        &["id"]
+    }
+
     fn accepts_unsigned_handshake(&self) -> bool {
         true
     }
@@ -68,7 +72,7 @@ impl Provider for Seismic {
         received_at: i64,
     ) -> Result<WebhookEvent, PayloadError> {
         let body = payload.object()?;
-        let event_id = json::event_id(body, &["id"], "id")?;
+        let event_id = json::event_id(body, self.event_id_keys())?;
         let version = json::required_text(body, &["version"], "version")?;
         let event_name = event_name_from_version(&version);
         if event_name.is_empty() {

@@ -44,6 +44,10 @@ pub async fn receive(
                     m.webhooks_duplicates.with_label_values(&[label]).inc()
                 }
                 Outcome::Handshake(_) => m.handshakes.with_label_values(&[label]).inc(),
+                Outcome::DeadLettered { error, .. } => m
+                    .webhooks_dead_lettered
+                    .with_label_values(&[label, error])
+                    .inc(),
             }
             success_response(outcome)
         }
@@ -181,5 +185,8 @@ fn success_response(outcome: &Outcome) -> HttpResponse {
         Outcome::Handshake(Handshake::JsonChallenge(challenge)) => {
             HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge }))
         }
+        Outcome::DeadLettered { error, detail } => HttpResponse::Ok().json(serde_json::json!({
+            "status": "dead_lettered", "error": error, "detail": detail,
+        })),
     }
 }

@@ -82,8 +82,8 @@ async fn a_signature_from_another_secret_is_rejected_with_401() {
 }
 
 #[tokio::test]
-async fn invalid_json_is_rejected_with_400() {
-    let app = spawn_app().await;
+async fn without_dead_letters_invalid_json_is_rejected_with_400() {
+    let app = spawn_app_without_dead_letters().await;
     for body in [&b"{\"message_id\": "[..], b"", b"not json", b"{\"a\":1}{"] {
         app.post_signed(PROVIDER, body.to_vec())
             .await
@@ -93,8 +93,8 @@ async fn invalid_json_is_rejected_with_400() {
 }
 
 #[tokio::test]
-async fn invalid_utf8_is_rejected_with_400() {
-    let app = spawn_app().await;
+async fn without_dead_letters_invalid_utf8_is_rejected_with_400() {
+    let app = spawn_app_without_dead_letters().await;
     let detail = app
         .post_signed(PROVIDER, b"{\"message_id\": \"\xff\xfe\"}".to_vec())
         .await
@@ -104,8 +104,8 @@ async fn invalid_utf8_is_rejected_with_400() {
 }
 
 #[tokio::test]
-async fn json_of_the_wrong_shape_is_rejected_with_400_naming_the_field() {
-    let app = spawn_app().await;
+async fn without_dead_letters_json_of_the_wrong_shape_is_rejected_with_400_naming_the_field() {
+    let app = spawn_app_without_dead_letters().await;
     let js_error = fixture(PROVIDER, "js_error");
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"[1, 2]".to_vec(), "body"),
@@ -240,8 +240,8 @@ async fn an_unreachable_broker_is_503_with_retry_after_and_the_retry_is_not_a_du
 }
 
 #[tokio::test]
-async fn an_event_id_longer_than_256_bytes_is_invalid_payload() {
-    let app = spawn_app().await;
+async fn without_dead_letters_an_event_id_longer_than_256_bytes_is_invalid_payload() {
+    let app = spawn_app_without_dead_letters().await;
     let body = with_json(&fixture(PROVIDER, "js_error"), |j| {
         j["message_id"] = "x".repeat(257).into()
     });

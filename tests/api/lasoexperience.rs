@@ -82,8 +82,8 @@ async fn malformed_signature_headers_are_invalid_signature() {
 }
 
 #[tokio::test]
-async fn a_missing_insert_id_is_invalid_payload() {
-    let app = spawn_app().await;
+async fn without_dead_letters_a_missing_insert_id_is_invalid_payload() {
+    let app = spawn_app_without_dead_letters().await;
     let body = with_json(&fixture(PROVIDER, "screen_view"), |j| {
         j.as_object_mut().unwrap().remove("insertId");
     });

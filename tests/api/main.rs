@@ -2,6 +2,7 @@
 //! broker (`HOOKSTREAM_TEST_BROKERS`, started by `scripts/test`) and are read back from it.
 
 mod binary;
+mod dead_letters;
 mod errors;
 mod foul_weather;
 mod lasoexperience;

@@ -103,6 +103,12 @@ async fn prometheus_scrapes_hookstream_and_every_dashboard_query_returns_data() 
         "dashboard has {} queries",
         queries.len()
     );
+    assert!(
+        queries.iter().any(|(title, expr)| title
+            .starts_with("\"Dead letters by provider and reason\"")
+            && expr.contains("hookstream_webhooks_dead_lettered_total")),
+        "the dead-letter panel"
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let mut empty = Vec::new();

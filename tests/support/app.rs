@@ -109,6 +109,11 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// An app that answers deliveries it cannot normalize with 400 instead of dead-lettering them.
+pub async fn spawn_app_without_dead_letters() -> TestApp {
+    spawn_app_with(|s| s.dead_letter.enabled = false).await
+}
+
 /// Starts the server on a random port with every provider enabled; `customize` may change
 /// anything before it is built.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
@@ -211,6 +216,10 @@ impl TestApp {
 
     pub fn topic(&self, provider: &str, event_name: &str) -> String {
         format!("{}.{provider}.{event_name}", self.prefix)
+    }
+
+    pub fn dead_letter_topic(&self) -> String {
+        format!("{}.dead_letter", self.prefix)
     }
 
     /// Reads `expected` messages from every partition of `topic` (waiting up to 20 s), then

@@ -112,3 +112,55 @@ pub fn string(v: &Value) -> String {
         other => panic!("not a string: {other:?}"),
     }
 }
+
+/// Creates `topic` (one partition) through the Admin API, as an operator would.
+pub async fn create_topic(brokers: &str, topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            [&NewTopic::new(topic, 1, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topics");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+/// Writes one record with these headers, as a producer other than hookstream would.
+pub async fn produce_raw(
+    brokers: &str,
+    topic: &str,
+    key: Option<&str>,
+    value: &[u8],
+    headers: &[(&str, &str)],
+) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    let headers = headers.iter().fold(OwnedHeaders::new(), |h, (key, value)| {
+        h.insert(Header {
+            key,
+            value: Some(*value),
+        })
+    });
+    let mut record = FutureRecord::<str, [u8]>::to(topic)
+        .payload(value)
+        .headers(headers);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .expect("record written");
+}
