@@ -5,7 +5,7 @@
 //! for its topic) is written to the dead-letter topic instead ([`crate::dead_letter`]) and
 //! answered `dead_lettered`, unless dead letters are disabled.
 
-use crate::avro::{self, Framing, RegistryError};
+use crate::avro::{self, FrameError, Framing, RegistryError};
 use crate::configuration::Settings;
 use crate::dead_letter::DeadLetter;
 use crate::dedupe::{DedupeCache, Verdict};
@@ -18,6 +18,7 @@ use crate::kafka::{
 use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};
+use crate::telemetry::LogBudget;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,8 @@ struct Writer {
     ack_timeout: Duration,
     /// Sent as `Retry-After` with 503s.
     retry_after: Duration,
+    /// Rate limit of dead-letter log lines.
+    log_budget: LogBudget,
 }
 
 /// Where a verified body went before any write.
@@ -92,6 +95,7 @@ impl Ingest {
                     .then(|| settings.dead_letter.topic(&settings.kafka.topic_prefix)),
                 ack_timeout: settings.kafka.ack_timeout,
                 retry_after: settings.server.retry_after,
+                log_budget: LogBudget::default(),
             }),
         }
     }
@@ -236,7 +240,7 @@ impl Writer {
         .await
         {
             Ok(Verdict::Duplicate) => {
-                tracing::info!(provider = event.provider, event_id = %event.event_id, "duplicate");
+                tracing::debug!(provider = event.provider, event_id = %event.event_id, "duplicate");
                 return Ok(Outcome::Duplicate {
                     event_id: event.event_id,
                 });
@@ -270,7 +274,7 @@ impl Writer {
             Err(e) => return Err(self.rejection(e)),
         };
         claim.commit();
-        tracing::info!(
+        tracing::debug!(
             provider = event.provider,
             event_id = %event.event_id,
             topic = %topic,
@@ -312,13 +316,16 @@ impl Writer {
             .await;
         match published {
             Ok(_) => {
-                tracing::warn!(
-                    provider = letter.provider,
-                    error = letter.error,
-                    detail = %letter.detail,
-                    event_id = letter.event_id.as_deref(),
-                    "dead-lettered"
-                );
+                if let Some(suppressed) = self.log_budget.admit(letter.error) {
+                    tracing::warn!(
+                        provider = letter.provider,
+                        error = letter.error,
+                        detail = %letter.detail,
+                        event_id = letter.event_id.as_deref(),
+                        suppressed,
+                        "dead-lettered"
+                    );
+                }
                 Ok(Outcome::DeadLettered {
                     error: letter.error,
                     detail: letter.detail,
@@ -351,14 +358,18 @@ pub(crate) async fn produce_event(
     topic: &str,
     deadline: Instant,
 ) -> Result<Acknowledged, ProduceError> {
-    let datum = avro::encode_datum(event).map_err(ProduceError::Encode)?;
-    let value = match tokio::time::timeout_at(deadline, framing.frame(topic, &datum)).await {
-        Ok(framed) => framed,
-        Err(_) => Err(RegistryError::Unreachable(
-            "no answer within kafka.ack_timeout".into(),
-        )),
-    }
-    .map_err(ProduceError::Registry)?;
+    let value = match tokio::time::timeout_at(deadline, avro::encode_framed(framing, topic, event))
+        .await
+    {
+        Ok(Ok(value)) => value,
+        Ok(Err(FrameError::Encode(e))) => return Err(ProduceError::Encode(e)),
+        Ok(Err(FrameError::Registry(e))) => return Err(ProduceError::Registry(e)),
+        Err(_) => {
+            return Err(ProduceError::Registry(RegistryError::Unreachable(
+                "no answer within kafka.ack_timeout".into(),
+            )))
+        }
+    };
     sink.publish(
         OutboundMessage {
             topic,

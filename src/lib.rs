@@ -41,3 +41,9 @@ pub mod signature;
 pub mod startup;
 pub mod tail;
 pub mod telemetry;
+
+#[cfg(test)]
+mod test_alloc;
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: test_alloc::Counting = test_alloc::Counting;

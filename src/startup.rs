@@ -6,6 +6,7 @@ use crate::error::REJECTION_CODES;
 use crate::ingest::Ingest;
 use crate::kafka::{FailureReason, KafkaSink};
 use crate::limits::Limits;
+use crate::telemetry::LogBudget;
 use crate::metrics::Metrics;
 use crate::providers;
 use crate::readiness::{self, Readiness};
@@ -100,6 +101,7 @@ impl Application {
             body_timeout: server_settings.body_timeout,
             retry_after: server_settings.retry_after,
             limits: limits.clone(),
+            log_budget: LogBudget::default(),
             readiness: readiness.clone(),
         });
         let server = HttpServer::new(move || {

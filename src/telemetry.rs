@@ -18,3 +18,64 @@ pub fn init(settings: &LogSettings) {
         builder.try_init()
     };
 }
+
+/// Lines per key (e.g. per rejection reason) written each second before the rest are counted.
+pub const LINES_PER_SECOND: u32 = 5;
+
+/// Bounds the log volume of one kind of line: at most [`LINES_PER_SECOND`] per key each second;
+/// the others are only counted, and the next line written for that key says how many were left
+/// out. A flood of bad requests therefore cannot flood the logs (metrics still count every one).
+#[derive(Default)]
+pub struct LogBudget {
+    windows: std::sync::Mutex<std::collections::HashMap<&'static str, Window>>,
+}
+
+struct Window {
+    started: std::time::Instant,
+    written: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// `Some(n)` when a line for `key` may be written now, `n` being how many were suppressed
+    /// since the last one; `None` when this one is suppressed.
+    pub fn admit(&self, key: &'static str) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.entry(key).or_insert(Window {
+            started: now,
+            written: 0,
+            suppressed: 0,
+        });
+        if now.duration_since(window.started) >= std::time::Duration::from_secs(1) {
+            window.started = now;
+            window.written = 0;
+        }
+        if window.written >= LINES_PER_SECOND {
+            window.suppressed += 1;
+            return None;
+        }
+        window.written += 1;
+        Some(std::mem::take(&mut window.suppressed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_is_cut_to_a_few_lines_per_second_per_key_and_the_rest_counted() {
+        let budget = LogBudget::default();
+        let written = (0..1000).filter(|_| budget.admit("a").is_some()).count();
+        assert_eq!(written, LINES_PER_SECOND as usize);
+        assert_eq!(budget.admit("b"), Some(0), "keys have budgets of their own");
+        std::thread::sleep(std::time::Duration::from_millis(1010));
+        assert_eq!(
+            budget.admit("a"),
+            Some(1000 - u64::from(LINES_PER_SECOND)),
+            "the next line says how many were left out"
+        );
+        assert_eq!(budget.admit("a"), Some(0));
+    }
+}

@@ -45,22 +45,28 @@ impl Framing {
         }
     }
 
-    /// Wraps an Avro datum for `topic`. Never returns an unframed value: a registry failure is an
-    /// error.
-    pub async fn frame(&self, topic: &str, datum: &[u8]) -> Result<Vec<u8>, RegistryError> {
+    /// A buffer holding the framing header of a value for `topic`, with room for `datum_len`
+    /// more bytes: the datum is appended to it. Never yields an unframed value: a registry
+    /// failure is an error.
+    pub async fn header(&self, topic: &str, datum_len: usize) -> Result<Vec<u8>, RegistryError> {
         match self {
-            Framing::SingleObject { header } => Ok([header.as_slice(), datum].concat()),
+            Framing::SingleObject { header } => {
+                let mut out = Vec::with_capacity(header.len() + datum_len);
+                out.extend_from_slice(header);
+                Ok(out)
+            }
             Framing::SchemaRegistry(registry) => {
                 let id = registry.schema_id(&format!("{topic}-value")).await?;
-                Ok(confluent_frame(id, datum))
+                Ok(confluent_frame(id, &[], datum_len))
             }
         }
     }
+
 }
 
-/// `00`, the big-endian schema id, the datum.
-pub fn confluent_frame(schema_id: u32, datum: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + datum.len());
+/// `00`, the big-endian schema id, the datum (with room for `spare` more bytes).
+pub fn confluent_frame(schema_id: u32, datum: &[u8], spare: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + datum.len() + spare);
     out.push(CONFLUENT_MAGIC);
     out.extend_from_slice(&schema_id.to_be_bytes());
     out.extend_from_slice(datum);
@@ -121,12 +127,13 @@ mod tests {
 
     #[tokio::test]
     async fn both_framings_unwrap_to_the_datum() {
-        let single = Framing::single_object()
-            .frame("t", b"datum")
+        let mut single = Framing::single_object()
+            .header("t", 5)
             .await
             .expect("frames");
+        single.extend_from_slice(b"datum");
         assert_eq!(datum_of(&single), Some(&b"datum"[..]));
-        let confluent = confluent_frame(258, b"datum");
+        let confluent = confluent_frame(258, b"datum", 0);
         assert_eq!(&confluent[..5], &[0, 0, 0, 1, 2]);
         assert_eq!(datum_of(&confluent), Some(&b"datum"[..]));
         let mut other_schema = single.clone();

@@ -1,13 +1,16 @@
 //! Avro encoding of [`WebhookEvent`](crate::event::WebhookEvent).
 //!
 //! The schema is `avro/webhook_event.avsc`, compiled into the binary so the service and the file
-//! consumers read can never disagree. [`record`] builds the datum; [`framing`] wraps it so a
-//! consumer can tell which schema wrote it.
+//! consumers read can never disagree. [`encoder`] writes the datum; [`framing`] puts the header in
+//! front of it so a consumer can tell which schema wrote it; [`record`] builds the same record as a
+//! generic Avro value, the reference the encoder is tested against.
 
+mod encoder;
 pub mod framing;
 mod record;
 pub mod registry;
 
+pub use encoder::encode_into;
 pub use framing::{datum_of, Framing};
 pub use record::{provider_symbols, to_value};
 pub use registry::{RegistryClient, RegistryError};
@@ -31,11 +34,36 @@ pub fn schema() -> &'static Schema {
 /// Errors turning a record into bytes. Any of them is a bug in hookstream, not bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
-    #[error("record does not match the Avro schema: {0}")]
-    Avro(#[from] apache_avro::Error),
+    #[error("provider {0:?} is not a symbol of the schema's Provider enum")]
+    UnknownProvider(&'static str),
 }
 
 /// Avro binary datum (no framing) of `event`.
 pub fn encode_datum(event: &crate::event::WebhookEvent) -> Result<Vec<u8>, EncodeError> {
-    Ok(apache_avro::to_avro_datum(schema(), to_value(event))?)
+    let mut out = Vec::with_capacity(encoder::size_hint(event));
+    encode_into(event, &mut out)?;
+    Ok(out)
+}
+
+/// The framed value of `event` for `topic`: the framing header, then the datum, in one buffer.
+pub async fn encode_framed(
+    framing: &Framing,
+    topic: &str,
+    event: &crate::event::WebhookEvent,
+) -> Result<Vec<u8>, FrameError> {
+    let mut out = framing
+        .header(topic, encoder::size_hint(event))
+        .await
+        .map_err(FrameError::Registry)?;
+    encode_into(event, &mut out).map_err(FrameError::Encode)?;
+    Ok(out)
+}
+
+/// Why a framed value could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error(transparent)]
+    Encode(EncodeError),
+    #[error(transparent)]
+    Registry(RegistryError),
 }

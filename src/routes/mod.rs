@@ -7,6 +7,7 @@ mod webhooks;
 use crate::error::ApiError;
 use crate::ingest::Ingest;
 use crate::limits::Limits;
+use crate::telemetry::LogBudget;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use actix_web::{web, HttpResponse};
@@ -25,6 +26,8 @@ pub struct AppState {
     pub retry_after: Duration,
     /// Open connections and requests in progress.
     pub limits: Arc<Limits>,
+    /// Rate limit of rejection log lines.
+    pub log_budget: LogBudget,
     /// Set by the readiness probe task; read by `/readyz`.
     pub readiness: Arc<Readiness>,
 }

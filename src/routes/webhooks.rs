@@ -56,7 +56,9 @@ pub async fn receive(
                 .with_label_values(&[label, e.code()])
                 .inc();
             // The detail never contains secrets or signatures.
-            tracing::warn!(provider = label, error = e.code(), detail = %e, "rejected");
+            if let Some(suppressed) = state.log_budget.admit(e.code()) {
+                tracing::warn!(provider = label, error = e.code(), detail = %e, suppressed, "rejected");
+            }
             e.error_response()
         }
     };

@@ -1,0 +1,333 @@
+//! Remembers which events were already written, so redeliveries produce nothing.
+//!
+//! Providers deliver at least once. An event id is *recorded* only after the broker acknowledged
+//! its write ([`Claim::commit`]); if the write fails, the claim is released and the provider's retry
+//! gets a fresh attempt. While a write is in flight, concurrent deliveries of the same id wait for
+//! its outcome instead of producing a second copy.
+//!
+//! Memory is bounded in bytes: at most `max_entries` recorded ids, each kept for `window`; when
+//! full, the oldest id is forgotten first (a late redelivery of it would then be produced again —
+//! the safe direction for at-least-once delivery). An id is stored as a 128-bit digest of
+//! (provider, event id) made with a keyed hash whose key is random per process, so neither the
+//! length of vendor ids nor a crafted collision matters, plus the time it was recorded. Both
+//! structures — a fixed-capacity hash table ([`table`]) and the recording order — are sized for
+//! `max_entries` when the cache is made, and each call expires at most a few old ids, so no
+//! request ever pays for a resize, a rehash or a sweep of the whole cache.
+//! Measured (`recorded_ids_cost_a_bounded_number_of_bytes`): 56 bytes per remembered id, so the
+//! default 500,000 ids take about 27 MiB.
+
+mod table;
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// 128 bits of a keyed hash of (provider, event id).
+type Digest = [u64; 2];
+
+/// Old ids expired per call, at most: twice what one call adds, so expiry keeps up.
+const EXPIRE_PER_CALL: usize = 2;
+
+/// Keyed 128-bit digests: two SipHash-1-3 instances with independent random keys.
+struct Digester([RandomState; 2]);
+
+impl Digester {
+    fn new() -> Self {
+        Self([RandomState::new(), RandomState::new()])
+    }
+
+    fn digest(&self, provider: &str, event_id: &str) -> Digest {
+        self.0.each_ref().map(|state| {
+            let mut h = state.build_hasher();
+            h.write(provider.as_bytes());
+            h.write_u8(0xff);
+            h.write(event_id.as_bytes());
+            h.finish()
+        })
+    }
+}
+
+struct Inner {
+    /// Recorded ids → when (milliseconds since `origin`).
+    recorded: table::Table,
+    /// Recorded ids in recording order (= expiry order, since the window is fixed).
+    order: VecDeque<(Digest, u64)>,
+    /// Ids being written now; the receiver resolves when that write finishes.
+    in_flight: HashMap<Digest, watch::Receiver<bool>>,
+}
+
+/// The deduplication cache. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct DedupeCache {
+    inner: Arc<Mutex<Inner>>,
+    digester: Arc<Digester>,
+    origin: Instant,
+    window_ms: u64,
+    max_entries: usize,
+}
+
+/// The outcome of [`DedupeCache::claim`].
+pub enum Verdict {
+    /// Already written within the window: produce nothing.
+    Duplicate,
+    /// The caller owns the write of this id.
+    Claimed(Claim),
+}
+
+/// Ownership of an in-flight write. Dropping it without [`Claim::commit`] releases the id.
+pub struct Claim {
+    cache: DedupeCache,
+    digest: Option<Digest>,
+    done: watch::Sender<bool>,
+}
+
+impl DedupeCache {
+    pub fn new(window: Duration, max_entries: usize) -> Self {
+        let max_entries = max_entries.max(1);
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                recorded: table::Table::with_capacity(max_entries),
+                order: VecDeque::with_capacity(max_entries),
+                in_flight: HashMap::new(),
+            })),
+            digester: Arc::new(Digester::new()),
+            origin: Instant::now(),
+            window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
+            max_entries,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the maps inconsistent in a way that
+        // matters (worst case: one id is forgotten), so a poisoned lock is simply reused.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Decides whether this delivery is a duplicate, waiting for an in-flight write of the same id.
+    pub async fn claim(&self, provider: &'static str, event_id: &str) -> Verdict {
+        let digest = self.digester.digest(provider, event_id);
+        loop {
+            let mut waiter = {
+                let now = self.now();
+                let mut inner = self.lock();
+                self.expire(&mut inner, now);
+                if inner
+                    .recorded
+                    .get(digest)
+                    .is_some_and(|at| now.saturating_sub(at) < self.window_ms)
+                {
+                    return Verdict::Duplicate;
+                }
+                match inner.in_flight.get(&digest) {
+                    Some(rx) => rx.clone(),
+                    None => {
+                        let (tx, rx) = watch::channel(false);
+                        inner.in_flight.insert(digest, rx);
+                        return Verdict::Claimed(Claim {
+                            cache: self.clone(),
+                            digest: Some(digest),
+                            done: tx,
+                        });
+                    }
+                }
+            };
+            // Resolves when the owner commits (true) or is dropped (channel closed); either way
+            // the loop re-reads the entry.
+            let _ = waiter.wait_for(|done| *done).await;
+        }
+    }
+
+    /// Number of recorded ids.
+    pub fn len(&self) -> usize {
+        self.lock().recorded.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets at most [`EXPIRE_PER_CALL`] ids that are past the window (or beyond
+    /// `max_entries`), oldest first.
+    fn expire(&self, inner: &mut Inner, now: u64) {
+        for _ in 0..EXPIRE_PER_CALL {
+            let Some(&(digest, at)) = inner.order.front() else {
+                return;
+            };
+            let expired = now.saturating_sub(at) >= self.window_ms;
+            if !expired && inner.order.len() <= self.max_entries {
+                return;
+            }
+            inner.order.pop_front();
+            // A later recording of the same id has its own, younger entry.
+            if inner.recorded.get(digest) == Some(at) {
+                inner.recorded.remove(digest);
+            }
+        }
+    }
+}
+
+impl Claim {
+    /// Records the id: the broker acknowledged the write.
+    pub fn commit(mut self) {
+        if let Some(digest) = self.digest.take() {
+            let now = self.cache.now();
+            let mut inner = self.cache.lock();
+            inner.in_flight.remove(&digest);
+            // Make room first, so neither structure grows beyond what it was sized for.
+            while inner.order.len() >= self.cache.max_entries {
+                if let Some((old, at)) = inner.order.pop_front() {
+                    if inner.recorded.get(old) == Some(at) {
+                        inner.recorded.remove(old);
+                    }
+                }
+            }
+            inner.recorded.insert(digest, now);
+            inner.order.push_back((digest, now));
+            self.cache.expire(&mut inner, now);
+        }
+        let _ = self.done.send(true);
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(digest) = self.digest.take() {
+            self.cache.lock().in_flight.remove(&digest);
+        }
+        // Dropping `done` closes the channel and wakes waiters.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(v: Verdict) -> Claim {
+        match v {
+            Verdict::Claimed(c) => c,
+            Verdict::Duplicate => panic!("expected a claim"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_committed_id_is_a_duplicate() {
+        let cache = DedupeCache::new(Duration::from_secs(60), 10);
+        claimed(cache.claim("p", "a").await).commit();
+        assert!(matches!(cache.claim("p", "a").await, Verdict::Duplicate));
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn ids_are_scoped_by_provider() {
+        let cache = DedupeCache::new(Duration::from_secs(60), 10);
+        claimed(cache.claim("p", "a").await).commit();
+        assert!(matches!(cache.claim("q", "a").await, Verdict::Claimed(_)));
+        // The provider/id boundary is part of the digest: "p"+"ab" is not "pa"+"b".
+        claimed(cache.claim("p", "ab").await).commit();
+        assert!(matches!(cache.claim("pa", "b").await, Verdict::Claimed(_)));
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_releases_the_id() {
+        let cache = DedupeCache::new(Duration::from_secs(60), 10);
+        drop(claimed(cache.claim("p", "a").await));
+        assert!(matches!(cache.claim("p", "a").await, Verdict::Claimed(_)));
+        assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn ids_expire_after_the_window() {
+        let cache = DedupeCache::new(Duration::from_millis(20), 10);
+        claimed(cache.claim("p", "a").await).commit();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(matches!(cache.claim("p", "a").await, Verdict::Claimed(_)));
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_by_forgetting_the_oldest() {
+        let cache = DedupeCache::new(Duration::from_secs(60), 3);
+        for id in ["a", "b", "c", "d"] {
+            claimed(cache.claim("p", id).await).commit();
+        }
+        assert_eq!(cache.len(), 3);
+        assert!(matches!(cache.claim("p", "d").await, Verdict::Duplicate));
+        assert!(matches!(cache.claim("p", "a").await, Verdict::Claimed(_)));
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_duplicate_waits_for_the_first_write() {
+        let cache = DedupeCache::new(Duration::from_secs(60), 10);
+        let first = claimed(cache.claim("p", "a").await);
+        let c2 = cache.clone();
+        let second =
+            tokio::spawn(async move { matches!(c2.claim("p", "a").await, Verdict::Duplicate) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !second.is_finished(),
+            "the duplicate must wait while the write is in flight"
+        );
+        first.commit();
+        assert!(second.await.expect("task"));
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_duplicate_takes_over_when_the_first_write_fails() {
+        let cache = DedupeCache::new(Duration::from_secs(60), 10);
+        let first = claimed(cache.claim("p", "a").await);
+        let c2 = cache.clone();
+        let second =
+            tokio::spawn(async move { matches!(c2.claim("p", "a").await, Verdict::Claimed(_)) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(first);
+        assert!(second.await.expect("task"));
+    }
+
+    #[tokio::test]
+    async fn the_structures_never_grow_beyond_their_first_size() {
+        let cache = DedupeCache::new(Duration::from_secs(60), 1000);
+        let capacity = |c: &DedupeCache| c.lock().order.capacity();
+        let before = capacity(&cache);
+        for i in 0..5000 {
+            claimed(cache.claim("p", &i.to_string()).await).commit();
+        }
+        assert_eq!(cache.len(), 1000);
+        assert_eq!(capacity(&cache), before, "no resize while running");
+        assert_eq!(cache.lock().recorded.len(), 1000);
+    }
+
+    #[test]
+    fn recorded_ids_cost_a_bounded_number_of_bytes() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let max = 100_000;
+        let before = crate::test_alloc::live_bytes();
+        let cache = DedupeCache::new(Duration::from_secs(3600), max);
+        runtime.block_on(async {
+            for i in 0..2 * max {
+                let id = format!("{:032x}", i);
+                claimed(cache.claim("livesession", &id).await).commit();
+            }
+        });
+        assert_eq!(cache.len(), max);
+        let per_id = (crate::test_alloc::live_bytes() - before) as f64 / max as f64;
+        eprintln!("dedupe: {per_id:.1} bytes per remembered id");
+        assert!(per_id < 64.0, "{per_id:.1} bytes per id");
+    }
+
+    #[tokio::test]
+    async fn long_vendor_ids_cost_no_more_than_short_ones() {
+        let cache = DedupeCache::new(Duration::from_secs(60), 10);
+        let long = "x".repeat(100_000);
+        claimed(cache.claim("p", &long).await).commit();
+        assert!(matches!(cache.claim("p", &long).await, Verdict::Duplicate));
+        let inner = cache.lock();
+        assert_eq!(std::mem::size_of_val(inner.order.front().expect("entry")), 24);
+    }
+}
