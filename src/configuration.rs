@@ -235,8 +235,11 @@ impl Settings {
         if self.dedupe.max_entries == 0 {
             return invalid("dedupe.max_entries", "must be at least 1");
         }
-        if self.dedupe.window.is_zero() {
-            return invalid("dedupe.window", "must be greater than zero");
+        if self.dedupe.window.is_zero() || self.dedupe.window > crate::dedupe::MAX_WINDOW {
+            return invalid(
+                "dedupe.window",
+                "must be greater than zero and at most 30 days",
+            );
         }
         if self.schema_registry.enabled()
             && !(self.schema_registry.url.starts_with("http://")

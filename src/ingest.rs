@@ -358,18 +358,17 @@ pub(crate) async fn produce_event(
     topic: &str,
     deadline: Instant,
 ) -> Result<Acknowledged, ProduceError> {
-    let value = match tokio::time::timeout_at(deadline, avro::encode_framed(framing, topic, event))
-        .await
-    {
-        Ok(Ok(value)) => value,
-        Ok(Err(FrameError::Encode(e))) => return Err(ProduceError::Encode(e)),
-        Ok(Err(FrameError::Registry(e))) => return Err(ProduceError::Registry(e)),
-        Err(_) => {
-            return Err(ProduceError::Registry(RegistryError::Unreachable(
-                "no answer within kafka.ack_timeout".into(),
-            )))
-        }
-    };
+    let value =
+        match tokio::time::timeout_at(deadline, avro::encode_framed(framing, topic, event)).await {
+            Ok(Ok(value)) => value,
+            Ok(Err(FrameError::Encode(e))) => return Err(ProduceError::Encode(e)),
+            Ok(Err(FrameError::Registry(e))) => return Err(ProduceError::Registry(e)),
+            Err(_) => {
+                return Err(ProduceError::Registry(RegistryError::Unreachable(
+                    "no answer within kafka.ack_timeout".into(),
+                )))
+            }
+        };
     sink.publish(
         OutboundMessage {
             topic,

@@ -9,7 +9,6 @@
 use super::EncodeError;
 use crate::event::{Attribute, Client, Geo, User, WebhookEvent};
 
-
 /// Appends the datum of `event` to `out`.
 pub fn encode_into(event: &WebhookEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let provider = super::provider_symbols()
@@ -62,7 +61,11 @@ pub fn size_hint(event: &WebhookEvent) -> usize {
         })
         .sum();
     let warnings: usize = event.warnings.iter().map(|w| w.len() + 10).sum();
-    event.raw_payload.len() + event.event_id.len() + event.event_name.len() + attributes + warnings
+    event.raw_payload.len()
+        + event.event_id.len()
+        + event.event_name.len()
+        + attributes
+        + warnings
         + 512
 }
 
@@ -164,24 +167,24 @@ mod tests {
     use super::*;
     use apache_avro::Schema;
 
-/// Top-level fields, in schema order.
-const FIELDS: [&str; 15] = [
-    "event_id",
-    "provider",
-    "event_name",
-    "event_time",
-    "received_at",
-    "subject_id",
-    "session_id",
-    "account_id",
-    "source_id",
-    "user",
-    "geo",
-    "client",
-    "attributes",
-    "warnings",
-    "raw_payload",
-];
+    /// Top-level fields, in schema order.
+    const FIELDS: [&str; 15] = [
+        "event_id",
+        "provider",
+        "event_name",
+        "event_time",
+        "received_at",
+        "subject_id",
+        "session_id",
+        "account_id",
+        "source_id",
+        "user",
+        "geo",
+        "client",
+        "attributes",
+        "warnings",
+        "raw_payload",
+    ];
 
     fn names(fields: &[apache_avro::schema::RecordField]) -> Vec<&str> {
         fields.iter().map(|f| f.name.as_str()).collect()
@@ -195,7 +198,11 @@ const FIELDS: [&str; 15] = [
         assert_eq!(names(&record.fields), FIELDS);
         // The nested records, written field by field above.
         let nested = |name: &str| -> Vec<String> {
-            let field = record.fields.iter().find(|f| f.name == name).expect("field");
+            let field = record
+                .fields
+                .iter()
+                .find(|f| f.name == name)
+                .expect("field");
             match &field.schema {
                 Schema::Union(u) => match &u.variants()[1] {
                     Schema::Record(r) => names(&r.fields).iter().map(|s| s.to_string()).collect(),
@@ -207,7 +214,15 @@ const FIELDS: [&str; 15] = [
         assert_eq!(nested("user"), ["id", "name", "email"]);
         assert_eq!(
             nested("geo"),
-            ["country_code", "country", "region", "city", "latitude", "longitude", "timezone"]
+            [
+                "country_code",
+                "country",
+                "region",
+                "city",
+                "latitude",
+                "longitude",
+                "timezone"
+            ]
         );
         assert_eq!(
             nested("client"),

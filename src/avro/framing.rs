@@ -61,7 +61,6 @@ impl Framing {
             }
         }
     }
-
 }
 
 /// `00`, the big-endian schema id, the datum (with room for `spare` more bytes).

@@ -27,6 +27,10 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     // Bounded memory: a stalled broker fills the queue to this size, then writes are answered
     // 503 queue_full at once (librdkafka's default is 1 GiB).
     config.set("queue.buffering.max.kbytes", "65536");
+    // Every webhook waits for its batch to be sent: librdkafka's default 5 ms of batching delay
+    // is most of a webhook's latency. 2 ms still makes batches of hundreds of records under load
+    // (measured: more throughput and lower tail latency than 0, 1, 3 or 5 ms).
+    config.set("linger.ms", "2");
     for (key, value) in &settings.options {
         config.set(key, value);
     }
@@ -128,6 +132,7 @@ mod tests {
             producer_config(&settings).get("queue.buffering.max.kbytes"),
             Some("65536")
         );
+        assert_eq!(producer_config(&settings).get("linger.ms"), Some("2"));
         settings
             .options
             .insert("queue.buffering.max.kbytes".into(), "1024".into());

@@ -24,16 +24,27 @@ impl HeaderSource for Headers<'_> {
     }
 }
 
-pub async fn receive(
+/// `/webhooks/{provider}` for a path that names no registered provider (those have routes of
+/// their own, matched without a pattern).
+pub async fn receive_other(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> HttpResponse {
+    receive(&path.into_inner(), req, payload, state).await
+}
+
+/// `POST /webhooks/{name}`.
+pub async fn receive(
+    name: &str,
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let started = Instant::now();
-    let name = path.into_inner();
-    let label = providers::find(&name).map_or("unknown", |p| p.name());
-    let result = handle(&req, &name, payload, &state).await;
+    let label = providers::find(name).map_or("unknown", |p| p.name());
+    let result = handle(&req, name, payload, &state).await;
 
     let m = &state.metrics;
     let response = match &result {
