@@ -96,9 +96,7 @@ fn normalize(
             .expect("not a bad handshake")
             .is_none())
         .unwrap_or(true));
-    provider
-        .normalize(&payload, RECEIVED_AT)
-        .expect("normalizes")
+    providers::normalize(provider, &payload, RECEIVED_AT).expect("normalizes")
 }
 
 /// Encode and frame for `topic` (single-object framing completes without waiting).
@@ -147,9 +145,7 @@ fn benches(c: &mut Criterion) {
                 |b, verified| {
                     b.iter(|| {
                         let payload = VerifiedPayload::parse(*black_box(verified)).expect("JSON");
-                        provider
-                            .normalize(&payload, RECEIVED_AT)
-                            .expect("normalizes")
+                        providers::normalize(*provider, &payload, RECEIVED_AT).expect("normalizes")
                     })
                 },
             );

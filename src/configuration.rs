@@ -257,6 +257,9 @@ impl Settings {
         if self.dead_letter.replay_group.trim().is_empty() {
             return invalid("dead_letter.replay_group", "must not be empty");
         }
+        if let Err(why) = crate::telemetry::filter(&self.log.level) {
+            return invalid("log.level", &why);
+        }
         if !matches!(self.log.format.as_str(), "json" | "pretty") {
             return invalid("log.format", "must be \"json\" or \"pretty\"");
         }

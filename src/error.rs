@@ -1,6 +1,6 @@
 //! Every way a webhook request can fail, and the one place each becomes an HTTP response.
 
-use crate::avro::RegistryError;
+use crate::avro::{EncodeError, RegistryError};
 use crate::kafka::{FailureClass, PublishError};
 use crate::providers::{JsonError, PayloadError};
 use crate::readiness::NotReady;
@@ -8,6 +8,57 @@ use crate::signature::SignatureError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use std::time::Duration;
+
+/// The stable, machine-readable code of every answer that is not 2xx: the `error` of the JSON
+/// body and the `reason` label of `hookstream_webhooks_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorCode {
+    UnknownProvider,
+    ProviderDisabled,
+    NotFound,
+    MethodNotAllowed,
+    MissingSignature,
+    InvalidSignature,
+    InvalidBody,
+    InvalidJson,
+    InvalidPayload,
+    PayloadTooLarge,
+    RequestTimeout,
+    Overloaded,
+    BrokerUnavailable,
+    SchemaRegistryUnavailable,
+    ProduceFailed,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// The HTTP status of every answer with this code.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::UnknownProvider | ErrorCode::ProviderDisabled | ErrorCode::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MissingSignature | ErrorCode::InvalidSignature => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidBody | ErrorCode::InvalidJson | ErrorCode::InvalidPayload => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::Overloaded
+            | ErrorCode::BrokerUnavailable
+            | ErrorCode::SchemaRegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ProduceFailed | ErrorCode::InternalError => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
 
 /// A request that is not answered 2xx. The body is always `{"error": code, "detail": text}`.
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +70,7 @@ pub enum ApiError {
     #[error("the body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the request body could not be read: {0}")]
-    BodyRead(String),
+    BodyRead(#[source] actix_web::error::PayloadError),
     #[error("the request body did not arrive within {} s", limit.as_secs_f64())]
     RequestTimeout { limit: Duration },
     #[error("{what}: try again later")]
@@ -49,58 +100,43 @@ pub enum ApiError {
         NotReady::SchemaRegistry => "the schema registry did not answer the last request",
     })]
     NotReady(NotReady),
+    /// A bug: a record that does not match the schema.
     #[error("the event could not be encoded: {0}")]
-    Internal(String),
+    Encode(#[from] EncodeError),
+    /// A bug: the task writing the event panicked.
+    #[error("the write failed unexpectedly: {0}")]
+    WriteTask(#[source] tokio::task::JoinError),
     #[error("no route for this path")]
     NotFound,
     #[error("this path only accepts {0}")]
     MethodNotAllowed(&'static str),
 }
 
-/// Every code a webhook request can be rejected with (the `reason` label set of
-/// `hookstream_webhooks_rejected_total`).
-pub const REJECTION_CODES: &[&str] = &[
-    "unknown_provider",
-    "provider_disabled",
-    "payload_too_large",
-    "invalid_body",
-    "request_timeout",
-    "overloaded",
-    "missing_signature",
-    "invalid_signature",
-    "invalid_json",
-    "invalid_payload",
-    "broker_unavailable",
-    "schema_registry_unavailable",
-    "produce_failed",
-    "internal_error",
-];
-
 impl ApiError {
     /// The stable, machine-readable code (also the `reason` metric label).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::UnknownProvider(_) => "unknown_provider",
-            ApiError::ProviderDisabled(_) => "provider_disabled",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::BodyRead(_) => "invalid_body",
-            ApiError::RequestTimeout { .. } => "request_timeout",
-            ApiError::Overloaded { .. } => "overloaded",
-            ApiError::Signature(SignatureError::Missing(_)) => "missing_signature",
-            ApiError::Signature(_) => "invalid_signature",
-            ApiError::Json(_) => "invalid_json",
-            ApiError::Payload(_) => "invalid_payload",
+            ApiError::UnknownProvider(_) => ErrorCode::UnknownProvider,
+            ApiError::ProviderDisabled(_) => ErrorCode::ProviderDisabled,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::BodyRead(_) => ErrorCode::InvalidBody,
+            ApiError::RequestTimeout { .. } => ErrorCode::RequestTimeout,
+            ApiError::Overloaded { .. } => ErrorCode::Overloaded,
+            ApiError::Signature(SignatureError::Missing(_)) => ErrorCode::MissingSignature,
+            ApiError::Signature(_) => ErrorCode::InvalidSignature,
+            ApiError::Json(_) => ErrorCode::InvalidJson,
+            ApiError::Payload(_) => ErrorCode::InvalidPayload,
             ApiError::Publish { source, .. } => match source.class() {
-                FailureClass::Retriable => "broker_unavailable",
-                FailureClass::TooLarge => "payload_too_large",
-                FailureClass::Permanent => "produce_failed",
+                FailureClass::Retriable => ErrorCode::BrokerUnavailable,
+                FailureClass::TooLarge => ErrorCode::PayloadTooLarge,
+                FailureClass::Permanent => ErrorCode::ProduceFailed,
             },
-            ApiError::SchemaRegistry { .. } => "schema_registry_unavailable",
-            ApiError::NotReady(NotReady::Broker | NotReady::Writes) => "broker_unavailable",
-            ApiError::NotReady(NotReady::SchemaRegistry) => "schema_registry_unavailable",
-            ApiError::Internal(_) => "internal_error",
-            ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::SchemaRegistry { .. } => ErrorCode::SchemaRegistryUnavailable,
+            ApiError::NotReady(NotReady::Broker | NotReady::Writes) => ErrorCode::BrokerUnavailable,
+            ApiError::NotReady(NotReady::SchemaRegistry) => ErrorCode::SchemaRegistryUnavailable,
+            ApiError::Encode(_) | ApiError::WriteTask(_) => ErrorCode::InternalError,
+            ApiError::NotFound => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
         }
     }
 }
@@ -134,27 +170,7 @@ impl ApiError {
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::UnknownProvider(_) | ApiError::ProviderDisabled(_) | ApiError::NotFound => {
-                StatusCode::NOT_FOUND
-            }
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::BodyRead(_) | ApiError::Json(_) | ApiError::Payload(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::Signature(_) => StatusCode::UNAUTHORIZED,
-            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Publish { source, .. } => match source.class() {
-                FailureClass::Retriable => StatusCode::SERVICE_UNAVAILABLE,
-                FailureClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-                FailureClass::Permanent => StatusCode::INTERNAL_SERVER_ERROR,
-            },
-            ApiError::SchemaRegistry { .. }
-            | ApiError::NotReady(_)
-            | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-        }
+        self.code().status()
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -171,13 +187,25 @@ impl ResponseError for ApiError {
         if let ApiError::MethodNotAllowed(allowed) = self {
             response.insert_header((header::ALLOW, *allowed));
         }
-        response.json(serde_json::json!({ "error": self.code(), "detail": self.to_string() }))
+        response
+            .json(serde_json::json!({ "error": self.code().as_str(), "detail": self.to_string() }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::IntoEnumIterator;
+
+    #[test]
+    fn codes_are_snake_case_and_unique() {
+        let codes: Vec<&str> = ErrorCode::iter().map(ErrorCode::as_str).collect();
+        assert!(codes.contains(&"schema_registry_unavailable"));
+        let mut unique = codes.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), codes.len());
+    }
 
     #[test]
     fn broker_unavailable_is_503_with_retry_after() {
@@ -185,7 +213,7 @@ mod tests {
             source: PublishError::timed_out(),
             retry_after: Duration::from_secs(30),
         };
-        assert_eq!(err.code(), "broker_unavailable");
+        assert_eq!(err.code().as_str(), "broker_unavailable");
         let response = err.error_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers().get(header::RETRY_AFTER).unwrap(), "30");
@@ -194,7 +222,7 @@ mod tests {
     #[test]
     fn payload_errors_name_the_field() {
         let err = ApiError::from(PayloadError::new("payload.event_name", "missing"));
-        assert_eq!(err.code(), "invalid_payload");
+        assert_eq!(err.code().as_str(), "invalid_payload");
         assert_eq!(err.to_string(), "payload.event_name: missing");
         assert_eq!(err.status_code(), StatusCode::BAD_REQUEST);
     }

@@ -18,17 +18,22 @@ use crate::kafka::{
 use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};
-use crate::telemetry::LogBudget;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// What happened to an accepted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Written to `topic` and acknowledged by the broker.
-    Accepted { event_id: String, topic: String },
+    Accepted {
+        event_id: String,
+        topic: String,
+        partition: i32,
+        offset: i64,
+    },
     /// Already written within the dedupe window; nothing produced.
     Duplicate { event_id: String },
     /// A URL-verification handshake; nothing produced.
@@ -55,8 +60,6 @@ struct Writer {
     ack_timeout: Duration,
     /// Sent as `Retry-After` with 503s.
     retry_after: Duration,
-    /// Rate limit of dead-letter log lines.
-    log_budget: LogBudget,
 }
 
 /// Where a verified body went before any write.
@@ -95,7 +98,6 @@ impl Ingest {
                     .then(|| settings.dead_letter.topic(&settings.kafka.topic_prefix)),
                 ack_timeout: settings.kafka.ack_timeout,
                 retry_after: settings.server.retry_after,
-                log_budget: LogBudget::default(),
             }),
         }
     }
@@ -157,28 +159,36 @@ impl Ingest {
         let write = match prepare(provider, verified, received_at) {
             Ok(Prepared::Handshake(handshake)) => return Ok(Outcome::Handshake(handshake)),
             Ok(Prepared::Event(event)) => {
+                tracing::Span::current().record("event_id", event.event_id.as_str());
                 let topic =
                     naming::topic_name(&self.topic_prefix, provider.name(), &event.event_name);
-                tokio::spawn(async move { writer.write(*event, topic, content_type).await })
+                tokio::spawn(
+                    async move { writer.write(*event, topic, content_type).await }
+                        .in_current_span(),
+                )
             }
             Err(Unusable::Refused(error)) => return Err(error),
             Err(Unusable::Unprocessable { error, event_id }) => {
                 let letter = DeadLetter {
                     provider: provider.name(),
-                    error: error.code(),
+                    error: error.code().as_str(),
                     detail: error.to_string(),
                     received_at,
                     event_id,
                     content_type,
                     body: body.to_vec(),
                 };
+                if let Some(event_id) = &letter.event_id {
+                    tracing::Span::current().record("event_id", event_id.as_str());
+                }
                 let deadline = Instant::now() + writer.ack_timeout;
-                tokio::spawn(async move { writer.dead_letter(letter, error, deadline).await })
+                tokio::spawn(
+                    async move { writer.dead_letter(letter, error, deadline).await }
+                        .in_current_span(),
+                )
             }
         };
-        write
-            .await
-            .map_err(|e| ApiError::Internal(format!("the write task failed: {e}")))?
+        write.await.map_err(ApiError::WriteTask)?
     }
 }
 
@@ -199,8 +209,7 @@ fn prepare(
     {
         return Ok(Prepared::Handshake(handshake));
     }
-    provider
-        .normalize(&payload, received_at)
+    providers::normalize(provider, &payload, received_at)
         .map(|event| Prepared::Event(Box::new(event)))
         .map_err(|e| unprocessable(e.into(), provider.event_id(object)))
 }
@@ -215,7 +224,7 @@ impl Writer {
 
     fn rejection(&self, error: ProduceError) -> ApiError {
         match error {
-            ProduceError::Encode(e) => ApiError::Internal(e.to_string()),
+            ProduceError::Encode(e) => ApiError::Encode(e),
             ProduceError::Registry(source) => ApiError::SchemaRegistry {
                 source,
                 retry_after: self.retry_after,
@@ -233,26 +242,24 @@ impl Writer {
     ) -> Result<Outcome, ApiError> {
         let deadline = Instant::now() + self.ack_timeout;
         // Duplicates are decided before any encoding work.
-        let claim = match tokio::time::timeout_at(
-            deadline,
-            self.dedupe.claim(event.provider, &event.event_id),
-        )
-        .await
-        {
-            Ok(Verdict::Duplicate) => {
-                tracing::debug!(provider = event.provider, event_id = %event.event_id, "duplicate");
-                return Ok(Outcome::Duplicate {
-                    event_id: event.event_id,
-                });
-            }
-            Ok(Verdict::Claimed(claim)) => claim,
-            Err(_) => {
-                return Err(self.unavailable(PublishError::new(
+        let claim =
+            match tokio::time::timeout_at(
+                deadline,
+                self.dedupe.claim(event.provider, &event.event_id),
+            )
+            .await
+            {
+                Ok(Verdict::Duplicate) => {
+                    return Ok(Outcome::Duplicate {
+                        event_id: event.event_id,
+                    });
+                }
+                Ok(Verdict::Claimed(claim)) => claim,
+                Err(_) => return Err(self.unavailable(PublishError::new(
                     FailureReason::Deadline,
                     "another delivery of this event is still being written; nothing was written",
-                )))
-            }
-        };
+                ))),
+            };
         // Any early return below drops the claim, which releases the id for the provider's retry.
         let published = produce_event(&self.sink, &self.framing, &event, &topic, deadline).await;
         let ack = match published {
@@ -262,7 +269,7 @@ impl Writer {
                 let error = self.unavailable(e);
                 let letter = DeadLetter {
                     provider: event.provider,
-                    error: error.code(),
+                    error: error.code().as_str(),
                     detail: error.to_string(),
                     received_at: event.received_at,
                     event_id: Some(event.event_id),
@@ -274,17 +281,11 @@ impl Writer {
             Err(e) => return Err(self.rejection(e)),
         };
         claim.commit();
-        tracing::debug!(
-            provider = event.provider,
-            event_id = %event.event_id,
-            topic = %topic,
-            partition = ack.partition,
-            offset = ack.offset,
-            "accepted"
-        );
         Ok(Outcome::Accepted {
             event_id: event.event_id,
             topic,
+            partition: ack.partition,
+            offset: ack.offset,
         })
     }
 
@@ -315,22 +316,10 @@ impl Writer {
             )
             .await;
         match published {
-            Ok(_) => {
-                if let Some(suppressed) = self.log_budget.admit(letter.error) {
-                    tracing::warn!(
-                        provider = letter.provider,
-                        error = letter.error,
-                        detail = %letter.detail,
-                        event_id = letter.event_id.as_deref(),
-                        suppressed,
-                        "dead-lettered"
-                    );
-                }
-                Ok(Outcome::DeadLettered {
-                    error: letter.error,
-                    detail: letter.detail,
-                })
-            }
+            Ok(_) => Ok(Outcome::DeadLettered {
+                error: letter.error,
+                detail: letter.detail,
+            }),
             Err(e) if e.class() == FailureClass::TooLarge => Err(original),
             Err(e) => Err(self.unavailable(e)),
         }
@@ -363,11 +352,7 @@ pub(crate) async fn produce_event(
             Ok(Ok(value)) => value,
             Ok(Err(FrameError::Encode(e))) => return Err(ProduceError::Encode(e)),
             Ok(Err(FrameError::Registry(e))) => return Err(ProduceError::Registry(e)),
-            Err(_) => {
-                return Err(ProduceError::Registry(RegistryError::Unreachable(
-                    "no answer within kafka.ack_timeout".into(),
-                )))
-            }
+            Err(_) => return Err(ProduceError::Registry(RegistryError::Timeout)),
         };
     sink.publish(
         OutboundMessage {

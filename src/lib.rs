@@ -29,6 +29,7 @@ pub mod dedupe;
 pub mod error;
 pub mod event;
 pub mod ingest;
+pub mod internal_events;
 pub mod kafka;
 pub mod limits;
 pub mod load;

@@ -1,23 +1,31 @@
 //! Prometheus metrics, all in one registry under the `hookstream_` namespace.
 //!
 //! Labels come from small fixed sets: provider names from the registry (or `unknown`), HTTP
-//! status codes, error codes from [`crate::error::ApiError::code`], produce failure reasons from
-//! [`crate::kafka::PublishError::reason`]. `event_name` values are capped at
-//! [`MAX_EVENT_NAME_LABELS`] distinct names per process; later names are counted as `other`.
+//! status codes, error codes ([`crate::error::ErrorCode`]), produce failure reasons
+//! ([`crate::kafka::FailureReason`]). `event_name` values are capped at [`MAX_EVENT_NAME_LABELS`]
+//! distinct names per process; later names are counted as `other`.
+//!
+//! Metrics are counted where the outcome they count is logged: see [`crate::internal_events`].
 
+use crate::telemetry::LogBudget;
+use parking_lot::Mutex;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashSet;
-use std::sync::Mutex;
 
 /// Distinct `event_name` label values kept before the rest are reported as `other`.
 pub const MAX_EVENT_NAME_LABELS: usize = 50;
 
 const NAMESPACE: &str = "hookstream";
 
-/// Every metric hookstream exports.
+/// Buckets of the latency histograms, in seconds.
+const LATENCY_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
@@ -41,6 +49,9 @@ pub struct Metrics {
     pub kafka_broker_up: IntGaugeVec,
     pub kafka_broker_tx_errors: IntCounterVec,
     pub ready: IntGaugeVec,
+    /// Rate limits of the `warn` lines that come with rejections and dead letters.
+    pub rejection_log: LogBudget,
+    pub dead_letter_log: LogBudget,
     event_names: Mutex<HashSet<String>>,
 }
 
@@ -48,189 +59,94 @@ fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help).namespace(NAMESPACE)
 }
 
+/// Creates each metric and registers it in one call.
+struct Register<'a>(&'a Registry);
+
+type Made<M> = Result<M, prometheus::Error>;
+
+impl Register<'_> {
+    fn add<M: Collector + Clone + 'static>(&self, metric: M) -> Made<M> {
+        self.0.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
+    fn counter(&self, name: &str, help: &str) -> Made<IntCounter> {
+        self.add(IntCounter::with_opts(opts(name, help))?)
+    }
+
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> Made<IntCounterVec> {
+        self.add(IntCounterVec::new(opts(name, help), labels)?)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Made<IntGauge> {
+        self.add(IntGauge::with_opts(opts(name, help))?)
+    }
+
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> Made<IntGaugeVec> {
+        self.add(IntGaugeVec::new(opts(name, help), labels)?)
+    }
+
+    fn float_gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> Made<GaugeVec> {
+        self.add(GaugeVec::new(opts(name, help), labels)?)
+    }
+
+    fn histogram(&self, name: &str, help: &str) -> Made<Histogram> {
+        let opts = HistogramOpts::from(opts(name, help)).buckets(LATENCY_BUCKETS.to_vec());
+        self.add(Histogram::with_opts(opts)?)
+    }
+
+    fn histogram_vec(&self, name: &str, help: &str, labels: &[&str]) -> Made<HistogramVec> {
+        let opts = HistogramOpts::from(opts(name, help)).buckets(LATENCY_BUCKETS.to_vec());
+        self.add(HistogramVec::new(opts, labels)?)
+    }
+}
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let latency_buckets = vec![
-            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ];
-        let m = Metrics {
-            http_requests: IntCounterVec::new(
-                opts(
-                    "http_requests_total",
-                    "HTTP requests answered, by provider and status code.",
-                ),
-                &["provider", "status"],
-            )?,
-            http_request_duration: HistogramVec::new(
-                HistogramOpts::from(opts(
-                    "http_request_duration_seconds",
-                    "Time from request start to response, by provider.",
-                ))
-                .buckets(latency_buckets.clone()),
-                &["provider"],
-            )?,
-            webhooks_accepted: IntCounterVec::new(
-                opts(
-                    "webhooks_accepted_total",
-                    "Webhooks written to Kafka and acknowledged.",
-                ),
-                &["provider"],
-            )?,
-            webhooks_duplicates: IntCounterVec::new(
-                opts(
-                    "webhooks_duplicates_total",
-                    "Redeliveries answered as duplicates (nothing produced).",
-                ),
-                &["provider"],
-            )?,
-            webhooks_rejected: IntCounterVec::new(
-                opts(
-                    "webhooks_rejected_total",
-                    "Webhooks answered with an error, by reason (the error code).",
-                ),
-                &["provider", "reason"],
-            )?,
-            webhooks_dead_lettered: IntCounterVec::new(
-                opts(
-                    "webhooks_dead_lettered_total",
-                    "Verified webhooks that could not be normalized, kept in the dead-letter topic, by error code.",
-                ),
-                &["provider", "reason"],
-            )?,
-            handshakes: IntCounterVec::new(
-                opts("handshakes_total", "URL-verification handshakes answered."),
-                &["provider"],
-            )?,
-            messages_produced: IntCounterVec::new(
-                opts(
-                    "kafka_messages_produced_total",
-                    "Messages acknowledged by the broker.",
-                ),
-                &["provider", "event_name"],
-            )?,
-            produce_duration: Histogram::with_opts(
-                HistogramOpts::from(opts(
-                    "kafka_produce_duration_seconds",
-                    "Time from enqueueing a message to the broker's acknowledgement.",
-                ))
-                .buckets(latency_buckets),
-            )?,
-            produce_failures: IntCounterVec::new(
-                opts(
-                    "kafka_produce_failures_total",
-                    "Writes that were not acknowledged, by reason.",
-                ),
-                &["provider", "reason"],
-            )?,
-            topics_created: IntCounterVec::new(
-                opts(
-                    "kafka_topics_created_total",
-                    "Topics created through the Admin API.",
-                ),
-                &["provider"],
-            )?,
-            producer_resets: IntCounter::with_opts(opts(
-                "kafka_producer_resets_total",
-                "Times the producer was replaced with a fresh instance (a write timed out, or the producer became unusable).",
-            ))?,
-            open_connections: IntGauge::with_opts(opts(
-                "http_connections",
-                "Open HTTP connections (bounded by server.max_connections).",
-            ))?,
-            requests_in_flight: IntGauge::with_opts(opts(
-                "http_requests_in_flight",
-                "Webhook requests being processed (bounded by server.max_in_flight).",
-            ))?,
-            dedupe_entries: IntGauge::with_opts(opts(
-                "dedupe_cache_entries",
-                "Event ids currently remembered for deduplication.",
-            ))?,
-            kafka_queue_messages: IntGauge::with_opts(opts(
-                "kafka_producer_queue_messages",
-                "Messages waiting in the producer queue (librdkafka msg_cnt).",
-            ))?,
-            kafka_queue_bytes: IntGauge::with_opts(opts(
-                "kafka_producer_queue_bytes",
-                "Bytes waiting in the producer queue (librdkafka msg_size).",
-            ))?,
-            kafka_broker_rtt: GaugeVec::new(
-                opts(
-                    "kafka_broker_rtt_seconds",
-                    "Average broker round-trip time over the last statistics interval.",
-                ),
-                &["broker"],
-            )?,
-            kafka_broker_up: IntGaugeVec::new(
-                opts(
-                    "kafka_broker_up",
-                    "1 when librdkafka's connection to the broker is UP.",
-                ),
-                &["broker"],
-            )?,
-            kafka_broker_tx_errors: IntCounterVec::new(
-                opts(
-                    "kafka_broker_transmit_errors_total",
-                    "Transmission errors to the broker (librdkafka txerrs).",
-                ),
-                &["broker"],
-            )?,
-            ready: IntGaugeVec::new(
-                opts(
-                    "dependency_up",
-                    "1 while the dependency answered its last readiness check (what /readyz reports).",
-                ),
-                &["dependency"],
-            )?,
-            event_names: Mutex::new(HashSet::new()),
-            registry,
-        };
-        m.register_all()?;
-        Ok(m)
-    }
-
-    fn register_all(&self) -> Result<(), prometheus::Error> {
-        let r = &self.registry;
-        r.register(Box::new(self.http_requests.clone()))?;
-        r.register(Box::new(self.http_request_duration.clone()))?;
-        r.register(Box::new(self.webhooks_accepted.clone()))?;
-        r.register(Box::new(self.webhooks_duplicates.clone()))?;
-        r.register(Box::new(self.webhooks_rejected.clone()))?;
-        r.register(Box::new(self.webhooks_dead_lettered.clone()))?;
-        r.register(Box::new(self.handshakes.clone()))?;
-        r.register(Box::new(self.messages_produced.clone()))?;
-        r.register(Box::new(self.produce_duration.clone()))?;
-        r.register(Box::new(self.produce_failures.clone()))?;
-        r.register(Box::new(self.topics_created.clone()))?;
-        r.register(Box::new(self.producer_resets.clone()))?;
-        r.register(Box::new(self.open_connections.clone()))?;
-        r.register(Box::new(self.requests_in_flight.clone()))?;
-        r.register(Box::new(self.dedupe_entries.clone()))?;
-        r.register(Box::new(self.kafka_queue_messages.clone()))?;
-        r.register(Box::new(self.kafka_queue_bytes.clone()))?;
-        r.register(Box::new(self.kafka_broker_rtt.clone()))?;
-        r.register(Box::new(self.kafka_broker_up.clone()))?;
-        r.register(Box::new(self.kafka_broker_tx_errors.clone()))?;
-        r.register(Box::new(self.ready.clone()))?;
-        let build_info = IntGaugeVec::new(
-            opts(
-                "build_info",
-                "Always 1; the version label says which hookstream is running.",
-            ),
+        let r = Register(&registry);
+        let build_info = r.gauge_vec(
+            "build_info",
+            "Always 1; the version label says which hookstream is running.",
             &["version"],
         )?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        r.register(Box::new(build_info))?;
         #[cfg(target_os = "linux")]
-        r.register(Box::new(
+        registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::new(
                 std::process::id() as i32,
                 NAMESPACE,
             ),
         ))?;
-        Ok(())
+        Ok(Metrics {
+            http_requests: r.counter_vec("http_requests_total", "HTTP requests answered, by provider and status code.", &["provider", "status"])?,
+            http_request_duration: r.histogram_vec("http_request_duration_seconds", "Time from request start to response, by provider.", &["provider"])?,
+            webhooks_accepted: r.counter_vec("webhooks_accepted_total", "Webhooks written to Kafka and acknowledged.", &["provider"])?,
+            webhooks_duplicates: r.counter_vec("webhooks_duplicates_total", "Redeliveries answered as duplicates (nothing produced).", &["provider"])?,
+            webhooks_rejected: r.counter_vec("webhooks_rejected_total", "Webhooks answered with an error, by reason (the error code).", &["provider", "reason"])?,
+            webhooks_dead_lettered: r.counter_vec("webhooks_dead_lettered_total", "Verified webhooks that could not be normalized, kept in the dead-letter topic, by error code.", &["provider", "reason"])?,
+            handshakes: r.counter_vec("handshakes_total", "URL-verification handshakes answered.", &["provider"])?,
+            messages_produced: r.counter_vec("kafka_messages_produced_total", "Messages acknowledged by the broker.", &["provider", "event_name"])?,
+            produce_duration: r.histogram("kafka_produce_duration_seconds", "Time from enqueueing a message to the broker's acknowledgement.")?,
+            produce_failures: r.counter_vec("kafka_produce_failures_total", "Writes that were not acknowledged, by reason.", &["provider", "reason"])?,
+            topics_created: r.counter_vec("kafka_topics_created_total", "Topics created through the Admin API.", &["provider"])?,
+            producer_resets: r.counter("kafka_producer_resets_total", "Times the producer was replaced with a fresh instance (a write timed out, or the producer became unusable).")?,
+            open_connections: r.gauge("http_connections", "Open HTTP connections (bounded by server.max_connections).")?,
+            requests_in_flight: r.gauge("http_requests_in_flight", "Webhook requests being processed (bounded by server.max_in_flight).")?,
+            dedupe_entries: r.gauge("dedupe_cache_entries", "Event ids currently remembered for deduplication.")?,
+            kafka_queue_messages: r.gauge("kafka_producer_queue_messages", "Messages waiting in the producer queue (librdkafka msg_cnt).")?,
+            kafka_queue_bytes: r.gauge("kafka_producer_queue_bytes", "Bytes waiting in the producer queue (librdkafka msg_size).")?,
+            kafka_broker_rtt: r.float_gauge_vec("kafka_broker_rtt_seconds", "Average broker round-trip time over the last statistics interval.", &["broker"])?,
+            kafka_broker_up: r.gauge_vec("kafka_broker_up", "1 when librdkafka's connection to the broker is UP.", &["broker"])?,
+            kafka_broker_tx_errors: r.counter_vec("kafka_broker_transmit_errors_total", "Transmission errors to the broker (librdkafka txerrs).", &["broker"])?,
+            ready: r.gauge_vec("dependency_up", "1 while the dependency answered its last readiness check (what /readyz reports).", &["dependency"])?,
+            rejection_log: LogBudget::default(),
+            dead_letter_log: LogBudget::default(),
+            event_names: Mutex::new(HashSet::new()),
+            registry,
+        })
     }
 
     /// Creates every series whose label values are known up front at zero, so dashboards and
@@ -250,7 +166,7 @@ impl Metrics {
             }
             for reason in crate::dead_letter::REASONS {
                 self.webhooks_dead_lettered
-                    .with_label_values(&[provider, reason]);
+                    .with_label_values(&[provider, reason.as_str()]);
             }
             for reason in failure_reasons {
                 self.produce_failures.with_label_values(&[provider, reason]);
@@ -261,7 +177,7 @@ impl Metrics {
     /// The `event_name` label value: the name itself for the first [`MAX_EVENT_NAME_LABELS`]
     /// distinct names, `other` after that.
     pub fn event_name_label<'a>(&self, event_name: &'a str) -> &'a str {
-        let mut seen = self.event_names.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.event_names.lock();
         if seen.contains(event_name) {
             return event_name;
         }

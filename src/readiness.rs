@@ -8,6 +8,7 @@
 //! load balancer has stopped sending traffic.
 
 use crate::avro::RegistryClient;
+use crate::internal_events::DependencyChecked;
 use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
 use std::sync::{Arc, Mutex};
@@ -76,19 +77,21 @@ pub async fn probe_loop(
                 tracing::debug!(error = %e, "readiness canary write failed");
             }
         }
-        metrics
-            .ready
-            .with_label_values(&["kafka"])
-            .set(i64::from(broker_up && !sink.writes_failing()));
+        DependencyChecked {
+            dependency: "kafka",
+            up: broker_up && !sink.writes_failing(),
+        }
+        .emit(&metrics);
         let registry_up = match &registry {
             Some(r) => {
                 let up = tokio::time::timeout(timeout, r.probe())
                     .await
                     .unwrap_or(false);
-                metrics
-                    .ready
-                    .with_label_values(&["schema_registry"])
-                    .set(i64::from(up));
+                DependencyChecked {
+                    dependency: "schema_registry",
+                    up,
+                }
+                .emit(&metrics);
                 up
             }
             None => true,

@@ -2,7 +2,7 @@
 
 use crate::avro::{Framing, RegistryClient, RegistryError};
 use crate::configuration::Settings;
-use crate::error::REJECTION_CODES;
+use crate::error::ErrorCode;
 use crate::ingest::Ingest;
 use crate::kafka::{FailureReason, KafkaSink};
 use crate::limits::Limits;
@@ -10,7 +10,6 @@ use crate::metrics::Metrics;
 use crate::providers;
 use crate::readiness::{self, Readiness};
 use crate::routes::{self, AppState};
-use crate::telemetry::LogBudget;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
@@ -53,7 +52,8 @@ impl Application {
         let metrics = Arc::new(Metrics::new()?);
         let provider_names: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
         let failure_reasons: Vec<_> = FailureReason::iter().map(FailureReason::label).collect();
-        metrics.initialize(&provider_names, REJECTION_CODES, &failure_reasons);
+        let codes: Vec<_> = ErrorCode::iter().map(ErrorCode::as_str).collect();
+        metrics.initialize(&provider_names, &codes, &failure_reasons);
         let sink = Arc::new(KafkaSink::new(&settings.kafka, metrics.clone())?);
         let registry = if settings.schema_registry.enabled() {
             Some(Arc::new(RegistryClient::new(&settings.schema_registry)?))
@@ -101,7 +101,6 @@ impl Application {
             body_timeout: server_settings.body_timeout,
             retry_after: server_settings.retry_after,
             limits: limits.clone(),
-            log_budget: LogBudget::default(),
             readiness: readiness.clone(),
         });
         let server = HttpServer::new(move || {

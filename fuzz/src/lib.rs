@@ -41,7 +41,7 @@ pub fn check_provider(name: &str, body: &[u8]) {
         Ok(None) => {}
         Err(_) => return,
     }
-    let Ok(event) = provider.normalize(&payload, 1_700_000_000_000) else {
+    let Ok(event) = providers::normalize(provider, &payload, 1_700_000_000_000) else {
         return;
     };
     assert!(!event.event_id.is_empty() && event.event_id.len() <= 256);

@@ -13,7 +13,9 @@ const MAX_ERROR_BODY: usize = 200;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("the schema registry could not be reached: {0}")]
-    Unreachable(String),
+    Unreachable(#[source] reqwest::Error),
+    #[error("the schema registry did not answer within kafka.ack_timeout")]
+    Timeout,
     #[error("the schema registry answered {status}: {body}")]
     Status { status: u16, body: String },
     #[error("the schema registry's answer has no schema id")]
@@ -42,7 +44,7 @@ impl RegistryClient {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .build()
-            .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
+            .map_err(RegistryError::Unreachable)?;
         Ok(Self {
             http,
             base_url: settings.url.trim_end_matches('/').to_string(),
@@ -104,7 +106,7 @@ impl RegistryClient {
             .header("accept", CONTENT_TYPE)
             .send()
             .await
-            .map_err(|e| RegistryError::Unreachable(e.to_string()))?;
+            .map_err(RegistryError::Unreachable)?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();

@@ -22,6 +22,7 @@ pub mod list;
 mod reader;
 pub mod replay;
 
+use crate::error::ErrorCode;
 use crate::kafka::{HEADER_EVENT_ID, HEADER_PROVIDER};
 use rdkafka::message::{Headers, Message};
 
@@ -32,7 +33,11 @@ pub const HEADER_CONTENT_TYPE: &str = "content-type";
 
 /// Error codes a delivery is dead-lettered for (the `reason` label set of
 /// `hookstream_webhooks_dead_lettered_total`).
-pub const REASONS: &[&str] = &["invalid_json", "invalid_payload", "payload_too_large"];
+pub const REASONS: [ErrorCode; 3] = [
+    ErrorCode::InvalidJson,
+    ErrorCode::InvalidPayload,
+    ErrorCode::PayloadTooLarge,
+];
 
 /// A delivery to keep in the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -144,7 +144,7 @@ async fn blocking<T: Send + 'static>(
 
 /// The dead letter through today's normalization; `Err` is the error code it still fails with.
 fn renormalize(letter: &StoredDeadLetter) -> Result<WebhookEvent, String> {
-    let code = |e: ApiError| e.code().to_string();
+    let code = |e: ApiError| e.code().as_str().to_string();
     let provider = letter
         .provider
         .as_deref()
@@ -157,9 +157,7 @@ fn renormalize(letter: &StoredDeadLetter) -> Result<WebhookEvent, String> {
         return Err("handshake".to_string());
     }
     let received_at = letter.received_at.unwrap_or_default();
-    provider
-        .normalize(&payload, received_at)
-        .map_err(|e| code(e.into()))
+    providers::normalize(provider, &payload, received_at).map_err(|e| code(e.into()))
 }
 
 /// Produces replayed events the way the server does.

@@ -79,6 +79,9 @@ impl FailureReason {
 pub struct PublishError {
     pub reason: FailureReason,
     pub detail: String,
+    /// librdkafka's error, when there was one.
+    #[source]
+    pub source: Option<KafkaError>,
 }
 
 impl PublishError {
@@ -86,6 +89,7 @@ impl PublishError {
         Self {
             reason,
             detail: detail.into(),
+            source: None,
         }
     }
 
@@ -109,10 +113,13 @@ impl PublishError {
         fatal: Option<(RDKafkaErrorCode, String)>,
     ) -> Self {
         if let Some((code, why)) = fatal {
-            return Self::new(
-                FailureReason::ProducerUnusable,
-                format!("{context}: fatal producer error {code:?}: {why}"),
-            );
+            return Self {
+                source: Some(err.clone()),
+                ..Self::new(
+                    FailureReason::ProducerUnusable,
+                    format!("{context}: fatal producer error {code:?}: {why}"),
+                )
+            };
         }
         let detail = format!("{context}: {err}");
         // rust-rdkafka does not report the code of a failed admin operation as its error code.
@@ -120,10 +127,11 @@ impl PublishError {
             KafkaError::AdminOp(code) => Some(*code),
             other => other.rdkafka_error_code(),
         };
-        let Some(code) = code else {
-            return Self::new(FailureReason::ClientError, detail);
-        };
-        Self::new(reason_for(code), detail)
+        let reason = code.map_or(FailureReason::ClientError, reason_for);
+        Self {
+            source: Some(err.clone()),
+            ..Self::new(reason, detail)
+        }
     }
 }
 

@@ -28,6 +28,7 @@ pub use client_config::{consumer_config, delivery_timeout, producer_config};
 pub use error::{FailureClass, FailureReason, PublishError};
 
 use crate::configuration::KafkaSettings;
+use crate::internal_events::{EventProduced, ProduceFailed, TopicCreated};
 use crate::metrics::Metrics;
 use health::WriteHealth;
 use producer::{ProducerHandle, ProducerSlot};
@@ -77,6 +78,8 @@ pub fn event_headers<'a>(
 pub struct Acknowledged {
     pub partition: i32,
     pub offset: i64,
+    /// From enqueueing to the acknowledgement.
+    pub elapsed: Duration,
 }
 
 /// The producer, the admin client and the set of topics known to exist.
@@ -128,19 +131,18 @@ impl KafkaSink {
     ) -> Result<Acknowledged, PublishError> {
         let result = self.write(&msg, deadline).await;
         match (&result, msg.event_name) {
-            (Ok(_), Some(event_name)) => {
-                self.metrics
-                    .messages_produced
-                    .with_label_values(&[msg.provider, self.metrics.event_name_label(event_name)])
-                    .inc();
+            (Ok(ack), Some(event_name)) => EventProduced {
+                provider: msg.provider,
+                event_name,
+                elapsed: ack.elapsed,
             }
+            .emit(&self.metrics),
             (Ok(_), None) => {}
-            (Err(e), _) => {
-                self.metrics
-                    .produce_failures
-                    .with_label_values(&[msg.provider, e.reason.label()])
-                    .inc();
+            (Err(error), _) => ProduceFailed {
+                provider: msg.provider,
+                error,
             }
+            .emit(&self.metrics),
         }
         result
     }
@@ -241,15 +243,11 @@ impl KafkaSink {
             .send_result(record)
             .map_err(|(err, _)| self.failed(&producer, "enqueue", &err, msg.topic))?;
         match tokio::time::timeout_at(deadline, delivery).await {
-            Ok(Ok(Ok(delivery))) => {
-                self.metrics
-                    .produce_duration
-                    .observe(started.elapsed().as_secs_f64());
-                Ok(Acknowledged {
-                    partition: delivery.partition,
-                    offset: delivery.offset,
-                })
-            }
+            Ok(Ok(Ok(delivery))) => Ok(Acknowledged {
+                partition: delivery.partition,
+                offset: delivery.offset,
+                elapsed: started.elapsed(),
+            }),
             Ok(Ok(Err((err, _)))) => Err(self.failed(&producer, "produce", &err, msg.topic)),
             Ok(Err(_canceled)) => Err(PublishError::new(
                 FailureReason::BrokerUnavailable,
@@ -329,13 +327,7 @@ impl KafkaSink {
             .map_err(|e| PublishError::classify("create topic", &e, None))?;
         for result in results {
             match result {
-                Ok(_) => {
-                    self.metrics
-                        .topics_created
-                        .with_label_values(&[provider])
-                        .inc();
-                    tracing::info!(topic, "created topic");
-                }
+                Ok(_) => TopicCreated { provider, topic }.emit(&self.metrics),
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((_, code)) => {
                     return Err(PublishError::classify(

@@ -8,6 +8,7 @@
 //! dedicated thread, never on an HTTP worker.
 
 use super::stats::StatsContext;
+use crate::internal_events::ProducerReplaced;
 use crate::metrics::Metrics;
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::{FutureProducer, Producer, PurgeConfig};
@@ -142,11 +143,7 @@ impl ProducerSlot {
         );
         drop(current);
         let _ = self.reaper.send(Retirement::Purge(old.handle));
-        self.metrics.producer_resets.inc();
-        tracing::warn!(
-            reason = why,
-            "replaced the Kafka producer with a fresh instance"
-        );
+        ProducerReplaced { why }.emit(&self.metrics);
     }
 
     /// Replaces the current producer if librdkafka raised a fatal error on it, so an idle

@@ -120,7 +120,7 @@ mod tests {
                 .verify(&headers, &body, &[secret])
                 .expect("verifies");
             let payload = VerifiedPayload::parse(verified).expect("JSON");
-            let event = provider.normalize(&payload, 0).expect("normalizes");
+            let event = providers::normalize(*provider, &payload, 0).expect("normalizes");
             assert_eq!(event.event_id, "load-42", "{}", provider.name());
         }
     }

@@ -47,8 +47,7 @@ fn run_fixture(provider_name: &str, path: &Path) -> serde_json::Value {
             Handshake::JsonChallenge(c) => serde_json::json!({"handshake": "json", "challenge": c}),
         };
     }
-    let event = provider
-        .normalize(&payload, RECEIVED_AT)
+    let event = super::normalize(provider, &payload, RECEIVED_AT)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(
         event.raw_payload.as_bytes(),

@@ -166,6 +166,14 @@ pub fn epoch_millis(value: Option<&Value>) -> Option<i64> {
     }
 }
 
+/// The first of `candidates` that is an epoch time ([`epoch_millis`]), or `why` there is none.
+pub fn first_epoch_millis<const N: usize>(
+    candidates: [Option<&Value>; N],
+    why: &'static str,
+) -> Result<i64, &'static str> {
+    candidates.into_iter().find_map(epoch_millis).ok_or(why)
+}
+
 /// Collects scalars into attributes under dotted paths, bounded in count, depth, key length and
 /// value length, whatever the payload: the walk stops once the cap is reached.
 #[derive(Debug, Default)]

@@ -9,8 +9,8 @@
 //!   `created_at` (seconds).
 
 use super::json::{self, Flattener};
-use super::{PayloadError, Provider, VerifiedPayload};
-use crate::event::{Attribute, Geo, User, WebhookEvent};
+use super::{Extracted, PayloadError, Provider, Spec};
+use crate::event::{Attribute, Client, Geo, User};
 use crate::naming::snake_case;
 use crate::signature::{Encoding, SignatureScheme};
 use serde_json::{Map, Value};
@@ -26,108 +26,93 @@ const MAX_STR_PROPERTY: usize = 256;
 
 pub struct LiveSession;
 
+const SPEC: Spec = Spec {
+    name: "livesession",
+    signature: SignatureScheme {
+        headers: &[SIGNATURE_HEADER],
+        encoding: Encoding::Base64,
+    },
+    event_id_keys: &["message_id"],
+};
+
 impl Provider for LiveSession {
-    fn name(&self) -> &'static str {
-        "livesession"
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
-    fn signature(&self) -> SignatureScheme {
-        SignatureScheme {
-            headers: &[SIGNATURE_HEADER],
-            encoding: Encoding::Base64,
-        }
-    }
-
-    fn event_id_keys(&self) -> &'static [&'static str] {
-        &["message_id"]
-    }
-
-    fn normalize(
-        &self,
-        payload: &VerifiedPayload<'_>,
-        received_at: i64,
-    ) -> Result<WebhookEvent, PayloadError> {
-        let body = payload.object()?;
-        let event_id = json::event_id(body, self.event_id_keys())?;
+    fn extract(&self, body: &Map<String, Value>) -> Result<Extracted, PayloadError> {
+        let event_id = json::event_id(body, SPEC.event_id_keys)?;
         let inner = json::required_object(body, "payload", "payload")?;
         let raw_name = json::required_text(inner, &["event_name"], "payload.event_name")?;
-        let event_name = snake_case(&raw_name);
-        let mut warnings = Vec::new();
-
-        let event_time = json::epoch_millis(inner.get("time"))
-            .or_else(|| json::epoch_millis(body.get("created_at")))
-            .unwrap_or_else(|| {
-                warnings.push(
-                    "event_time: neither payload.time nor created_at is a usable epoch time; used received_at"
-                        .to_string(),
-                );
-                received_at
-            });
-
         let visitor = inner.get("visitor").unwrap_or(&Value::Null);
         let user = User {
             id: json::text_at(visitor, &["id"]),
             name: json::text_at(visitor, &["name"]),
             email: json::text_at(visitor, &["email"]),
         };
-        let subject_id = user.id.clone().or_else(|| user.email.clone());
-        let geo = Geo {
-            country_code: json::text_at(visitor, &["geolocation", "country_code"]),
-            region: json::text_at(visitor, &["geolocation", "region"]),
-            city: json::text_at(visitor, &["geolocation", "city"]),
-            ..Geo::default()
-        };
-
-        let mut attrs = Flattener::default();
-        for key in ENVELOPE_ATTRIBUTES {
-            if let Some(v) = body.get(key).and_then(Attribute::from_json) {
-                attrs.put(key, v);
-            }
-        }
-        for (key, value) in inner {
-            if TYPED_PAYLOAD_KEYS.contains(&key.as_str()) {
-                continue;
-            }
-            // The ErrorClick examples spell it `messsage`; the OpenAPI spec says `message`.
-            let key = if key == "messsage" && !inner.contains_key("message") {
-                "message"
-            } else {
-                key.as_str()
-            };
-            attrs.flatten(key, value);
-        }
-        if let Some(params) = visitor.get("params").and_then(Value::as_array) {
-            for param in params {
-                if let (Some(name), Some(value)) = (
-                    json::text_at(param, &["name"]),
-                    param.get("value").and_then(Attribute::from_json),
-                ) {
-                    attrs.put(format!("visitor.params.{name}"), value);
-                }
-            }
-        }
+        let mut warnings = Vec::new();
         if let Some(properties) = inner.get("properties").and_then(Value::as_object) {
             check_property_types(properties, &mut warnings);
         }
-
-        Ok(WebhookEvent {
+        Ok(Extracted {
             event_id,
-            provider: self.name(),
-            event_name,
-            event_time,
-            received_at,
-            subject_id,
+            event_name: snake_case(&raw_name),
+            event_time: json::first_epoch_millis(
+                [inner.get("time"), body.get("created_at")],
+                "neither payload.time nor created_at is a usable epoch time",
+            ),
+            subject_id: user.id.clone().or_else(|| user.email.clone()),
             session_id: None,
             account_id: json::text(body.get("account_id")),
             source_id: json::text(body.get("website_id")),
-            user: user.non_empty(),
-            geo: geo.non_empty(),
-            client: None,
-            attributes: attrs.finish(&mut warnings),
+            user,
+            geo: Geo {
+                country_code: json::text_at(visitor, &["geolocation", "country_code"]),
+                region: json::text_at(visitor, &["geolocation", "region"]),
+                city: json::text_at(visitor, &["geolocation", "city"]),
+                ..Geo::default()
+            },
+            client: Client::default(),
+            attributes: attributes(body, inner, visitor),
             warnings,
-            raw_payload: payload.raw().to_string(),
         })
     }
+}
+
+/// Envelope fields, the event's own fields (`payload` minus the typed ones) and visitor params.
+fn attributes(body: &Map<String, Value>, inner: &Map<String, Value>, visitor: &Value) -> Flattener {
+    let mut attrs = Flattener::default();
+    for key in ENVELOPE_ATTRIBUTES {
+        if let Some(v) = body.get(key).and_then(Attribute::from_json) {
+            attrs.put(key, v);
+        }
+    }
+    for (key, value) in inner {
+        if TYPED_PAYLOAD_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        // The ErrorClick examples spell it `messsage`; the OpenAPI spec says `message`.
+        let key = if key == "messsage" && !inner.contains_key("message") {
+            "message"
+        } else {
+            key.as_str()
+        };
+        attrs.flatten(key, value);
+    }
+    for param in visitor
+        .get("params")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(name), Some(value)) = (
+            json::text_at(param, &["name"]),
+            param.get("value").and_then(Attribute::from_json),
+        ) {
+            attrs.put(format!("visitor.params.{name}"), value);
+        }
+    }
+    attrs
 }
 
 /// Custom event properties carry their type in a suffix (`_str`, `_int`, `_float`, `_bool`).

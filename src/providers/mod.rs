@@ -1,15 +1,18 @@
 //! Provider-specific rules, one module per provider behind [`Provider`].
 //!
 //! Nothing outside this module knows a vendor's field names, headers or quirks. The HTTP layer
-//! looks a provider up by name in [`REGISTRY`]; the ingest pipeline calls the trait.
+//! looks a provider up by name in [`REGISTRY`]; the ingest pipeline calls [`normalize`], which
+//! asks the provider for what is its own ([`Provider::extract`]) and finishes the record the same
+//! way for every provider.
 
 mod json;
 pub mod lasoexperience;
 pub mod livesession;
 pub mod seismic;
 
-use crate::event::WebhookEvent;
+use crate::event::{Client, Geo, User, WebhookEvent};
 use crate::signature::{SignatureScheme, VerifiedBody};
+use json::Flattener;
 use serde_json::{Map, Value};
 
 /// Every provider hookstream serves. Adding a provider means one new module and one line here
@@ -25,21 +28,33 @@ pub fn find(name: &str) -> Option<&'static dyn Provider> {
     REGISTRY.iter().copied().find(|p| p.name() == name)
 }
 
-/// A webhook source.
-pub trait Provider: Send + Sync + 'static {
+/// What identifies a provider: its name, how it signs, where its event id is.
+#[derive(Debug)]
+pub struct Spec {
     /// Lowercase name: route segment (`/webhooks/{name}`), topic part, config key and Avro
     /// `Provider` enum symbol.
-    fn name(&self) -> &'static str;
-
+    pub name: &'static str,
     /// Which headers carry the signature and how it is encoded.
-    fn signature(&self) -> SignatureScheme;
-
+    pub signature: SignatureScheme,
     /// The top-level field holding the event id, with other spellings the provider uses.
-    fn event_id_keys(&self) -> &'static [&'static str];
+    pub event_id_keys: &'static [&'static str],
+}
+
+/// A webhook source.
+pub trait Provider: Send + Sync + 'static {
+    fn spec(&self) -> &'static Spec;
+
+    fn name(&self) -> &'static str {
+        self.spec().name
+    }
+
+    fn signature(&self) -> SignatureScheme {
+        self.spec().signature
+    }
 
     /// The event id of a body that may not normalize, when it can be read (a dead letter's key).
     fn event_id(&self, body: &Map<String, Value>) -> Option<String> {
-        json::event_id(body, self.event_id_keys()).ok()
+        json::event_id(body, self.spec().event_id_keys).ok()
     }
 
     /// Recognizes a URL-verification handshake and returns the reply. A handshake is never an
@@ -54,12 +69,65 @@ pub trait Provider: Send + Sync + 'static {
         false
     }
 
-    /// Turns an authenticated payload into the unified record.
-    fn normalize(
-        &self,
-        payload: &VerifiedPayload<'_>,
-        received_at: i64,
-    ) -> Result<WebhookEvent, PayloadError>;
+    /// Reads what the provider's payload says about the event; [`normalize`] finishes the
+    /// record.
+    fn extract(&self, body: &Map<String, Value>) -> Result<Extracted, PayloadError>;
+}
+
+/// What a provider reads out of its payload: everything of the record that is the provider's own.
+#[derive(Debug)]
+pub struct Extracted {
+    pub event_id: String,
+    /// snake_case, as used in the topic.
+    pub event_name: String,
+    /// Epoch milliseconds, or why the payload has no usable time (`received_at` is used then).
+    pub event_time: Result<i64, &'static str>,
+    /// The person: the Kafka key.
+    pub subject_id: Option<String>,
+    pub session_id: Option<String>,
+    pub account_id: Option<String>,
+    pub source_id: Option<String>,
+    pub user: User,
+    pub geo: Geo,
+    pub client: Client,
+    pub attributes: Flattener,
+    /// What the provider noticed but did not treat as fatal.
+    pub warnings: Vec<String>,
+}
+
+/// Turns an authenticated payload into the unified record: the provider's [`Extracted`] fields,
+/// then what every record gets — the provider, `received_at`, the event time (or `received_at`
+/// and a warning), bounded attributes and warnings, and the raw body.
+pub fn normalize(
+    provider: &dyn Provider,
+    payload: &VerifiedPayload<'_>,
+    received_at: i64,
+) -> Result<WebhookEvent, PayloadError> {
+    let x = provider.extract(payload.object()?)?;
+    let mut warnings = Vec::with_capacity(x.warnings.len() + 1);
+    let event_time = x.event_time.unwrap_or_else(|why| {
+        warnings.push(format!("event_time: {why}; used received_at"));
+        received_at
+    });
+    warnings.extend(x.warnings);
+    let attributes = x.attributes.finish(&mut warnings);
+    Ok(WebhookEvent {
+        event_id: x.event_id,
+        provider: provider.name(),
+        event_name: x.event_name,
+        event_time,
+        received_at,
+        subject_id: x.subject_id,
+        session_id: x.session_id,
+        account_id: x.account_id,
+        source_id: x.source_id,
+        user: x.user.non_empty(),
+        geo: x.geo.non_empty(),
+        client: x.client.non_empty(),
+        attributes,
+        warnings,
+        raw_payload: payload.raw().to_string(),
+    })
 }
 
 /// The reply to a URL-verification handshake.
@@ -89,12 +157,12 @@ impl PayloadError {
 }
 
 /// The body is not a JSON document at all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum JsonError {
-    #[error("the body is not valid UTF-8 (first bad byte at offset {0})")]
-    Utf8(usize),
+    #[error("the body is not valid UTF-8 (first bad byte at offset {})", .0.valid_up_to())]
+    Utf8(#[source] std::str::Utf8Error),
     #[error("the body is not valid JSON: {0}")]
-    Syntax(String),
+    Syntax(#[source] serde_json::Error),
 }
 
 /// A parsed body: either authenticated ([`VerifiedPayload`]) or not yet.
@@ -107,8 +175,8 @@ pub struct ParsedBody<'a> {
 impl<'a> ParsedBody<'a> {
     /// Parses bytes as a UTF-8 JSON document.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, JsonError> {
-        let raw = std::str::from_utf8(bytes).map_err(|e| JsonError::Utf8(e.valid_up_to()))?;
-        let json = serde_json::from_str(raw).map_err(|e| JsonError::Syntax(e.to_string()))?;
+        let raw = std::str::from_utf8(bytes).map_err(JsonError::Utf8)?;
+        let json = serde_json::from_str(raw).map_err(JsonError::Syntax)?;
         Ok(Self { raw, json })
     }
 
@@ -170,7 +238,7 @@ mod tests {
     fn invalid_utf8_and_non_objects_are_told_apart() {
         assert!(matches!(
             ParsedBody::parse(b"{\"a\":\"\xff\"}"),
-            Err(JsonError::Utf8(6))
+            Err(JsonError::Utf8(e)) if e.valid_up_to() == 6
         ));
         assert!(matches!(ParsedBody::parse(b"{"), Err(JsonError::Syntax(_))));
         let array = ParsedBody::parse(b"[1]").expect("valid JSON");

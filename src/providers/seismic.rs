@@ -16,8 +16,8 @@
 //!   `SessionEndedAt` may be `MM/dd/yyyy HH:mm:ss` (UTC).
 
 use super::json::{self, Flattener};
-use super::{Handshake, PayloadError, Provider, VerifiedPayload};
-use crate::event::{Attribute, Client, Geo, User, WebhookEvent};
+use super::{Extracted, Handshake, PayloadError, Provider, Spec};
+use crate::event::{Attribute, Client, Geo, User};
 use crate::naming::snake_case;
 use crate::signature::{Encoding, SignatureScheme};
 use chrono::{DateTime, Datelike, NaiveDateTime};
@@ -33,20 +33,18 @@ const TYPED_ENVELOPE_KEYS: [&str; 5] = ["id", "occurredAt", "tenantId", "data", 
 
 pub struct Seismic;
 
+const SPEC: Spec = Spec {
+    name: "seismic",
+    signature: SignatureScheme {
+        headers: &[SIGNATURE_HEADER, ROTATION_SIGNATURE_HEADER],
+        encoding: Encoding::Hex,
+    },
+    event_id_keys: &["id"],
+};
+
 impl Provider for Seismic {
-    fn name(&self) -> &'static str {
-        "seismic"
-    }
-
-    fn signature(&self) -> SignatureScheme {
-        SignatureScheme {
-            headers: &[SIGNATURE_HEADER, ROTATION_SIGNATURE_HEADER],
-            encoding: Encoding::Hex,
-        }
-    }
-
-    fn event_id_keys(&self) -> &'static [&'static str] {
-        &["id"]
+    fn spec(&self) -> &'static Spec {
+        &SPEC
     }
 
     fn accepts_unsigned_handshake(&self) -> bool {
@@ -66,13 +64,8 @@ impl Provider for Seismic {
         Ok(None)
     }
 
-    fn normalize(
-        &self,
-        payload: &VerifiedPayload<'_>,
-        received_at: i64,
-    ) -> Result<WebhookEvent, PayloadError> {
-        let body = payload.object()?;
-        let event_id = json::event_id(body, self.event_id_keys())?;
+    fn extract(&self, body: &Map<String, Value>) -> Result<Extracted, PayloadError> {
+        let event_id = json::event_id(body, SPEC.event_id_keys)?;
         let version = json::required_text(body, &["version"], "version")?;
         let event_name = event_name_from_version(&version);
         if event_name.is_empty() {
@@ -87,117 +80,152 @@ impl Provider for Seismic {
             Some(Value::Object(d)) => d,
             Some(_) => return Err(PayloadError::new("data", "expected an object")),
         };
-        let mut warnings = Vec::new();
-
-        let event_time = match body
-            .get("occurredAt")
-            .and_then(Value::as_str)
-            .map(parse_time)
-        {
-            Some(Ok(Some(t))) => t,
-            _ => {
-                warnings.push(
-                    "event_time: occurredAt is missing or not a time; used received_at".to_string(),
-                );
-                received_at
-            }
-        };
-
-        let user_id = json::text(field(data, "UserId"));
-        let email = json::text(field(data, "Email")).map(|e| normalize_email(&e));
-        let participant_email = field(data, "Participants")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.as_object())
-            .find_map(|p| json::text(field(p, "Email")))
-            .map(|e| normalize_email(&e))
-            .filter(|e| !e.is_empty());
-        let session_id = json::text(field(data, "SessionId"));
-        let subject_id = user_id
-            .clone()
-            .or_else(|| email.clone().filter(|e| !e.is_empty()))
-            .or_else(|| participant_email.clone())
-            .or_else(|| session_id.clone());
-
+        let person = Person::of(data);
         let details = field(data, "ClientDetails").and_then(Value::as_object);
-        let detail = |key: &str| details.and_then(|d| json::text(field(d, key)));
-        let geo = Geo {
-            country: detail("Country"),
-            region: detail("State"),
-            city: detail("City"),
-            latitude: details.and_then(|d| json::number(field(d, "GeolocationLatitude"))),
-            longitude: details.and_then(|d| json::number(field(d, "GeolocationLongitude"))),
-            ..Geo::default()
-        };
-        let client = Client {
-            browser: detail("Browser"),
-            browser_version: detail("BrowserVersion"),
-            os: detail("OperatingSystem"),
-            os_version: detail("OperatingSystemVersion"),
-            device_type: detail("DeviceType"),
-            ip_address: detail("IpAddress"),
-            locale: detail("Locale"),
-            ..Client::default()
-        };
-
-        let mut attrs = Flattener::default();
-        attrs.put("version", Attribute::String(version.clone()));
-        for (key, value) in body.iter().chain(data.iter()) {
-            if TYPED_ENVELOPE_KEYS.contains(&key.as_str()) {
-                continue;
-            }
-            let Some(scalar) = Attribute::from_json(value) else {
-                continue; // nested arrays and objects stay in raw_payload
-            };
-            let name = snake_case(key);
-            let scalar = if key.ends_with("At") {
-                date_attribute(&name, scalar, &mut warnings)
-            } else {
-                scalar
-            };
-            attrs.put(name, scalar);
-        }
-
-        Ok(WebhookEvent {
+        let mut warnings = Vec::new();
+        let attributes = attributes(body, data, &version, &mut warnings);
+        Ok(Extracted {
             event_id,
-            provider: self.name(),
             event_name,
-            event_time,
-            received_at,
-            subject_id,
-            session_id,
+            event_time: match body
+                .get("occurredAt")
+                .and_then(Value::as_str)
+                .map(parse_time)
+            {
+                Some(Ok(Some(t))) => Ok(t),
+                _ => Err("occurredAt is missing or not a time"),
+            },
+            subject_id: person.subject_id(),
+            session_id: person.session_id.clone(),
             account_id: json::text(body.get("tenantId")),
             source_id: None,
-            user: User {
-                id: user_id,
-                name: None,
-                email: email.filter(|e| !e.is_empty()).or(participant_email),
-            }
-            .non_empty(),
-            geo: geo.non_empty(),
-            client: client.non_empty(),
-            attributes: attrs.finish(&mut warnings),
+            user: person.user(),
+            geo: geo(details),
+            client: client(details),
+            attributes,
             warnings,
-            raw_payload: payload.raw().to_string(),
         })
     }
 }
 
-/// A PascalCase key, or its camelCase spelling.
-fn field<'a>(obj: &'a Map<String, Value>, pascal: &str) -> Option<&'a Value> {
-    obj.get(pascal).or_else(|| {
-        let mut chars = pascal.chars();
-        let camel: String = chars
-            .next()
-            .map(|c| c.to_lowercase().chain(chars).collect())
-            .unwrap_or_default();
-        obj.get(&camel)
-    })
+/// Who an event is about, as Seismic says it.
+struct Person {
+    user_id: Option<String>,
+    /// Trimmed and lowercased; `None` when empty.
+    email: Option<String>,
+    /// The first participant's (the viewer's) email.
+    participant_email: Option<String>,
+    session_id: Option<String>,
 }
 
-fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+impl Person {
+    fn of(data: &Map<String, Value>) -> Self {
+        let email = |v: Option<&Value>| {
+            json::text(v)
+                .map(|e| e.trim().to_lowercase())
+                .filter(|e| !e.is_empty())
+        };
+        Self {
+            user_id: json::text(field(data, "UserId")),
+            email: email(field(data, "Email")),
+            participant_email: field(data, "Participants")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+                .find_map(|p| email(field(p, "Email"))),
+            session_id: json::text(field(data, "SessionId")),
+        }
+    }
+
+    /// The Kafka key: user, else email, else the viewer's email, else the session.
+    fn subject_id(&self) -> Option<String> {
+        self.user_id
+            .clone()
+            .or_else(|| self.email.clone())
+            .or_else(|| self.participant_email.clone())
+            .or_else(|| self.session_id.clone())
+    }
+
+    fn user(&self) -> User {
+        User {
+            id: self.user_id.clone(),
+            name: None,
+            email: self
+                .email
+                .clone()
+                .or_else(|| self.participant_email.clone()),
+        }
+    }
+}
+
+fn detail(details: Option<&Map<String, Value>>, key: &str) -> Option<String> {
+    details.and_then(|d| json::text(field(d, key)))
+}
+
+fn geo(details: Option<&Map<String, Value>>) -> Geo {
+    let number = |key| details.and_then(|d| json::number(field(d, key)));
+    Geo {
+        country: detail(details, "Country"),
+        region: detail(details, "State"),
+        city: detail(details, "City"),
+        latitude: number("GeolocationLatitude"),
+        longitude: number("GeolocationLongitude"),
+        ..Geo::default()
+    }
+}
+
+fn client(details: Option<&Map<String, Value>>) -> Client {
+    Client {
+        browser: detail(details, "Browser"),
+        browser_version: detail(details, "BrowserVersion"),
+        os: detail(details, "OperatingSystem"),
+        os_version: detail(details, "OperatingSystemVersion"),
+        device_type: detail(details, "DeviceType"),
+        ip_address: detail(details, "IpAddress"),
+        locale: detail(details, "Locale"),
+        ..Client::default()
+    }
+}
+
+/// The full `version`, then the top-level scalars of the envelope and of `data` as snake_case
+/// attributes; `…At` fields become epoch milliseconds.
+fn attributes(
+    body: &Map<String, Value>,
+    data: &Map<String, Value>,
+    version: &str,
+    warnings: &mut Vec<String>,
+) -> Flattener {
+    let mut attrs = Flattener::default();
+    attrs.put("version", Attribute::String(version.to_string()));
+    for (key, value) in body.iter().chain(data.iter()) {
+        if TYPED_ENVELOPE_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let Some(scalar) = Attribute::from_json(value) else {
+            continue; // nested arrays and objects stay in raw_payload
+        };
+        let name = snake_case(key);
+        let scalar = if key.ends_with("At") {
+            date_attribute(&name, scalar, warnings)
+        } else {
+            scalar
+        };
+        attrs.put(name, scalar);
+    }
+    attrs
+}
+
+/// A PascalCase key (ASCII, as every key read here), or its camelCase spelling.
+fn field<'a>(obj: &'a Map<String, Value>, pascal: &str) -> Option<&'a Value> {
+    obj.get(pascal).or_else(|| {
+        let mut camel = [0u8; 64];
+        let bytes = pascal.as_bytes();
+        let camel = camel.get_mut(..bytes.len())?;
+        camel.copy_from_slice(bytes);
+        camel.first_mut()?.make_ascii_lowercase();
+        obj.get(std::str::from_utf8(camel).ok()?)
+    })
 }
 
 /// `livesend-session-summary-v3` → `livesend_session_summary`; `LivesendExpiredV1` →

@@ -10,7 +10,6 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers;
 use crate::readiness::Readiness;
-use crate::telemetry::LogBudget;
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +26,6 @@ pub struct AppState {
     pub retry_after: Duration,
     /// Open connections and requests in progress.
     pub limits: Arc<Limits>,
-    /// Rate limit of rejection log lines.
-    pub log_budget: LogBudget,
     /// Set by the readiness probe task; read by `/readyz`.
     pub readiness: Arc<Readiness>,
 }

@@ -3,13 +3,19 @@
 use super::AppState;
 use crate::error::ApiError;
 use crate::ingest::Outcome;
+use crate::internal_events::{
+    HandshakeAnswered, WebhookAccepted, WebhookAnswered, WebhookDeadLettered, WebhookDuplicate,
+    WebhookRejected,
+};
 use crate::limits::ConnectionSlot;
+use crate::metrics::Metrics;
 use crate::providers::{self, Handshake};
 use crate::signature::{HeaderSource, SignatureError};
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tracing::Instrument;
 
 /// Most bytes read of a body that came without a signature (it can only be a handshake).
 const MAX_UNSIGNED_BODY_BYTES: usize = 4 * 1024;
@@ -43,43 +49,56 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let label = providers::find(name).map_or("unknown", |p| p.name());
-    let result = handle(&req, name, payload, &state).await;
-
+    let provider = providers::find(name).map_or("unknown", |p| p.name());
+    // Every log line of the request carries the provider and, once known, the event id.
+    let span = tracing::info_span!("webhook", provider, event_id = tracing::field::Empty);
+    let result = handle(&req, name, payload, &state)
+        .instrument(span.clone())
+        .await;
+    let _in_request = span.enter();
     let m = &state.metrics;
     let response = match &result {
         Ok(outcome) => {
-            match outcome {
-                Outcome::Accepted { .. } => m.webhooks_accepted.with_label_values(&[label]).inc(),
-                Outcome::Duplicate { .. } => {
-                    m.webhooks_duplicates.with_label_values(&[label]).inc()
-                }
-                Outcome::Handshake(_) => m.handshakes.with_label_values(&[label]).inc(),
-                Outcome::DeadLettered { error, .. } => m
-                    .webhooks_dead_lettered
-                    .with_label_values(&[label, error])
-                    .inc(),
-            }
+            emit_outcome(provider, outcome, m);
             success_response(outcome)
         }
-        Err(e) => {
-            m.webhooks_rejected
-                .with_label_values(&[label, e.code()])
-                .inc();
-            // The detail never contains secrets or signatures.
-            if let Some(suppressed) = state.log_budget.admit(e.code()) {
-                tracing::warn!(provider = label, error = e.code(), detail = %e, suppressed, "rejected");
-            }
-            e.error_response()
+        Err(error) => {
+            WebhookRejected { provider, error }.emit(m);
+            error.error_response()
         }
     };
-    m.http_requests
-        .with_label_values(&[label, response.status().as_str()])
-        .inc();
-    m.http_request_duration
-        .with_label_values(&[label])
-        .observe(started.elapsed().as_secs_f64());
+    WebhookAnswered {
+        provider,
+        status: response.status(),
+        elapsed: started.elapsed(),
+    }
+    .emit(m);
     response
+}
+
+fn emit_outcome(provider: &str, outcome: &Outcome, m: &Metrics) {
+    match outcome {
+        Outcome::Accepted {
+            topic,
+            partition,
+            offset,
+            ..
+        } => WebhookAccepted {
+            provider,
+            topic,
+            partition: *partition,
+            offset: *offset,
+        }
+        .emit(m),
+        Outcome::Duplicate { .. } => WebhookDuplicate { provider }.emit(m),
+        Outcome::Handshake(_) => HandshakeAnswered { provider }.emit(m),
+        Outcome::DeadLettered { error, detail } => WebhookDeadLettered {
+            provider,
+            error,
+            detail,
+        }
+        .emit(m),
+    }
 }
 
 async fn handle(
@@ -175,7 +194,7 @@ async fn read_body(
     let hint = declared.map_or(0, |l| usize::try_from(l).unwrap_or(usize::MAX));
     let mut body = Vec::with_capacity(hint.min(INITIAL_BODY_CAPACITY));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        let chunk = chunk.map_err(ApiError::BodyRead)?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
@@ -186,7 +205,9 @@ async fn read_body(
 
 fn success_response(outcome: &Outcome) -> HttpResponse {
     match outcome {
-        Outcome::Accepted { event_id, topic } => HttpResponse::Ok().json(serde_json::json!({
+        Outcome::Accepted {
+            event_id, topic, ..
+        } => HttpResponse::Ok().json(serde_json::json!({
             "status": "accepted", "event_id": event_id, "topic": topic,
         })),
         Outcome::Duplicate { event_id } => HttpResponse::Ok().json(serde_json::json!({

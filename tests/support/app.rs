@@ -118,6 +118,12 @@ pub async fn spawn_app_without_dead_letters() -> TestApp {
 /// anything before it is built.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = get_configuration(Path::new("config")).expect("configuration loads");
+    // HOOKSTREAM_TEST_LOG=debug (any tracing filter) shows the apps' logs.
+    if let Ok(level) = std::env::var("HOOKSTREAM_TEST_LOG") {
+        settings.log.level = level;
+        settings.log.format = "pretty".into();
+        hookstream::telemetry::init(&settings.log);
+    }
     settings.server.host = "127.0.0.1".into();
     settings.server.port = 0;
     settings.server.readiness_interval = Duration::from_millis(200);
