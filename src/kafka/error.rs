@@ -80,8 +80,8 @@ pub struct PublishError {
     pub reason: FailureReason,
     pub detail: String,
     /// librdkafka's error, when there was one.
-    #[source]
-    pub source: Option<KafkaError>,
+        #[source]
+    pub source: Option<Box<KafkaError>>,
 }
 
 impl PublishError {
@@ -114,7 +114,7 @@ impl PublishError {
     ) -> Self {
         if let Some((code, why)) = fatal {
             return Self {
-                source: Some(err.clone()),
+                source: Some(Box::new(err.clone())),
                 ..Self::new(
                     FailureReason::ProducerUnusable,
                     format!("{context}: fatal producer error {code:?}: {why}"),
@@ -129,7 +129,7 @@ impl PublishError {
         };
         let reason = code.map_or(FailureReason::ClientError, reason_for);
         Self {
-            source: Some(err.clone()),
+            source: Some(Box::new(err.clone())),
             ..Self::new(reason, detail)
         }
     }
