@@ -13,9 +13,10 @@
 //!   `server.max_in_flight` it is answered `503 overloaded` at once instead of queueing.
 
 use crate::metrics::Metrics;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -99,7 +100,7 @@ impl Limits {
     /// A slot to receive one more body; if all are taken, the body that has been arriving the
     /// longest is cut off to make room.
     pub fn begin_body(self: &Arc<Self>) -> BodySlot {
-        let mut receiving = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+        let mut receiving = self.receiving.lock();
         if receiving.len() >= self.max_bodies {
             let slowest = receiving
                 .iter()
@@ -158,11 +159,7 @@ impl BodySlot {
 
 impl Drop for BodySlot {
     fn drop(&mut self) {
-        self.limits
-            .receiving
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.id);
+        self.limits.receiving.lock().remove(&self.id);
     }
 }
 

@@ -11,7 +11,8 @@ use crate::avro::RegistryClient;
 use crate::internal_events::DependencyChecked;
 use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why the service is not ready.
@@ -40,7 +41,7 @@ impl Readiness {
     }
 
     pub fn get(&self) -> Result<(), NotReady> {
-        let checked = *self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        let checked = *self.checked.lock();
         checked?;
         if self.sink.writes_failing() {
             return Err(NotReady::Writes);
@@ -50,7 +51,7 @@ impl Readiness {
 
     /// Records the checks' verdict; true when it differs from the previous one.
     fn set(&self, verdict: Result<(), NotReady>) -> bool {
-        let mut current = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.checked.lock();
         std::mem::replace(&mut *current, verdict) != verdict
     }
 }

@@ -3,8 +3,9 @@
 
 use super::SCHEMA_JSON;
 use crate::configuration::SchemaRegistrySettings;
+use parking_lot::RwLock;
+use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
-use std::sync::RwLock;
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// Longest piece of a registry's error body repeated in our error detail.
@@ -26,7 +27,7 @@ pub struct RegistryClient {
     http: reqwest::Client,
     /// Without a trailing slash.
     base_url: String,
-    basic_auth: Option<(String, String)>,
+    basic_auth: Option<(String, SecretString)>,
     /// Subject → schema id, filled on first use of each topic.
     ids: RwLock<HashMap<String, u32>>,
 }
@@ -56,12 +57,7 @@ impl RegistryClient {
     /// The id of hookstream's schema under `subject`, registering it the first time. The registry
     /// answers an already registered schema with its existing id, so this is idempotent.
     pub async fn schema_id(&self, subject: &str) -> Result<u32, RegistryError> {
-        if let Some(id) = self
-            .ids
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(subject)
-        {
+        if let Some(id) = self.ids.read().get(subject) {
             return Ok(*id);
         }
         let url = format!("{}/subjects/{subject}/versions", self.base_url);
@@ -79,10 +75,7 @@ impl RegistryClient {
             .and_then(serde_json::Value::as_u64)
             .and_then(|id| u32::try_from(id).ok())
             .ok_or(RegistryError::BadAnswer)?;
-        self.ids
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(subject.to_string(), id);
+        self.ids.write().insert(subject.to_string(), id);
         tracing::info!(subject, id, "registered schema");
         Ok(id)
     }
@@ -100,7 +93,7 @@ impl RegistryClient {
         mut request: reqwest::RequestBuilder,
     ) -> Result<T, RegistryError> {
         if let Some((user, password)) = &self.basic_auth {
-            request = request.basic_auth(user, Some(password));
+            request = request.basic_auth(user, Some(password.expose_secret()));
         }
         let response = request
             .header("accept", CONTENT_TYPE)

@@ -18,9 +18,10 @@
 
 mod table;
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -108,12 +109,6 @@ impl DedupeCache {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding this lock cannot leave the maps inconsistent in a way that
-        // matters (worst case: one id is forgotten), so a poisoned lock is simply reused.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn now(&self) -> Millis {
         // Truncation is the wrap-around.
         self.origin.elapsed().as_millis() as Millis
@@ -125,7 +120,7 @@ impl DedupeCache {
         loop {
             let mut waiter = {
                 let now = self.now();
-                let mut inner = self.lock();
+                let mut inner = self.inner.lock();
                 self.expire(&mut inner, now);
                 if inner
                     .recorded
@@ -155,7 +150,7 @@ impl DedupeCache {
 
     /// Number of recorded ids.
     pub fn len(&self) -> usize {
-        self.lock().recorded.len()
+        self.inner.lock().recorded.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -187,7 +182,7 @@ impl Claim {
     pub fn commit(mut self) {
         if let Some(digest) = self.digest.take() {
             let now = self.cache.now();
-            let mut inner = self.cache.lock();
+            let mut inner = self.cache.inner.lock();
             inner.in_flight.remove(&digest);
             // Make room first, so neither structure grows beyond what it was sized for.
             while inner.order.len() >= self.cache.max_entries {
@@ -208,7 +203,7 @@ impl Claim {
 impl Drop for Claim {
     fn drop(&mut self) {
         if let Some(digest) = self.digest.take() {
-            self.cache.lock().in_flight.remove(&digest);
+            self.cache.inner.lock().in_flight.remove(&digest);
         }
         // Dropping `done` closes the channel and wakes waiters.
     }
@@ -301,14 +296,14 @@ mod tests {
     #[tokio::test]
     async fn the_structures_never_grow_beyond_their_first_size() {
         let cache = DedupeCache::new(Duration::from_secs(60), 1000);
-        let capacity = |c: &DedupeCache| c.lock().order.capacity();
+        let capacity = |c: &DedupeCache| c.inner.lock().order.capacity();
         let before = capacity(&cache);
         for i in 0..5000 {
             claimed(cache.claim("p", &i.to_string()).await).commit();
         }
         assert_eq!(cache.len(), 1000);
         assert_eq!(capacity(&cache), before, "no resize while running");
-        assert_eq!(cache.lock().recorded.len(), 1000);
+        assert_eq!(cache.inner.lock().recorded.len(), 1000);
     }
 
     #[test]
@@ -337,7 +332,7 @@ mod tests {
         let long = "x".repeat(100_000);
         claimed(cache.claim("p", &long).await).commit();
         assert!(matches!(cache.claim("p", &long).await, Verdict::Duplicate));
-        let inner = cache.lock();
+        let inner = cache.inner.lock();
         assert_eq!(
             std::mem::size_of_val(inner.order.front().expect("entry")),
             20

@@ -80,7 +80,7 @@ pub struct PublishError {
     pub reason: FailureReason,
     pub detail: String,
     /// librdkafka's error, when there was one.
-        #[source]
+    #[source]
     pub source: Option<Box<KafkaError>>,
 }
 

@@ -31,6 +31,7 @@ use crate::configuration::KafkaSettings;
 use crate::internal_events::{EventProduced, ProduceFailed, TopicCreated};
 use crate::metrics::Metrics;
 use health::WriteHealth;
+use parking_lot::{Mutex, RwLock};
 use producer::{ProducerHandle, ProducerSlot};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -39,7 +40,7 @@ use rdkafka::producer::{FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use stats::StatsContext;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -295,7 +296,6 @@ impl KafkaSink {
         let lock = self
             .creating
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .entry(topic.to_string())
             .or_default()
             .clone();
@@ -304,10 +304,7 @@ impl KafkaSink {
             return Ok(());
         }
         self.create_topic(topic, provider).await?;
-        self.known_topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(topic.to_string());
+        self.known_topics.write().insert(topic.to_string());
         Ok(())
     }
 
@@ -342,17 +339,11 @@ impl KafkaSink {
     }
 
     fn forget_topic(&self, topic: &str) {
-        self.known_topics
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(topic);
+        self.known_topics.write().remove(topic);
     }
 
     fn is_known(&self, topic: &str) -> bool {
-        self.known_topics
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(topic)
+        self.known_topics.read().contains(topic)
     }
 
     /// Whether the cluster answers a metadata request within `timeout`. Blocking: call it from a

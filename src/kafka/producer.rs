@@ -10,12 +10,13 @@
 use super::stats::StatsContext;
 use crate::internal_events::ProducerReplaced;
 use crate::metrics::Metrics;
+use parking_lot::Mutex;
 use rdkafka::error::KafkaResult;
 use rdkafka::producer::{FutureProducer, Producer, PurgeConfig};
 use rdkafka::ClientConfig;
 use std::ops::Deref;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) type Instance = FutureProducer<StatsContext>;
@@ -101,19 +102,15 @@ impl ProducerSlot {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Current> {
-        self.current.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     pub(crate) fn current(&self) -> Arc<ProducerHandle> {
-        self.lock().handle.clone()
+        self.current.lock().handle.clone()
     }
 
     /// Replaces `failed` with a fresh instance, unless another request already did or the last
     /// replacement is less than [`MIN_REPLACEMENT_INTERVAL`] ago. The replaced instance's
     /// messages are purged on the reaper thread.
     pub(crate) fn replace(&self, failed: &Arc<ProducerHandle>, why: &str) {
-        let mut current = self.lock();
+        let mut current = self.current.lock();
         if !Arc::ptr_eq(&current.handle, failed)
             || current
                 .replaced_at

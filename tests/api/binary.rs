@@ -63,6 +63,12 @@ fn bad_configuration_stops_startup_with_a_message_naming_the_key() {
             "x",
             "providers.shopify",
         ),
+        // A misspelled key is not ignored: it names itself and the key that was meant.
+        (
+            "HOOKSTREAM__KAFKA__ACK_TIMOUT",
+            "2s",
+            "HOOKSTREAM__KAFKA__ACK_TIMOUT): did you mean `kafka.ack_timeout`?",
+        ),
     ] {
         let output = Command::new(BIN)
             .arg("serve")

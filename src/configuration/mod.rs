@@ -1,21 +1,27 @@
-//! Layered configuration.
+//! Layered, strict configuration.
 //!
-//! Sources, later ones overriding earlier ones:
-//! 1. the defaults compiled into the binary (`config/default.toml`, so the binary runs anywhere);
-//! 2. `{config_dir}/default.toml`, if present;
+//! Layers, later ones overriding earlier ones:
+//! 1. the defaults compiled into the binary (a copy of `config/default.toml`, so the binary runs
+//!    anywhere);
+//! 2. `{config_dir}/default.toml`, if present (normally that same file);
 //! 3. `{config_dir}/{HOOKSTREAM_ENV}.toml`, if `HOOKSTREAM_ENV` is set and the file exists;
 //! 4. environment variables `HOOKSTREAM__SECTION__KEY` (e.g. `HOOKSTREAM__KAFKA__BROKERS`).
 //!
-//! Invalid values fail at startup with an error naming the key.
+//! A key that does not exist — a typo in a file or in a variable's name — stops startup with a
+//! message naming it and the nearest valid key ([`strict`]), and so does an invalid value
+//! ([`validate`]).
 
-use crate::providers;
+mod strict;
+mod validate;
+
 use crate::signature::Secret;
-use serde::{Deserialize, Deserializer};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-const DEFAULTS: &str = include_str!("../config/default.toml");
+const DEFAULTS: &str = include_str!("../../config/default.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -36,21 +42,21 @@ pub struct ServerSettings {
     pub port: u16,
     /// Largest request body accepted; larger ones get 413 before they are buffered.
     pub max_body_bytes: usize,
-    /// `Retry-After` sent with 503s, so providers back off rather than hammer a sick broker.
-    #[serde(deserialize_with = "duration")]
+    /// `Retry-After` sent with every 503, so providers back off rather than hammer a sick broker.
+    #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
     /// How long shutdown waits for in-flight requests, and then again for the producer to flush.
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
-    /// How often the broker is asked for metadata to decide readiness (`/readyz`).
-    #[serde(deserialize_with = "duration")]
+    /// How often readiness checks the broker (and writes a canary while writes fail).
+    #[serde(with = "humantime_serde")]
     pub readiness_interval: Duration,
     /// Longest wait for a request's headers; a slower client gets 408 and is disconnected.
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
     /// Longest wait for a whole body once the headers arrived; a slower client gets
     /// `408 request_timeout` and is disconnected, so slow clients cannot pile up.
-    #[serde(deserialize_with = "duration")]
+    #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
     /// Open connections served; one more is answered `503 overloaded` and closed. Bounds the
     /// memory that connections cost.
@@ -65,16 +71,16 @@ pub struct KafkaSettings {
     /// `bootstrap.servers`.
     pub brokers: String,
     pub topic_prefix: String,
-    /// Longest wait for the broker to acknowledge a write (including creating its topic) before
-    /// answering 503. Also librdkafka's `message.timeout.ms`, so a timed-out message is not
-    /// retried behind the caller's back.
-    #[serde(deserialize_with = "duration")]
+    /// The one deadline of a write: topic creation, enqueue and acknowledgement together.
+    /// librdkafka's `message.timeout.ms` is derived from it, so a message's fate is known before
+    /// its request is answered.
+    #[serde(with = "humantime_serde")]
     pub ack_timeout: Duration,
     /// Partitions and replication factor of topics hookstream creates.
     pub topic_partitions: i32,
     pub topic_replication_factor: i32,
-    /// Extra librdkafka properties (security, compression, tuning). hookstream's own delivery
-    /// guarantees (acks, idempotence, timeouts) are applied after these and cannot be weakened.
+    /// Extra librdkafka properties (security, compression, tuning). The ones hookstream's
+    /// delivery guarantees rest on (acks, idempotence, timeouts) cannot be set here.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
@@ -103,21 +109,21 @@ impl DeadLetterSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DedupeSettings {
-    /// How long an accepted event id is remembered.
-    #[serde(deserialize_with = "duration")]
+    /// How long an accepted event id is remembered (at most 30 days).
+    #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// Most ids remembered at once (bounds memory; the oldest are forgotten first).
     pub max_entries: usize,
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct SchemaRegistrySettings {
     /// Base URL of a Confluent-compatible Schema Registry; empty means single-object framing.
     pub url: String,
     /// Basic auth, used when `username` is not empty.
     pub username: String,
-    password: String,
-    #[serde(deserialize_with = "duration")]
+    password: SecretString,
+    #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
 }
 
@@ -126,62 +132,44 @@ impl SchemaRegistrySettings {
         !self.url.trim().is_empty()
     }
 
-    pub fn basic_auth(&self) -> Option<(String, String)> {
+    pub fn basic_auth(&self) -> Option<(String, SecretString)> {
         (!self.username.is_empty()).then(|| (self.username.clone(), self.password.clone()))
     }
 
     pub fn set_password(&mut self, password: &str) {
-        self.password = password.to_string();
-    }
-}
-
-impl std::fmt::Debug for SchemaRegistrySettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SchemaRegistrySettings")
-            .field("url", &self.url)
-            .field("username", &self.username)
-            .field("password", &"[redacted]")
-            .field("request_timeout", &self.request_timeout)
-            .finish()
-    }
-}
-
-#[derive(Clone, Default, Deserialize)]
-pub struct ProviderSettings {
-    /// Comma-separated signing secrets; any one matching is accepted (rotation).
-    #[serde(default)]
-    secrets: String,
-}
-
-impl std::fmt::Debug for ProviderSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProviderSettings")
-            .field(
-                "secrets",
-                &format_args!("[{} redacted]", self.secrets().len()),
-            )
-            .finish()
+        self.password = SecretString::from(password);
     }
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct LogSettings {
-    /// `tracing` filter directive, e.g. `info` or `hookstream=debug,rdkafka=warn`.
-    pub level: String,
-    /// `json` (one object per line) or `pretty`.
-    pub format: String,
+pub struct ProviderSettings {
+    /// Comma-separated signing secrets; any one matching is accepted (rotation).
+    #[serde(default = "no_secrets")]
+    secrets: SecretString,
+}
+
+fn no_secrets() -> SecretString {
+    SecretString::from("")
 }
 
 impl ProviderSettings {
     pub fn with_secrets(secrets: &str) -> Self {
         Self {
-            secrets: secrets.to_string(),
+            secrets: SecretString::from(secrets),
         }
     }
 
     pub fn secrets(&self) -> Vec<Secret> {
-        Secret::parse_list(&self.secrets)
+        Secret::parse_list(self.secrets.expose_secret())
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// A filter: a level, or `target=level` pairs (`info`, `hookstream=debug,rdkafka=warn`).
+    pub level: String,
+    /// `json` (one object per line) or `pretty`.
+    pub format: String,
 }
 
 impl Settings {
@@ -192,88 +180,6 @@ impl Settings {
             .map(ProviderSettings::secrets)
             .unwrap_or_default()
     }
-
-    /// Checks what serde cannot, naming the key at fault.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid =
-            |key: &str, why: &str| Err(ConfigError::Invalid(key.to_string(), why.to_string()));
-        if self.kafka.brokers.trim().is_empty() {
-            return invalid("kafka.brokers", "must list at least one host:port");
-        }
-        if !crate::naming::is_valid_topic_prefix(&self.kafka.topic_prefix) {
-            return invalid(
-                "kafka.topic_prefix",
-                "must be 1-100 characters of [A-Za-z0-9._-]",
-            );
-        }
-        if self.kafka.ack_timeout.is_zero() {
-            return invalid("kafka.ack_timeout", "must be greater than zero");
-        }
-        if self.kafka.topic_partitions < 1 {
-            return invalid("kafka.topic_partitions", "must be at least 1");
-        }
-        if self.kafka.topic_replication_factor < 1 {
-            return invalid("kafka.topic_replication_factor", "must be at least 1");
-        }
-        if self.server.max_body_bytes == 0 {
-            return invalid("server.max_body_bytes", "must be greater than zero");
-        }
-        for (key, value) in [
-            ("server.header_timeout", self.server.header_timeout),
-            ("server.body_timeout", self.server.body_timeout),
-        ] {
-            if value.is_zero() {
-                return invalid(key, "must be greater than zero");
-            }
-        }
-        if self.server.max_connections == 0 {
-            return invalid("server.max_connections", "must be at least 1");
-        }
-        if self.server.max_in_flight == 0 {
-            return invalid("server.max_in_flight", "must be at least 1");
-        }
-        if self.dedupe.max_entries == 0 {
-            return invalid("dedupe.max_entries", "must be at least 1");
-        }
-        if self.dedupe.window.is_zero() || self.dedupe.window > crate::dedupe::MAX_WINDOW {
-            return invalid(
-                "dedupe.window",
-                "must be greater than zero and at most 30 days",
-            );
-        }
-        if self.schema_registry.enabled()
-            && !(self.schema_registry.url.starts_with("http://")
-                || self.schema_registry.url.starts_with("https://"))
-        {
-            return invalid("schema_registry.url", "must start with http:// or https://");
-        }
-        let dead_letter_topic = self.dead_letter.topic(&self.kafka.topic_prefix);
-        if !crate::naming::is_valid_topic_prefix(&dead_letter_topic) {
-            return invalid(
-                "dead_letter.topic",
-                "must be 1-100 characters of [A-Za-z0-9._-]",
-            );
-        }
-        if self.dead_letter.replay_group.trim().is_empty() {
-            return invalid("dead_letter.replay_group", "must not be empty");
-        }
-        if let Err(why) = crate::telemetry::filter(&self.log.level) {
-            return invalid("log.level", &why);
-        }
-        if !matches!(self.log.format.as_str(), "json" | "pretty") {
-            return invalid("log.format", "must be \"json\" or \"pretty\"");
-        }
-        for name in self.providers.keys() {
-            if providers::find(name).is_none() {
-                let known: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
-                return Err(ConfigError::Invalid(
-                    format!("providers.{name}"),
-                    format!("is not a known provider (known: {})", known.join(", ")),
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -282,6 +188,15 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("configuration key `{0}` {1}")]
     Invalid(String, String),
+    #[error("unknown configuration key `{key}`{}{}",
+        .from.as_ref().map(|f| format!(" (from {f})")).unwrap_or_default(),
+        .nearest.as_ref().map(|n| format!(": did you mean `{n}`?")).unwrap_or_default())]
+    UnknownKey {
+        key: String,
+        /// The variable or file it came from.
+        from: Option<String>,
+        nearest: Option<String>,
+    },
 }
 
 /// Loads settings from the layers described in the module docs.
@@ -296,26 +211,16 @@ pub fn get_configuration(config_dir: &Path) -> Result<Settings, ConfigError> {
             );
         }
     }
-    let settings: Settings = builder
+    let config = builder
         .add_source(
             config::Environment::with_prefix("HOOKSTREAM")
                 .prefix_separator("__")
                 .separator("__"),
         )
-        .build()?
-        .try_deserialize()?;
+        .build()?;
+    let settings = strict::deserialize(config)?;
     settings.validate()?;
     Ok(settings)
-}
-
-/// Durations are written the way people say them: `"5s"`, `"250ms"`, `"24h"`.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration like \"5s\" or \"24h\" ({e})"
-        ))
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,202 @@
+//! What serde cannot check, section by section; every error names the key at fault.
+
+use super::{ConfigError, KafkaSettings, Settings};
+use crate::naming::is_valid_topic_prefix;
+use crate::providers;
+
+/// librdkafka properties hookstream sets itself, with librdkafka's other names for them and
+/// why they cannot be set in `kafka.options`.
+const ENFORCED_OPTIONS: &[(&str, &[&str], &str)] = &[
+    (
+        "acks",
+        &["request.required.acks"],
+        "hookstream always writes with acks=all",
+    ),
+    (
+        "enable.idempotence",
+        &[],
+        "hookstream's producer is always idempotent",
+    ),
+    (
+        "message.timeout.ms",
+        &["delivery.timeout.ms"],
+        "it is derived from kafka.ack_timeout",
+    ),
+    (
+        "bootstrap.servers",
+        &["metadata.broker.list"],
+        "set kafka.brokers instead",
+    ),
+];
+
+type Checked = Result<(), ConfigError>;
+
+fn invalid(key: impl Into<String>, why: impl Into<String>) -> Checked {
+    Err(ConfigError::Invalid(key.into(), why.into()))
+}
+
+fn positive(key: &str, value: f64) -> Checked {
+    if value > 0.0 {
+        Ok(())
+    } else {
+        invalid(key, "must be greater than zero")
+    }
+}
+
+impl Settings {
+    /// Checks what serde cannot, naming the key at fault.
+    pub fn validate(&self) -> Checked {
+        self.validate_server()?;
+        validate_kafka(&self.kafka)?;
+        self.validate_rest()
+    }
+
+    fn validate_server(&self) -> Checked {
+        let s = &self.server;
+        positive("server.max_body_bytes", s.max_body_bytes as f64)?;
+        positive("server.header_timeout", s.header_timeout.as_secs_f64())?;
+        positive("server.body_timeout", s.body_timeout.as_secs_f64())?;
+        positive("server.max_connections", s.max_connections as f64)?;
+        positive("server.max_in_flight", s.max_in_flight as f64)
+    }
+
+    fn validate_rest(&self) -> Checked {
+        positive("dedupe.max_entries", self.dedupe.max_entries as f64)?;
+        if self.dedupe.window.is_zero() || self.dedupe.window > crate::dedupe::MAX_WINDOW {
+            return invalid(
+                "dedupe.window",
+                "must be greater than zero and at most 30 days",
+            );
+        }
+        let registry = &self.schema_registry;
+        if registry.enabled()
+            && !(registry.url.starts_with("http://") || registry.url.starts_with("https://"))
+        {
+            return invalid("schema_registry.url", "must start with http:// or https://");
+        }
+        if !is_valid_topic_prefix(&self.dead_letter.topic(&self.kafka.topic_prefix)) {
+            return invalid(
+                "dead_letter.topic",
+                "must be 1-100 characters of [A-Za-z0-9._-]",
+            );
+        }
+        if self.dead_letter.replay_group.trim().is_empty() {
+            return invalid("dead_letter.replay_group", "must not be empty");
+        }
+        if let Err(why) = crate::telemetry::filter(&self.log.level) {
+            return invalid("log.level", why);
+        }
+        if !matches!(self.log.format.as_str(), "json" | "pretty") {
+            return invalid("log.format", "must be \"json\" or \"pretty\"");
+        }
+        self.validate_providers()
+    }
+
+    fn validate_providers(&self) -> Checked {
+        for name in self.providers.keys() {
+            if providers::find(name).is_none() {
+                let known: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
+                return invalid(
+                    format!("providers.{name}"),
+                    format!("is not a known provider (known: {})", known.join(", ")),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn validate_kafka(kafka: &KafkaSettings) -> Checked {
+    if kafka.brokers.trim().is_empty() {
+        return invalid("kafka.brokers", "must list at least one host:port");
+    }
+    if !is_valid_topic_prefix(&kafka.topic_prefix) {
+        return invalid(
+            "kafka.topic_prefix",
+            "must be 1-100 characters of [A-Za-z0-9._-]",
+        );
+    }
+    positive("kafka.ack_timeout", kafka.ack_timeout.as_secs_f64())?;
+    positive("kafka.topic_partitions", f64::from(kafka.topic_partitions))?;
+    positive(
+        "kafka.topic_replication_factor",
+        f64::from(kafka.topic_replication_factor),
+    )?;
+    for option in kafka.options.keys() {
+        for (name, aliases, why) in ENFORCED_OPTIONS {
+            let key = format!("kafka.options.\"{option}\"");
+            if option == name {
+                return invalid(key, format!("is set by hookstream itself: {why}"));
+            }
+            if aliases.contains(&option.as_str()) {
+                return invalid(
+                    key,
+                    format!(
+                        "is librdkafka's alias of `{name}`, which hookstream sets itself: {why}"
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Settings {
+        super::super::get_configuration(std::path::Path::new("/nonexistent")).expect("defaults")
+    }
+
+    #[test]
+    fn enforced_librdkafka_keys_and_their_aliases_are_refused_naming_both() {
+        for (option, named) in [
+            ("request.required.acks", "`acks`"),
+            ("acks", "acks=all"),
+            ("delivery.timeout.ms", "`message.timeout.ms`"),
+            ("enable.idempotence", "idempotent"),
+            ("metadata.broker.list", "`bootstrap.servers`"),
+        ] {
+            let mut s = defaults();
+            s.kafka.options.insert(option.into(), "1".into());
+            let err = s.validate().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("kafka.options.\"{option}\"")),
+                "{err}"
+            );
+            assert!(err.contains(named), "{err}");
+        }
+        let mut s = defaults();
+        s.kafka
+            .options
+            .insert("compression.type".into(), "zstd".into());
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn an_invalid_log_filter_is_refused() {
+        let mut s = defaults();
+        s.log.level = "hookstream=loud".into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("log.level"), "{err}");
+    }
+
+    #[test]
+    fn zero_bounds_are_refused() {
+        let mut s = defaults();
+        s.server.max_in_flight = 0;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("server.max_in_flight"));
+        let mut s = defaults();
+        s.dedupe.window = crate::dedupe::MAX_WINDOW * 2;
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("dedupe.window"));
+    }
+}
