@@ -5,42 +5,52 @@
 //!
 //! # Layout
 //!
-//! - [`startup`]: builds the [`startup::Application`] (Kafka clients, listener, routes) and runs it.
-//! - [`configuration`]: layered settings (`config/*.toml`, `HOOKSTREAM__*` env vars).
-//! - [`routes`]: thin HTTP handlers; [`error`] is the only place errors become status codes.
-//! - [`ingest`]: the pipeline — verify, parse, handshake, normalize, deduplicate, produce.
+//! The request path, in order:
+//! - [`startup`]: builds the [`startup::Application`] (Kafka clients, listener, routes, limits)
+//!   and runs it; [`configuration`]: layered, strict settings.
+//! - `routes`: thin HTTP handlers — bounded body reading, then the pipeline; `limits`: open
+//!   connections, bodies being received and requests in flight; `error`: the one place errors
+//!   become status codes.
+//! - `ingest`: the pipeline — verify, parse, handshake, normalize, deduplicate, produce — with
+//!   the write in a task of its own; `dead_letter`: deliveries that cannot be normalized, kept in
+//!   Kafka, and their `list` and `replay` commands.
 //! - [`signature`]: HMAC-SHA256 verification and the [`signature::VerifiedBody`] type.
-//! - [`providers`]: one module per provider behind the [`providers::Provider`] trait, and the
-//!   registry listing them.
-//! - [`event`]: the unified record; [`avro`]: its Avro datum, value framing and the Schema
-//!   Registry client.
-//! - [`naming`]: snake_case event names and topic names.
-//! - [`dedupe`]: the bounded cache of already-written event ids.
-//! - [`readiness`]: the timer that checks the broker and Schema Registry for `/readyz`.
-//! - [`kafka`]: producer, topic creation, produce error classification, librdkafka statistics.
-//! - [`metrics`]: the Prometheus registry; [`telemetry`]: logging; [`cli`]: the command line;
-//!   [`tail`]: print a topic's records as JSON.
+//! - [`providers`]: one module per provider behind the [`providers::Provider`] trait (each
+//!   extracts what is its own), [`providers::normalize`] finishing every record the same way, and
+//!   the registry listing them; [`naming`]: event and topic names.
+//! - [`event`]: the unified record; [`avro`]: its encoding, value framing and the Schema Registry
+//!   client.
+//! - `dedupe`: the bounded cache of already-written event ids.
+//! - [`kafka`]: the producer and its replacement, topic creation, one deadline per write, produce
+//!   error classification, write health, librdkafka statistics.
+//! - `readiness`: the checks behind `/readyz`.
+//!
+//! Around it:
+//! - `internal_events`: one type per outcome, logging and counting together; `metrics`: the
+//!   Prometheus registry; [`telemetry`]: logging and the log-volume budget.
+//! - [`cli`]: the command line (`serve`, `sign`, `tail`, `load`, `dead-letters`); [`load`]: the
+//!   load generator; `tail`: a topic's records as JSON.
 
 pub mod avro;
 pub mod cli;
 pub mod configuration;
-pub mod dead_letter;
-pub mod dedupe;
-pub mod error;
+pub(crate) mod dead_letter;
+pub(crate) mod dedupe;
+pub(crate) mod error;
 pub mod event;
-pub mod ingest;
-pub mod internal_events;
+pub(crate) mod ingest;
+pub(crate) mod internal_events;
 pub mod kafka;
-pub mod limits;
+pub(crate) mod limits;
 pub mod load;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod naming;
 pub mod providers;
-pub mod readiness;
-pub mod routes;
+pub(crate) mod readiness;
+pub(crate) mod routes;
 pub mod signature;
 pub mod startup;
-pub mod tail;
+pub(crate) mod tail;
 pub mod telemetry;
 
 #[cfg(test)]

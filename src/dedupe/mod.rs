@@ -153,10 +153,6 @@ impl DedupeCache {
         self.inner.lock().recorded.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Forgets at most [`EXPIRE_PER_CALL`] ids that are past the window (or beyond
     /// `max_entries`), oldest first.
     fn expire(&self, inner: &mut Inner, now: Millis) {
@@ -243,7 +239,7 @@ mod tests {
         let cache = DedupeCache::new(Duration::from_secs(60), 10);
         drop(claimed(cache.claim("p", "a").await));
         assert!(matches!(cache.claim("p", "a").await, Verdict::Claimed(_)));
-        assert!(cache.is_empty());
+        assert_eq!(cache.len(), 0);
     }
 
     #[tokio::test]

@@ -24,8 +24,8 @@ mod health;
 mod producer;
 mod stats;
 
-pub use client_config::{consumer_config, delivery_timeout, producer_config};
-pub use error::{FailureClass, FailureReason, PublishError};
+pub(crate) use client_config::{consumer_config, delivery_timeout, producer_config};
+pub(crate) use error::{FailureClass, FailureReason, PublishError};
 
 use crate::configuration::KafkaSettings;
 use crate::internal_events::{EventProduced, ProduceFailed, TopicCreated};
@@ -45,12 +45,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Kafka headers set on every message.
-pub const HEADER_PROVIDER: &str = "hookstream-provider";
-pub const HEADER_EVENT_NAME: &str = "hookstream-event-name";
-pub const HEADER_EVENT_ID: &str = "hookstream-event-id";
+pub(crate) const HEADER_PROVIDER: &str = "hookstream-provider";
+pub(crate) const HEADER_EVENT_NAME: &str = "hookstream-event-name";
+pub(crate) const HEADER_EVENT_ID: &str = "hookstream-event-id";
 
 /// One message to write.
-pub struct OutboundMessage<'a> {
+pub(crate) struct OutboundMessage<'a> {
     pub topic: &'a str,
     pub key: Option<&'a str>,
     pub value: &'a [u8],
@@ -62,7 +62,7 @@ pub struct OutboundMessage<'a> {
 }
 
 /// The headers of an event record.
-pub fn event_headers<'a>(
+pub(crate) fn event_headers<'a>(
     provider: &'a str,
     event_name: &'a str,
     event_id: &'a str,
@@ -76,7 +76,7 @@ pub fn event_headers<'a>(
 
 /// Where the broker put an acknowledged message.
 #[derive(Debug, Clone, Copy)]
-pub struct Acknowledged {
+pub(crate) struct Acknowledged {
     pub partition: i32,
     pub offset: i64,
     /// From enqueueing to the acknowledgement.
@@ -106,7 +106,7 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub fn new(settings: &KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
+    pub(crate) fn new(settings: &KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
         let config = producer_config(settings);
         let admin = config.create_with_context(StatsContext::admin())?;
         Ok(Self {
@@ -125,7 +125,7 @@ impl KafkaSink {
     }
 
     /// Writes one message and waits for the broker's acknowledgement, at most until `deadline`.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         msg: OutboundMessage<'_>,
         deadline: Instant,
@@ -150,7 +150,7 @@ impl KafkaSink {
 
     /// Writes a small record to `{topic_prefix}.canary`, bounded by `ack_timeout`: readiness
     /// uses it to learn whether writes succeed again while no request is writing.
-    pub async fn write_canary(&self) -> Result<(), PublishError> {
+    pub(crate) async fn write_canary(&self) -> Result<(), PublishError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
@@ -169,12 +169,12 @@ impl KafkaSink {
     }
 
     /// The most recent write failed for a reason worth retrying, and none succeeded since.
-    pub fn writes_failing(&self) -> bool {
+    pub(crate) fn writes_failing(&self) -> bool {
         self.health.failing()
     }
 
     /// Replaces the producer if librdkafka raised a fatal error on it; returns that error.
-    pub fn heal_fatal_producer(&self) -> Option<String> {
+    pub(crate) fn heal_fatal_producer(&self) -> Option<String> {
         self.producers.replace_if_fatal()
     }
 
@@ -348,7 +348,7 @@ impl KafkaSink {
 
     /// Whether the cluster answers a metadata request within `timeout`. Blocking: call it from a
     /// blocking thread.
-    pub fn probe(&self, timeout: Duration) -> bool {
+    pub(crate) fn probe(&self, timeout: Duration) -> bool {
         self.producers
             .current()
             .client()
@@ -357,7 +357,7 @@ impl KafkaSink {
     }
 
     /// Waits up to `timeout` for queued messages to be delivered. Blocking.
-    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+    pub(crate) fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producers.current().flush(Timeout::After(timeout))
     }
 }

@@ -1,10 +1,11 @@
-//! Command-line interface.
+//! The command line: `hookstream serve | sign | tail | load | dead-letters`. The binary calls
+//! [`run`]; [`commands`] holds what each command does.
 
-use crate::providers;
-use crate::signature::Secret;
+mod commands;
+
 use clap::{Parser, Subcommand};
-use std::io::Read;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -119,81 +120,50 @@ pub struct LoadArgs {
     pub json: bool,
 }
 
-/// `hookstream sign`: returns the `Header: value` line.
-pub fn sign(provider: &str, secret: &str, file: &PathBuf) -> Result<String, String> {
-    let provider = providers::find(provider).ok_or_else(|| {
-        let known: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
-        format!(
-            "unknown provider {provider:?} (known: {})",
-            known.join(", ")
-        )
-    })?;
-    let body = if file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
-        buf
-    } else {
-        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
-    };
-    let scheme = provider.signature();
-    Ok(format!(
-        "{}: {}",
-        scheme.primary_header(),
-        scheme.sign(&body, &Secret::new(secret))
-    ))
+/// Why a command failed: the message, and the exit code it ends with.
+struct Failure {
+    code: u8,
+    message: String,
 }
 
-/// `hookstream load`: runs the load and prints the report.
-pub fn load(args: LoadArgs) -> Result<String, String> {
-    use crate::load::{self, Limit, LoadOptions, Target};
-    let target = Target::parse(&args.url)?;
-    let provider_name = match &args.provider {
-        Some(p) => p.clone(),
-        None => target
-            .path
-            .rsplit('/')
-            .find(|s| !s.is_empty())
-            .unwrap_or_default()
-            .to_string(),
-    };
-    let provider = providers::find(&provider_name)
-        .ok_or_else(|| format!("unknown provider {provider_name:?}: use --provider"))?;
-    let limit = match (args.requests, args.duration) {
-        (Some(n), _) => Limit::Requests(n),
-        (None, Some(d)) => Limit::Duration(d),
-        (None, None) => Limit::Duration(std::time::Duration::from_secs(10)),
-    };
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let options = LoadOptions {
-        target,
-        provider,
-        secret: Secret::new(&args.secret),
-        connections: args.connections,
-        limit,
-        rate: args.rate,
-        warmup: args.warmup,
-        wrong_signature: args.wrong_signature,
-        timeout: args.timeout,
-        id_prefix: format!("load-{started}"),
-        record_outcomes: false,
-        progress: true,
-    };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
+impl Failure {
+    fn new(code: u8, message: impl std::fmt::Display) -> Self {
+        Self {
+            code,
+            message: message.to_string(),
+        }
     }
-    let runtime = runtime
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let report = runtime.block_on(load::run(options))?;
-    Ok(if args.json {
-        report.to_json().to_string()
-    } else {
-        report.to_text()
-    })
+}
+
+/// Parses the command line and runs the command (`serve` when none is given).
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let (name, result) = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => ("hookstream", commands::serve(&cli.config_dir)),
+        Command::Sign {
+            provider,
+            secret,
+            file,
+        } => ("hookstream sign", commands::sign(&provider, &secret, &file)),
+        Command::Tail {
+            topic,
+            count,
+            wait_secs,
+        } => (
+            "hookstream tail",
+            commands::tail(&cli.config_dir, &topic, count, wait_secs),
+        ),
+        Command::Load(args) => ("hookstream load", commands::load(args)),
+        Command::DeadLetters(command) => (
+            "hookstream dead-letters",
+            commands::dead_letters(&cli.config_dir, command),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{name}: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
 }
