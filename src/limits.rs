@@ -21,7 +21,7 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 /// Bodies received at once (each costs roughly 30 KiB while it arrives).
-pub const MAX_BODIES_RECEIVING: usize = 256;
+pub const MAX_BODIES_RECEIVING: usize = 128;
 
 pub struct Limits {
     connections: AtomicUsize,

@@ -4,12 +4,17 @@
 //! header carries the tag and how it is encoded. A provider describes that with a
 //! [`SignatureScheme`]; this module does the cryptography once for all of them.
 //!
-//! The only way to obtain a [`VerifiedBody`] is [`SignatureScheme::verify`], so bytes that were
-//! not authenticated cannot reach normalization by accident.
+//! The only ways to obtain a [`VerifiedBody`] are [`SignatureScheme::verify`] and
+//! [`VerifiedBody::from_dead_letter`] (a body verified when it arrived), so bytes that were not
+//! authenticated cannot reach normalization by accident.
+//!
+//! No provider signs a timestamp: a signature proves who sent the bytes, not when. Replay
+//! protection is the dedupe window alone (`crate::dedupe`).
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretSlice};
 use sha2::Sha256;
 use std::fmt;
 
@@ -18,14 +23,14 @@ type HmacSha256 = Hmac<Sha256>;
 /// Length of an HMAC-SHA256 tag in bytes.
 pub const TAG_LEN: usize = 32;
 
-/// A shared signing secret. Its `Debug` output never shows the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Vec<u8>);
+/// A shared signing secret: zeroed when dropped, and its `Debug` output never shows the value.
+#[derive(Clone)]
+pub struct Secret(SecretSlice<u8>);
 
 impl Secret {
     /// Secrets are used as the UTF-8 bytes of the configured string, as every provider documents.
     pub fn new(value: &str) -> Self {
-        Self(value.as_bytes().to_vec())
+        Self(SecretSlice::from(value.as_bytes().to_vec()))
     }
 
     /// Splits a comma-separated list (secret rotation), ignoring surrounding blanks and empty items.
@@ -39,7 +44,7 @@ impl Secret {
 
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
-        match HmacSha256::new_from_slice(&self.0) {
+        match HmacSha256::new_from_slice(self.0.expose_secret()) {
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC-SHA256 accepts keys of every length"),
         }

@@ -1,7 +1,7 @@
 //! Building and running the server.
 
 use crate::avro::{Framing, RegistryClient, RegistryError};
-use crate::configuration::Settings;
+use crate::configuration::{ServerSettings, Settings};
 use crate::error::ErrorCode;
 use crate::ingest::Ingest;
 use crate::kafka::{FailureReason, KafkaSink};
@@ -34,6 +34,71 @@ pub enum StartupError {
     Server(std::io::Error),
 }
 
+/// Every metric, with the series whose labels are known up front created at zero.
+fn metrics() -> Result<Arc<Metrics>, StartupError> {
+    let metrics = Arc::new(Metrics::new()?);
+    let providers: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
+    let reasons: Vec<_> = FailureReason::iter().map(FailureReason::label).collect();
+    let codes: Vec<_> = ErrorCode::iter().map(ErrorCode::as_str).collect();
+    metrics.initialize(&providers, &codes, &reasons);
+    Ok(metrics)
+}
+
+/// The listener and the port it got.
+fn bind(server: &ServerSettings) -> Result<(TcpListener, u16), StartupError> {
+    let address = format!("{}:{}", server.host, server.port);
+    let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
+        address: address.clone(),
+        source,
+    })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| StartupError::Bind { address, source })?
+        .port();
+    Ok((listener, port))
+}
+
+/// The HTTP server with its routes, limits and timeouts.
+fn http_server(
+    listener: TcpListener,
+    server: &ServerSettings,
+    ingest: Ingest,
+    metrics: &Arc<Metrics>,
+    readiness: &Arc<Readiness>,
+) -> Result<Server, StartupError> {
+    let limits = Limits::new(
+        server.max_connections,
+        server.max_in_flight,
+        metrics.clone(),
+    );
+    let state = web::Data::new(AppState {
+        ingest,
+        metrics: metrics.clone(),
+        max_body_bytes: server.max_body_bytes,
+        body_timeout: server.body_timeout,
+        retry_after: server.retry_after,
+        limits: limits.clone(),
+        readiness: readiness.clone(),
+    });
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(routes::configure)
+    })
+    // Every connection takes a slot; those beyond `max_connections` are answered 503.
+    .on_connect(move |_, extensions| {
+        extensions.insert(limits.connection_opened());
+    })
+    // actix's own per-worker cap is a backstop above ours: connections beyond ours are
+    // accepted so they can be told 503, and the kernel's backlog holds the rest.
+    .max_connections(server.max_connections + 1024)
+    .client_request_timeout(server.header_timeout)
+    .shutdown_timeout(server.shutdown_timeout.as_secs().max(1))
+    .listen(listener)
+    .map_err(StartupError::Server)?
+    .run())
+}
+
 /// A bound, not yet running server.
 pub struct Application {
     port: u16,
@@ -49,11 +114,7 @@ pub struct Application {
 impl Application {
     /// Creates the Kafka clients and binds the listener (port 0 picks a free port).
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
-        let metrics = Arc::new(Metrics::new()?);
-        let provider_names: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
-        let failure_reasons: Vec<_> = FailureReason::iter().map(FailureReason::label).collect();
-        let codes: Vec<_> = ErrorCode::iter().map(ErrorCode::as_str).collect();
-        metrics.initialize(&provider_names, &codes, &failure_reasons);
+        let metrics = metrics()?;
         let sink = Arc::new(KafkaSink::new(&settings.kafka, metrics.clone())?);
         let registry = if settings.schema_registry.enabled() {
             Some(Arc::new(RegistryClient::new(&settings.schema_registry)?))
@@ -64,15 +125,7 @@ impl Application {
             Some(r) => Framing::SchemaRegistry(r.clone()),
             None => Framing::single_object(),
         };
-        let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
-            address: address.clone(),
-            source,
-        })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartupError::Bind { address, source })?
-            .port();
+        let (listener, port) = bind(&settings.server)?;
         let readiness = Arc::new(Readiness::new(sink.clone()));
         let ingest = Ingest::new(&settings, sink.clone(), framing);
         let enabled = ingest.enabled_providers();
@@ -88,38 +141,7 @@ impl Application {
             schema_registry = registry.is_some(),
             "starting"
         );
-        let server_settings = &settings.server;
-        let limits = Limits::new(
-            server_settings.max_connections,
-            server_settings.max_in_flight,
-            metrics.clone(),
-        );
-        let state = web::Data::new(AppState {
-            ingest,
-            metrics: metrics.clone(),
-            max_body_bytes: server_settings.max_body_bytes,
-            body_timeout: server_settings.body_timeout,
-            retry_after: server_settings.retry_after,
-            limits: limits.clone(),
-            readiness: readiness.clone(),
-        });
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .configure(routes::configure)
-        })
-        // Every connection takes a slot; those beyond `max_connections` are answered 503.
-        .on_connect(move |_, extensions| {
-            extensions.insert(limits.connection_opened());
-        })
-        // actix's own per-worker cap is a backstop above ours: connections beyond ours are
-        // accepted so they can be told 503, and the kernel's backlog holds the rest.
-        .max_connections(server_settings.max_connections + 1024)
-        .client_request_timeout(server_settings.header_timeout)
-        .shutdown_timeout(server_settings.shutdown_timeout.as_secs().max(1))
-        .listen(listener)
-        .map_err(StartupError::Server)?
-        .run();
+        let server = http_server(listener, &settings.server, ingest, &metrics, &readiness)?;
         Ok(Self {
             port,
             server,

@@ -83,6 +83,26 @@ pub(crate) struct Acknowledged {
     pub elapsed: Duration,
 }
 
+/// The librdkafka record for `msg`.
+fn record<'a>(msg: &'a OutboundMessage<'a>) -> FutureRecord<'a, str, [u8]> {
+    let headers = msg.headers.iter().fold(
+        OwnedHeaders::new_with_capacity(msg.headers.len()),
+        |headers, (key, value)| {
+            headers.insert(Header {
+                key,
+                value: Some(*value),
+            })
+        },
+    );
+    let record = FutureRecord::to(msg.topic)
+        .payload(msg.value)
+        .headers(headers);
+    match msg.key {
+        Some(key) => record.key(key),
+        None => record,
+    }
+}
+
 /// The producer, the admin client and the set of topics known to exist.
 pub struct KafkaSink {
     producers: ProducerSlot,
@@ -204,44 +224,12 @@ impl KafkaSink {
         msg: &OutboundMessage<'_>,
         deadline: Instant,
     ) -> Result<Acknowledged, PublishError> {
-        tokio::time::timeout_at(deadline, self.ensure_topic(msg.topic, msg.provider))
-            .await
-            .map_err(|_| {
-                PublishError::new(
-                    FailureReason::Deadline,
-                    "the topic could not be created within kafka.ack_timeout; nothing was written",
-                )
-            })??;
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left < self.delivery_timeout {
-            return Err(PublishError::new(
-                FailureReason::Deadline,
-                format!(
-                    "only {} ms of kafka.ack_timeout left, less than the broker may need; nothing was written",
-                    left.as_millis()
-                ),
-            ));
-        }
-        let headers = msg.headers.iter().fold(
-            OwnedHeaders::new_with_capacity(msg.headers.len()),
-            |headers, (key, value)| {
-                headers.insert(Header {
-                    key,
-                    value: Some(*value),
-                })
-            },
-        );
-        let mut record = FutureRecord::<str, [u8]>::to(msg.topic)
-            .payload(msg.value)
-            .headers(headers);
-        if let Some(key) = msg.key {
-            record = record.key(key);
-        }
+        self.ready_to_enqueue(msg, deadline).await?;
         let producer = self.producers.current();
         let started = Instant::now();
         // Never waits: a full queue is an immediate 503.
         let delivery = producer
-            .send_result(record)
+            .send_result(record(msg))
             .map_err(|(err, _)| self.failed(&producer, "enqueue", &err, msg.topic))?;
         match tokio::time::timeout_at(deadline, delivery).await {
             Ok(Ok(Ok(delivery))) => Ok(Acknowledged {
@@ -265,6 +253,33 @@ impl KafkaSink {
                 Err(PublishError::timed_out())
             }
         }
+    }
+
+    /// The topic exists, and enough of the deadline is left for librdkafka's own timeout.
+    async fn ready_to_enqueue(
+        &self,
+        msg: &OutboundMessage<'_>,
+        deadline: Instant,
+    ) -> Result<(), PublishError> {
+        tokio::time::timeout_at(deadline, self.ensure_topic(msg.topic, msg.provider))
+            .await
+            .map_err(|_| {
+                PublishError::new(
+                    FailureReason::Deadline,
+                    "the topic could not be created within kafka.ack_timeout; nothing was written",
+                )
+            })??;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left < self.delivery_timeout {
+            return Err(PublishError::new(
+                FailureReason::Deadline,
+                format!(
+                    "only {} ms of kafka.ack_timeout left, less than the broker may need; nothing was written",
+                    left.as_millis()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Classifies a failed enqueue or delivery and heals what it can.

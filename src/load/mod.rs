@@ -193,40 +193,17 @@ async fn drive(connection: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Conne
             break;
         }
         plan.request(seq, &mut request);
-        let result = tokio::time::timeout(
-            plan.options.timeout,
-            send(&mut conn, &plan.options.target.authority, &request),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "no response in time",
-            ))
-        });
-        let done = Instant::now();
-        let status = match result {
-            Ok(response) => {
-                if response.close {
-                    conn = None;
-                }
-                Some(response.status)
-            }
-            Err(_) => {
-                conn = None;
-                None
-            }
+        let status = exchange(&mut conn, &plan, &request).await;
+        let counter = match status {
+            Some(s) if (200..300).contains(&s) => &shared.answered,
+            _ => &shared.failed,
         };
-        if status.is_some_and(|s| (200..300).contains(&s)) {
-            shared.answered.fetch_add(1, Ordering::Relaxed);
-        } else {
-            shared.failed.fetch_add(1, Ordering::Relaxed);
-        }
+        counter.fetch_add(1, Ordering::Relaxed);
         if due >= plan.measure_from {
             stats.record(Outcome {
                 seq,
                 sent_at: due.saturating_duration_since(plan.start),
-                latency: done.saturating_duration_since(due),
+                latency: due.elapsed(),
                 status,
             });
         }
@@ -236,6 +213,28 @@ async fn drive(connection: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Conne
         }
     }
     stats
+}
+
+/// Sends one request within the timeout; its status, or `None` (the connection is then dropped,
+/// to be opened again).
+async fn exchange(conn: &mut Option<Connection>, plan: &Plan, request: &[u8]) -> Option<u16> {
+    let sent = tokio::time::timeout(
+        plan.options.timeout,
+        send(conn, &plan.options.target.authority, request),
+    )
+    .await;
+    match sent {
+        Ok(Ok(response)) => {
+            if response.close {
+                *conn = None;
+            }
+            Some(response.status)
+        }
+        Ok(Err(_)) | Err(_) => {
+            *conn = None;
+            None
+        }
+    }
 }
 
 async fn send(

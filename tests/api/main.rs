@@ -1,5 +1,6 @@
 //! Integration tests: requests go through the real HTTP server (port 0) into a real Kafka-protocol
-//! broker (`HOOKSTREAM_TEST_BROKERS`, started by `scripts/test`) and are read back from it.
+//! broker (`HOOKSTREAM_TEST_BROKERS`, started by `scripts/test`, or one of the test process's own)
+//! and are read back from it. `HOOKSTREAM_TEST_LOG=debug` shows the apps' logs.
 
 mod binary;
 mod dead_letters;
@@ -8,7 +9,6 @@ mod foul_weather;
 mod lasoexperience;
 mod limits;
 mod livesession;
-mod observability;
 mod operations;
 mod schema_registry;
 mod seismic;

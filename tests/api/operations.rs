@@ -97,12 +97,3 @@ async fn readiness_flips_when_the_broker_stops_and_writes_recover_when_it_return
         .await;
     assert_eq!(headers_of(&messages[0])["hookstream-event-id"], "after");
 }
-
-#[tokio::test]
-async fn metrics_pass_promtool_check_metrics() {
-    let app = spawn_app().await;
-    app.post_signed("livesession", fixture("livesession", "js_error"))
-        .await;
-    let text = app.get("/metrics").await.text;
-    assert_tool_succeeds("promtool", &["check", "metrics"], Some(text.as_bytes()));
-}

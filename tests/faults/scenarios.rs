@@ -5,6 +5,7 @@
 use crate::harness::*;
 use crate::support::{Broker, Storage};
 use hookstream::load::Report;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// Steady load: requests per second, open loop.
@@ -51,51 +52,7 @@ impl Run<'_> {
         let mut problems = self.problems;
         let mut accepted = accepted_ids(&self.load, self.load_prefix);
         accepted.extend(accepted_ids(&self.burst, "burst"));
-        // Tansu 0.6 publishes the high watermark of a partition's last batches only when the
-        // next write arrives: a few sentinel writes, one at a time, make every record before
-        // them readable. They are not counted.
-        let sentinels = sentinel_writes(&self.hookstream.url(), 3).await;
-        if sentinels.count(200) != 3 {
-            problems.push(format!("sentinel writes: {}", statuses(&sentinels)));
-        }
-        let (brokers, topic) = (self.brokers.clone(), self.hookstream.topic());
-        let stored = tokio::task::spawn_blocking(move || {
-            read_topic(&brokers, &topic, Duration::from_secs(15))
-        })
-        .await
-        .expect("reader");
-        let kafka = if stored.complete {
-            let missing: Vec<_> = accepted
-                .iter()
-                .filter(|id| !stored.copies.contains_key(*id))
-                .collect();
-            if !missing.is_empty() {
-                problems.push(format!(
-                    "{} accepted ids are not in Kafka (first: {:?})",
-                    missing.len(),
-                    missing.iter().take(3).collect::<Vec<_>>()
-                ));
-            }
-            format!(
-                "{} answered 200, all in Kafka: {}, duplicates {}",
-                accepted.len(),
-                if missing.is_empty() { "yes" } else { "NO" },
-                stored.duplicates()
-            )
-        } else {
-            // Tansu's sqlite engine may not serve every offset range: count instead.
-            let held = stored.high_watermarks;
-            if held < accepted.len() as i64 {
-                problems.push(format!(
-                    "the topic holds {held} records, fewer than the {} accepted",
-                    accepted.len()
-                ));
-            }
-            format!(
-                "{} answered 200, topic holds {held} records (counted by high watermark: the broker did not serve every offset)",
-                accepted.len()
-            )
-        };
+        let kafka = check_kafka(self.hookstream, &self.brokers, &accepted, &mut problems).await;
         let burst_ok = self.burst.count(200);
         if burst_ok != BURST {
             problems.push(format!(
@@ -129,18 +86,74 @@ impl Run<'_> {
             }
         );
         if !problems.is_empty() {
-            let log = self.hookstream.log();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            eprintln!("hookstream's last log lines:");
-            for line in tail.iter().rev() {
-                eprintln!("  {line}");
-            }
+            print_log_tail(self.hookstream);
         }
         Outcome {
             passed: problems.is_empty(),
             summary,
             inconclusive: self.inconclusive,
         }
+    }
+}
+
+/// Checks that every id in `accepted` is in the topic; says what it found.
+async fn check_kafka(
+    hookstream: &Hookstream,
+    brokers: &str,
+    accepted: &BTreeSet<String>,
+    problems: &mut Vec<String>,
+) -> String {
+    // Tansu 0.6 publishes the high watermark of a partition's last batches only when the next
+    // write arrives: a few sentinel writes, one at a time, make every record before them
+    // readable. They are not counted.
+    let sentinels = sentinel_writes(&hookstream.url(), 3).await;
+    if sentinels.count(200) != 3 {
+        problems.push(format!("sentinel writes: {}", statuses(&sentinels)));
+    }
+    let (brokers, topic) = (brokers.to_string(), hookstream.topic());
+    let stored =
+        tokio::task::spawn_blocking(move || read_topic(&brokers, &topic, Duration::from_secs(15)))
+            .await
+            .expect("reader");
+    if !stored.complete {
+        // Tansu's sqlite engine may not serve every offset range: count instead.
+        let held = stored.high_watermarks;
+        if held < accepted.len() as i64 {
+            problems.push(format!(
+                "the topic holds {held} records, fewer than the {} accepted",
+                accepted.len()
+            ));
+        }
+        return format!(
+            "{} answered 200, topic holds {held} records (counted by high watermark: the broker did not serve every offset)",
+            accepted.len()
+        );
+    }
+    let missing: Vec<_> = accepted
+        .iter()
+        .filter(|id| !stored.copies.contains_key(*id))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "{} accepted ids are not in Kafka (first: {:?})",
+            missing.len(),
+            missing.iter().take(3).collect::<Vec<_>>()
+        ));
+    }
+    format!(
+        "{} answered 200, all in Kafka: {}, duplicates {}",
+        accepted.len(),
+        if missing.is_empty() { "yes" } else { "NO" },
+        stored.duplicates()
+    )
+}
+
+fn print_log_tail(hookstream: &Hookstream) {
+    let log = hookstream.log();
+    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+    eprintln!("hookstream's last log lines:");
+    for line in tail.iter().rev() {
+        eprintln!("  {line}");
     }
 }
 

@@ -9,6 +9,7 @@
 use crate::harness::*;
 use crate::scenarios::Outcome;
 use crate::support::{Broker, Storage};
+use hookstream::load::Report;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -112,32 +113,52 @@ async fn slow_clients(forged: bool) -> Outcome {
         100.0,
         ATTACK - Duration::from_secs(5),
     )));
-    let health = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("client");
-    let started = Instant::now();
-    let (mut peak, mut health_ok, mut health_failed) = (idle, 0, 0);
-    while started.elapsed() < ATTACK {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        peak = peak.max(hookstream.rss_kib());
-        match health
-            .get(format!("http://127.0.0.1:{}/healthz", hookstream.port))
-            .send()
-            .await
-        {
-            Ok(r) if r.status() == 200 => health_ok += 1,
-            _ => health_failed += 1,
-        }
-    }
+    let watched = watch(&hookstream, idle).await;
     stop.store(true, Ordering::Relaxed);
     let signed = signed.await.expect("load task");
     for client in clients {
         client.abort();
     }
+    let connections = tally.connects.load(Ordering::Relaxed);
+    verdict(&watched, &signed, &warm, connections)
+}
 
+/// What was seen during the attack.
+struct Watched {
+    idle: u64,
+    peak: u64,
+    health_ok: u32,
+    health_failed: u32,
+}
+
+/// Samples resident memory and `/healthz` every second for the length of the attack.
+async fn watch(hookstream: &Hookstream, idle: u64) -> Watched {
+    let health = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client");
+    let url = format!("http://127.0.0.1:{}/healthz", hookstream.port);
+    let mut watched = Watched {
+        idle,
+        peak: idle,
+        health_ok: 0,
+        health_failed: 0,
+    };
+    let started = Instant::now();
+    while started.elapsed() < ATTACK {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        watched.peak = watched.peak.max(hookstream.rss_kib());
+        match health.get(&url).send().await {
+            Ok(r) if r.status() == 200 => watched.health_ok += 1,
+            _ => watched.health_failed += 1,
+        }
+    }
+    watched
+}
+
+fn verdict(watched: &Watched, signed: &Report, warm: &Report, connections: u64) -> Outcome {
     let mut problems = vec![];
-    let growth = peak.saturating_sub(idle);
+    let growth = watched.peak.saturating_sub(watched.idle);
     if growth > MEMORY_BOUND_KIB {
         problems.push(format!(
             "resident memory grew by {} MiB (bound {} MiB)",
@@ -145,26 +166,26 @@ async fn slow_clients(forged: bool) -> Outcome {
             MEMORY_BOUND_KIB / 1024
         ));
     }
-    if health_failed > 0 {
-        problems.push(format!("/healthz failed {health_failed} times"));
+    if watched.health_failed > 0 {
+        problems.push(format!("/healthz failed {} times", watched.health_failed));
     }
     if signed.count(200) != signed.requests || signed.requests == 0 {
-        problems.push(format!("signed webhooks: {}", statuses(&signed)));
+        problems.push(format!("signed webhooks: {}", statuses(signed)));
     }
     if warm.count(200) != warm.requests {
-        problems.push(format!("warm-up: {}", statuses(&warm)));
+        problems.push(format!("warm-up: {}", statuses(warm)));
     }
     let summary = format!(
-        "{CLIENTS} slow clients, {} connections in {} s; RSS idle {} MiB, peak {} MiB (+{} MiB, bound +{} MiB); /healthz {health_ok}/{} OK; signed webhooks {} ({}), p99 {:.1} ms{}",
-        tally.connects.load(Ordering::Relaxed),
+        "{CLIENTS} slow clients, {connections} connections in {} s; RSS idle {} MiB, peak {} MiB (+{} MiB, bound +{} MiB); /healthz {}/{} OK; signed webhooks {} ({}), p99 {:.1} ms{}",
         ATTACK.as_secs(),
-        idle / 1024,
-        peak / 1024,
+        watched.idle / 1024,
+        watched.peak / 1024,
         growth / 1024,
         MEMORY_BOUND_KIB / 1024,
-        health_ok + health_failed,
+        watched.health_ok,
+        watched.health_ok + watched.health_failed,
         signed.requests,
-        statuses(&signed),
+        statuses(signed),
         signed.latency_ms(0.99),
         if problems.is_empty() {
             String::new()

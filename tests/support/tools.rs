@@ -22,19 +22,27 @@ impl Drop for ChildGuard {
 }
 
 /// An external program the tests need; `scripts/test` installs them.
+/// Without it, the test process ends with one line saying what to do, rather than every test
+/// failing on its own.
 pub fn tool(name: &str) -> std::path::PathBuf {
     let env_name = format!("HOOKSTREAM_{}", name.to_uppercase().replace('-', "_"));
     if let Some(path) = std::env::var_os(&env_name) {
         return path.into();
     }
-    std::env::var_os("PATH")
+    let found = std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("{name} is not installed: run the tests with scripts/test, which installs it")
-        })
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        use std::io::Write;
+        // Straight to the file descriptor: the test harness would swallow `eprintln!`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "{name} is not installed: run the tests with scripts/test, which installs what they need"
+        );
+        std::process::exit(2)
+    })
 }
 
 /// Runs an external tool (with `stdin`, if given) and asserts it succeeded, showing its output.

@@ -194,3 +194,12 @@ fn the_compose_stack_has_every_service_and_mounts_files_that_exist() {
         }
     }
 }
+
+#[tokio::test]
+async fn metrics_pass_promtool_check_metrics() {
+    let app = spawn_app().await;
+    app.post_signed("livesession", fixture("livesession", "js_error"))
+        .await;
+    let text = app.get("/metrics").await.text;
+    assert_tool_succeeds("promtool", &["check", "metrics"], Some(text.as_bytes()));
+}
