@@ -9,7 +9,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY avro avro
 COPY config config
+# Cargo reads every target the manifest names, so the test and bench sources come along.
 COPY tests tests
+COPY benches benches
 RUN cargo build --release --locked --bin hookstream
 
 FROM debian:bookworm-slim

@@ -168,6 +168,9 @@ impl Ingest {
                 )
             }
             Err(Unusable::Refused(error)) => return Err(error),
+            Err(Unusable::Unprocessable { error, .. }) if writer.dead_letter_topic.is_none() => {
+                return Err(error)
+            }
             Err(Unusable::Unprocessable { error, event_id }) => {
                 let letter = DeadLetter {
                     provider: provider.name(),

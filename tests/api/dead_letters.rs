@@ -39,20 +39,14 @@ fn now_ms() -> i64 {
 
 async fn post_with_content_type(app: &TestApp, provider: &str, body: Vec<u8>) -> Reply {
     let (name, value) = sign(provider, &body, SECRET);
-    let response = app
-        .client
-        .post(format!("{}/webhooks/{provider}", app.address))
-        .header("content-type", "text/plain; charset=x-hookstream-test")
-        .header(name, value)
-        .body(body)
-        .send()
-        .await
-        .expect("request sent");
-    Reply {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        text: response.text().await.expect("body"),
-    }
+    Reply::read(
+        app.client
+            .post(format!("{}/webhooks/{provider}", app.address))
+            .header("content-type", "text/plain; charset=x-hookstream-test")
+            .header(name, value)
+            .body(body),
+    )
+    .await
 }
 
 /// Asserts the reply is `dead_lettered` with `code`; returns its detail.

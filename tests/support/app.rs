@@ -36,6 +36,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Sends `request` and reads the whole answer.
+    pub async fn read(request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("request sent");
+        Reply {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            text: response.text().await.expect("body"),
+        }
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.text)
             .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.text))
@@ -193,12 +203,7 @@ impl TestApp {
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        let response = request.send().await.expect("request sent");
-        Reply {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            text: response.text().await.expect("body"),
-        }
+        Reply::read(request).await
     }
 
     pub async fn post_signed(&self, provider: &str, body: Vec<u8>) -> Reply {
@@ -207,17 +212,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Reply {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("request sent");
-        Reply {
-            status: response.status().as_u16(),
-            headers: response.headers().clone(),
-            text: response.text().await.expect("body"),
-        }
+        Reply::read(self.client.get(format!("{}{path}", self.address))).await
     }
 
     pub fn topic(&self, provider: &str, event_name: &str) -> String {
