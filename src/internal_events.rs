@@ -30,6 +30,7 @@ impl WebhookAnswered<'_> {
 /// Written to Kafka and acknowledged.
 pub struct WebhookAccepted<'a> {
     pub provider: &'a str,
+    pub event_id: &'a str,
     pub topic: &'a str,
     pub partition: i32,
     pub offset: i64,
@@ -38,6 +39,8 @@ pub struct WebhookAccepted<'a> {
 impl WebhookAccepted<'_> {
     pub fn emit(self, m: &Metrics) {
         tracing::debug!(
+            provider = self.provider,
+            event_id = self.event_id,
             topic = self.topic,
             partition = self.partition,
             offset = self.offset,
@@ -52,11 +55,16 @@ impl WebhookAccepted<'_> {
 /// Already written within the dedupe window.
 pub struct WebhookDuplicate<'a> {
     pub provider: &'a str,
+    pub event_id: &'a str,
 }
 
 impl WebhookDuplicate<'_> {
     pub fn emit(self, m: &Metrics) {
-        tracing::debug!("duplicate");
+        tracing::debug!(
+            provider = self.provider,
+            event_id = self.event_id,
+            "duplicate"
+        );
         m.webhooks_duplicates
             .with_label_values(&[self.provider])
             .inc();
@@ -70,7 +78,7 @@ pub struct HandshakeAnswered<'a> {
 
 impl HandshakeAnswered<'_> {
     pub fn emit(self, m: &Metrics) {
-        tracing::info!("handshake answered");
+        tracing::info!(provider = self.provider, "handshake answered");
         m.handshakes.with_label_values(&[self.provider]).inc();
     }
 }
@@ -78,6 +86,7 @@ impl HandshakeAnswered<'_> {
 /// Kept in the dead-letter topic.
 pub struct WebhookDeadLettered<'a> {
     pub provider: &'a str,
+    pub event_id: Option<&'a str>,
     pub error: &'static str,
     pub detail: &'a str,
 }
@@ -86,6 +95,8 @@ impl WebhookDeadLettered<'_> {
     pub fn emit(self, m: &Metrics) {
         if let Some(suppressed) = m.dead_letter_log.admit(self.error) {
             tracing::warn!(
+                provider = self.provider,
+                event_id = self.event_id,
                 error = self.error,
                 detail = self.detail,
                 suppressed,
@@ -101,6 +112,8 @@ impl WebhookDeadLettered<'_> {
 /// Answered with an error. The detail never contains secrets or signatures.
 pub struct WebhookRejected<'a> {
     pub provider: &'a str,
+    /// Known once the body was verified and parsed.
+    pub event_id: Option<&'a str>,
     pub error: &'a ApiError,
 }
 
@@ -108,7 +121,14 @@ impl WebhookRejected<'_> {
     pub fn emit(self, m: &Metrics) {
         let code = self.error.code().as_str();
         if let Some(suppressed) = m.rejection_log.admit(code) {
-            tracing::warn!(error = code, detail = %self.error, suppressed, "rejected");
+            tracing::warn!(
+                provider = self.provider,
+                event_id = self.event_id,
+                error = code,
+                detail = %self.error,
+                suppressed,
+                "rejected"
+            );
         }
         m.webhooks_rejected
             .with_label_values(&[self.provider, code])
@@ -186,5 +206,88 @@ impl DependencyChecked {
         m.ready
             .with_label_values(&[self.dependency])
             .set(i64::from(self.up));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::FailureReason;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    /// Collects what the JSON formatter writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn logged_lines(emit: impl FnOnce()) -> Vec<serde_json::Value> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let bytes = captured.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_rejection_line_names_the_provider_and_the_event_id() {
+        let metrics = Metrics::new().unwrap();
+        let error = ApiError::Publish {
+            source: PublishError::new(FailureReason::Deadline, "no acknowledgement in time"),
+            retry_after: Duration::from_secs(1),
+        };
+        let lines = logged_lines(|| {
+            WebhookRejected {
+                provider: "livesession",
+                event_id: Some("evt-1"),
+                error: &error,
+            }
+            .emit(&metrics);
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let fields = &lines[0]["fields"];
+        assert_eq!(fields["provider"], "livesession", "{lines:?}");
+        assert_eq!(fields["event_id"], "evt-1", "{lines:?}");
+        assert_eq!(fields["error"], "broker_unavailable", "{lines:?}");
+    }
+
+    #[test]
+    fn an_accepted_line_is_debug_and_names_the_provider_and_the_event_id() {
+        let metrics = Metrics::new().unwrap();
+        let lines = logged_lines(|| {
+            WebhookAccepted {
+                provider: "seismic",
+                event_id: "evt-2",
+                topic: "webhooks.seismic.meeting_ended",
+                partition: 0,
+                offset: 7,
+            }
+            .emit(&metrics);
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["level"], "DEBUG", "{lines:?}");
+        assert_eq!(lines[0]["fields"]["provider"], "seismic", "{lines:?}");
+        assert_eq!(lines[0]["fields"]["event_id"], "evt-2", "{lines:?}");
     }
 }

@@ -7,7 +7,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// A `log.level` (or `RUST_LOG`) filter: a level, or `target=level` pairs separated by commas
 /// (`info`, `hookstream=debug,rdkafka=warn`). A filter by target and level only — unlike
-/// `EnvFilter` it costs nothing per span, and every request has one.
+/// `EnvFilter` it costs nothing per span.
 pub fn filter(directives: &str) -> Result<Targets, String> {
     directives.parse().map_err(|e| {
         format!("{directives:?} is not a filter like \"info\" or \"hookstream=debug,info\" ({e})")

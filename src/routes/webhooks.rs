@@ -15,7 +15,6 @@ use actix_web::http::header::{HeaderMap, CONTENT_LENGTH};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use tracing::Instrument;
 
 /// Most bytes read of a body that came without a signature (it can only be a handshake).
 const MAX_UNSIGNED_BODY_BYTES: usize = 4 * 1024;
@@ -50,20 +49,21 @@ pub async fn receive(
 ) -> HttpResponse {
     let started = Instant::now();
     let provider = providers::find(name).map_or("unknown", |p| p.name());
-    // Every log line of the request carries the provider and, once known, the event id.
-    let span = tracing::info_span!("webhook", provider, event_id = tracing::field::Empty);
-    let result = handle(&req, name, payload, &state)
-        .instrument(span.clone())
-        .await;
-    let _in_request = span.enter();
+    let mut event_id = None;
+    let result = handle(&req, name, payload, &state, &mut event_id).await;
     let m = &state.metrics;
     let response = match &result {
         Ok(outcome) => {
-            emit_outcome(provider, outcome, m);
+            emit_outcome(provider, event_id.as_deref(), outcome, m);
             success_response(outcome)
         }
         Err(error) => {
-            WebhookRejected { provider, error }.emit(m);
+            WebhookRejected {
+                provider,
+                event_id: event_id.as_deref(),
+                error,
+            }
+            .emit(m);
             error.error_response()
         }
     };
@@ -76,24 +76,27 @@ pub async fn receive(
     response
 }
 
-fn emit_outcome(provider: &str, outcome: &Outcome, m: &Metrics) {
+/// `dead_letter_id`: the event id of a dead letter, when its body had one.
+fn emit_outcome(provider: &str, dead_letter_id: Option<&str>, outcome: &Outcome, m: &Metrics) {
     match outcome {
         Outcome::Accepted {
+            event_id,
             topic,
             partition,
             offset,
-            ..
         } => WebhookAccepted {
             provider,
+            event_id,
             topic,
             partition: *partition,
             offset: *offset,
         }
         .emit(m),
-        Outcome::Duplicate { .. } => WebhookDuplicate { provider }.emit(m),
+        Outcome::Duplicate { event_id } => WebhookDuplicate { provider, event_id }.emit(m),
         Outcome::Handshake(_) => HandshakeAnswered { provider }.emit(m),
         Outcome::DeadLettered { error, detail } => WebhookDeadLettered {
             provider,
+            event_id: dead_letter_id,
             error,
             detail,
         }
@@ -106,6 +109,7 @@ async fn handle(
     name: &str,
     payload: web::Payload,
     state: &AppState,
+    event_id: &mut Option<String>,
 ) -> Result<Outcome, ApiError> {
     if req
         .conn_data::<ConnectionSlot>()
@@ -144,7 +148,7 @@ async fn handle(
         .ok_or_else(|| overloaded(state, "too many requests in progress"))?;
     state
         .ingest
-        .ingest(provider, &headers, &body, received_at)
+        .ingest(provider, &headers, &body, received_at, event_id)
         .await
 }
 
@@ -203,24 +207,30 @@ async fn read_body(
     Ok(body)
 }
 
+/// The JSON body of a 200 (serialized straight from borrowed fields).
+#[derive(serde::Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+enum Answer<'a> {
+    Accepted { event_id: &'a str, topic: &'a str },
+    Duplicate { event_id: &'a str },
+    DeadLettered { error: &'a str, detail: &'a str },
+}
+
 fn success_response(outcome: &Outcome) -> HttpResponse {
-    match outcome {
+    let answer = match outcome {
         Outcome::Accepted {
             event_id, topic, ..
-        } => HttpResponse::Ok().json(serde_json::json!({
-            "status": "accepted", "event_id": event_id, "topic": topic,
-        })),
-        Outcome::Duplicate { event_id } => HttpResponse::Ok().json(serde_json::json!({
-            "status": "duplicate", "event_id": event_id,
-        })),
-        Outcome::Handshake(Handshake::PlainText(challenge)) => HttpResponse::Ok()
-            .content_type("text/plain; charset=utf-8")
-            .body(challenge.clone()),
-        Outcome::Handshake(Handshake::JsonChallenge(challenge)) => {
-            HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge }))
+        } => Answer::Accepted { event_id, topic },
+        Outcome::Duplicate { event_id } => Answer::Duplicate { event_id },
+        Outcome::DeadLettered { error, detail } => Answer::DeadLettered { error, detail },
+        Outcome::Handshake(Handshake::PlainText(challenge)) => {
+            return HttpResponse::Ok()
+                .content_type("text/plain; charset=utf-8")
+                .body(challenge.clone())
         }
-        Outcome::DeadLettered { error, detail } => HttpResponse::Ok().json(serde_json::json!({
-            "status": "dead_lettered", "error": error, "detail": detail,
-        })),
-    }
+        Outcome::Handshake(Handshake::JsonChallenge(challenge)) => {
+            return HttpResponse::Ok().json(serde_json::json!({ "challenge": challenge }))
+        }
+    };
+    HttpResponse::Ok().json(answer)
 }
