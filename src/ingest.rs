@@ -4,17 +4,18 @@
 //! A verified delivery that cannot be normalized (not JSON, the wrong shape, a record too large
 //! for its topic) is written to the dead-letter topic instead ([`crate::dead_letter`]) and
 //! answered `dead_lettered`, unless dead letters are disabled.
+//!
+//! `hookstream dead-letters replay` (`crate::operations::replay`) writes through
+//! [`produce_event`] too, so a replayed event gets the same record, key and headers.
 
 use crate::avro::{self, FrameError, Framing, RegistryError};
+use crate::codes::{FailureClass, FailureReason};
 use crate::configuration::Settings;
 use crate::dead_letter::DeadLetter;
 use crate::dedupe::{DedupeCache, Verdict};
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
-use crate::kafka::{
-    event_headers, Acknowledged, FailureClass, FailureReason, KafkaSink, OutboundMessage,
-    PublishError,
-};
+use crate::kafka::{event_headers, Acknowledged, KafkaSink, OutboundMessage, PublishError};
 use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};

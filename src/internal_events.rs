@@ -2,11 +2,14 @@
 //! writes the log line (if any) and updates the metrics together, so the two cannot disagree.
 //! Lines that a flood of bad requests could multiply are rate-limited ([`crate::telemetry::LogBudget`]);
 //! their counters still count every one.
+//!
+//! Events carry plain data — provider names, codes, reasons and `&dyn Display` details — so any
+//! layer can emit them without this module knowing its error types.
 
-use crate::error::ApiError;
-use crate::kafka::PublishError;
+use crate::codes::{ErrorCode, FailureReason};
 use crate::metrics::Metrics;
 use actix_web::http::StatusCode;
+use std::fmt::Display;
 use std::time::Duration;
 
 /// A webhook request was answered (any outcome).
@@ -114,18 +117,19 @@ pub struct WebhookRejected<'a> {
     pub provider: &'a str,
     /// Known once the body was verified and parsed.
     pub event_id: Option<&'a str>,
-    pub error: &'a ApiError,
+    pub code: ErrorCode,
+    pub detail: &'a dyn Display,
 }
 
 impl WebhookRejected<'_> {
     pub fn emit(self, m: &Metrics) {
-        let code = self.error.code().as_str();
+        let code = self.code.as_str();
         if let Some(suppressed) = m.rejection_log.admit(code) {
             tracing::warn!(
                 provider = self.provider,
                 event_id = self.event_id,
                 error = code,
-                detail = %self.error,
+                detail = %self.detail,
                 suppressed,
                 "rejected"
             );
@@ -155,14 +159,16 @@ impl EventProduced<'_> {
 /// A write was not acknowledged (the request's own answer says more, and is counted there).
 pub struct ProduceFailed<'a> {
     pub provider: &'a str,
-    pub error: &'a PublishError,
+    pub reason: FailureReason,
+    pub detail: &'a dyn Display,
 }
 
 impl ProduceFailed<'_> {
     pub fn emit(self, m: &Metrics) {
-        tracing::debug!(reason = self.error.reason.label(), detail = %self.error, "write failed");
+        let reason = self.reason.label();
+        tracing::debug!(reason, detail = %self.detail, "write failed");
         m.produce_failures
-            .with_label_values(&[self.provider, self.error.reason.label()])
+            .with_label_values(&[self.provider, reason])
             .inc();
     }
 }
@@ -212,9 +218,7 @@ impl DependencyChecked {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kafka::FailureReason;
     use std::sync::{Arc, Mutex};
-    use std::time::Duration;
 
     /// Collects what the JSON formatter writes.
     #[derive(Clone, Default)]
@@ -253,15 +257,12 @@ mod tests {
     #[test]
     fn a_rejection_line_names_the_provider_and_the_event_id() {
         let metrics = Metrics::new().unwrap();
-        let error = ApiError::Publish {
-            source: PublishError::new(FailureReason::Deadline, "no acknowledgement in time"),
-            retry_after: Duration::from_secs(1),
-        };
         let lines = logged_lines(|| {
             WebhookRejected {
                 provider: "livesession",
                 event_id: Some("evt-1"),
-                error: &error,
+                code: ErrorCode::BrokerUnavailable,
+                detail: &"the broker did not acknowledge the write: no acknowledgement in time",
             }
             .emit(&metrics);
         });

@@ -5,34 +5,44 @@
 //!
 //! # Layout
 //!
-//! The request path, in order:
-//! - [`startup`]: builds the [`startup::Application`] (Kafka clients, listener, routes, limits)
-//!   and runs it; [`configuration`]: layered, strict settings.
-//! - `routes`: thin HTTP handlers — bounded body reading, then the pipeline; `limits`: open
-//!   connections, bodies being received and requests in flight; `error`: the one place errors
-//!   become status codes.
-//! - `ingest`: the pipeline — verify, parse, handshake, normalize, deduplicate, produce — with
-//!   the write in a task of its own; `dead_letter`: deliveries that cannot be normalized, kept in
-//!   Kafka, and their `list` and `replay` commands.
-//! - [`signature`]: HMAC-SHA256 verification and the [`signature::VerifiedBody`] type.
-//! - [`providers`]: one module per provider behind the [`providers::Provider`] trait (each
-//!   extracts what is its own), [`providers::normalize`] finishing every record the same way, and
-//!   the registry listing them; [`naming`]: event and topic names.
-//! - [`event`]: the unified record; [`avro`]: its encoding, value framing and the Schema Registry
-//!   client.
-//! - `dedupe`: the bounded cache of already-written event ids.
-//! - [`kafka`]: the producer and its replacement, topic creation, one deadline per write, produce
-//!   error classification, write health, librdkafka statistics.
-//! - `readiness`: the checks behind `/readyz`.
+//! The modules form layers, listed here from the top down. A module may use modules of its own
+//! layer and of the layers below it, never one above; and no two modules may use each other,
+//! directly or through others. `tests/architecture.rs` reads this list and every `crate::…` path
+//! in `src/`, and fails naming the import that breaks either rule.
 //!
-//! Around it:
-//! - `internal_events`: one type per outcome, logging and counting together; `metrics`: the
-//!   Prometheus registry; [`telemetry`]: logging and the log-volume budget.
-//! - [`cli`]: the command line (`serve`, `sign`, `tail`, `load`, `dead-letters`); [`load`]: the
-//!   load generator; `tail`: a topic's records as JSON.
+//! 1. **Commands**: `cli` — the command line (`serve`, `sign`, `tail`, `load`, `dead-letters`);
+//!    the binary calls [`cli::run`].
+//! 2. **Operations**: `operations` — what the commands do with the topics: `tail`, and the
+//!    dead-letter `list` and `replay` (through the pipeline's own write path); `load` — the load
+//!    generator.
+//! 3. **Server**: `startup` — builds the [`startup::Application`] (Kafka clients, listener,
+//!    routes, limits) and runs it.
+//! 4. **HTTP**: `routes` — thin handlers: bounded body reading, then the pipeline.
+//! 5. **Pipeline**: `ingest` — verify, parse, handshake, normalize, deduplicate, produce, with the
+//!    write in a task of its own; dead-letters what cannot be normalized.
+//! 6. **HTTP errors**: `error` — every way a request fails, wrapping the errors of the layers
+//!    below, and the one place they become status codes.
+//! 7. **Health and bounds**: `readiness` — the checks behind `/readyz`; `limits` — open
+//!    connections, bodies being received and requests in flight.
+//! 8. **Infrastructure**: `kafka` — the producer and its replacement, topic creation, one
+//!    deadline per write, produce error classification; `avro` — the record's encoding, value
+//!    framing, the Schema Registry client; `dedupe` — the bounded cache of written event ids;
+//!    `dead_letter` — the format of a dead letter.
+//! 9. **Configuration**: `configuration` — layered, strict settings.
+//! 10. **Domain**: `providers` — one module per provider behind [`providers::Provider`], and
+//!     [`providers::normalize`]; `signature` — HMAC verification and the
+//!     [`signature::VerifiedBody`] type; `event` — the unified record; `naming` — event and
+//!     topic names.
+//! 11. **Events**: `internal_events` — one type per outcome, logging and counting together; they
+//!     carry plain data (names, codes, reasons, `&dyn Display`), never an error type of a layer
+//!     above.
+//! 12. **Metrics**: `metrics` — the Prometheus registry.
+//! 13. **Leaves**: `codes` — error codes and produce failure reasons; `telemetry` — logging and
+//!     the log-volume budget; `test_alloc` — the allocation counter of the unit tests.
 
 pub mod avro;
 pub mod cli;
+pub(crate) mod codes;
 pub mod configuration;
 pub(crate) mod dead_letter;
 pub(crate) mod dedupe;
@@ -45,12 +55,12 @@ pub(crate) mod limits;
 pub mod load;
 pub(crate) mod metrics;
 pub mod naming;
+pub(crate) mod operations;
 pub mod providers;
 pub(crate) mod readiness;
 pub(crate) mod routes;
 pub mod signature;
 pub mod startup;
-pub(crate) mod tail;
 pub mod telemetry;
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! Prometheus metrics, all in one registry under the `hookstream_` namespace.
 //!
 //! Labels come from small fixed sets: provider names from the registry (or `unknown`), HTTP
-//! status codes, error codes ([`crate::error::ErrorCode`]), produce failure reasons
-//! ([`crate::kafka::FailureReason`]). `event_name` values are capped at [`MAX_EVENT_NAME_LABELS`]
+//! status codes, error codes ([`crate::codes::ErrorCode`]), produce failure reasons
+//! ([`crate::codes::FailureReason`]). `event_name` values are capped at [`MAX_EVENT_NAME_LABELS`]
 //! distinct names per process; later names are counted as `other`.
 //!
 //! Metrics are counted where the outcome they count is logged: see [`crate::internal_events`].
@@ -164,7 +164,7 @@ impl Metrics {
             for code in rejection_codes {
                 self.webhooks_rejected.with_label_values(&[provider, code]);
             }
-            for reason in crate::dead_letter::REASONS {
+            for reason in crate::codes::DEAD_LETTER_REASONS {
                 self.webhooks_dead_lettered
                     .with_label_values(&[provider, reason.as_str()]);
             }

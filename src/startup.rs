@@ -1,10 +1,10 @@
 //! Building and running the server.
 
 use crate::avro::{Framing, RegistryClient, RegistryError};
+use crate::codes::{ErrorCode, FailureReason};
 use crate::configuration::{ServerSettings, Settings};
-use crate::error::ErrorCode;
 use crate::ingest::Ingest;
-use crate::kafka::{FailureReason, KafkaSink};
+use crate::kafka::KafkaSink;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers;

@@ -1,9 +1,19 @@
 //! Logging setup, and the budget that bounds log volume.
 
-use crate::configuration::LogSettings;
+use serde::Deserialize;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+
+/// The `[log]` section of the configuration; defined here so that logging depends on nothing
+/// above it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    /// A filter: a level, or `target=level` pairs (`info`, `hookstream=debug,rdkafka=warn`).
+    pub level: String,
+    /// `json` (one object per line) or `pretty`.
+    pub format: String,
+}
 
 /// A `log.level` (or `RUST_LOG`) filter: a level, or `target=level` pairs separated by commas
 /// (`info`, `hookstream=debug,rdkafka=warn`). A filter by target and level only — unlike

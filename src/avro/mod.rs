@@ -7,6 +7,8 @@
 
 mod encoder;
 pub mod framing;
+#[cfg(test)]
+mod golden_tests;
 mod record;
 pub mod registry;
 

@@ -206,6 +206,14 @@ mod tests {
     }
 
     #[test]
+    fn every_registered_provider_is_a_schema_enum_symbol() {
+        let symbols = provider_symbols();
+        for p in crate::providers::REGISTRY {
+            assert!(symbols.iter().any(|s| s == p.name()), "{}", p.name());
+        }
+    }
+
+    #[test]
     fn an_unregistered_provider_cannot_be_encoded() {
         let mut event = sample();
         event.provider = "nobody";

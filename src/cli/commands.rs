@@ -2,7 +2,7 @@
 
 use super::{DeadLetterCommand, Failure, LoadArgs};
 use crate::configuration::{get_configuration, Settings};
-use crate::dead_letter::{list, replay};
+use crate::operations::{list, replay};
 use crate::providers;
 use crate::signature::Secret;
 use crate::startup::Application;
@@ -38,7 +38,7 @@ pub(super) fn tail(
     wait_secs: u64,
 ) -> Result<(), Failure> {
     let settings = settings(config_dir)?;
-    match crate::tail::tail(
+    match crate::operations::tail::tail(
         &settings.kafka,
         topic,
         count,

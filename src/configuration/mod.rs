@@ -15,6 +15,7 @@ mod strict;
 mod validate;
 
 use crate::signature::Secret;
+pub use crate::telemetry::LogSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -107,9 +108,12 @@ impl DeadLetterSettings {
     }
 }
 
+/// The longest `dedupe.window` accepted.
+pub const MAX_DEDUPE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct DedupeSettings {
-    /// How long an accepted event id is remembered (at most 30 days).
+    /// How long an accepted event id is remembered (at most [`MAX_DEDUPE_WINDOW`]).
     #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// Most ids remembered at once (bounds memory; the oldest are forgotten first).
@@ -162,14 +166,6 @@ impl ProviderSettings {
     pub fn secrets(&self) -> Vec<Secret> {
         Secret::parse_list(self.secrets.expose_secret())
     }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct LogSettings {
-    /// A filter: a level, or `target=level` pairs (`info`, `hookstream=debug,rdkafka=warn`).
-    pub level: String,
-    /// `json` (one object per line) or `pretty`.
-    pub format: String,
 }
 
 impl Settings {

@@ -62,7 +62,7 @@ impl Settings {
 
     fn validate_rest(&self) -> Checked {
         positive("dedupe.max_entries", self.dedupe.max_entries as f64)?;
-        if self.dedupe.window.is_zero() || self.dedupe.window > crate::dedupe::MAX_WINDOW {
+        if self.dedupe.window.is_zero() || self.dedupe.window > super::MAX_DEDUPE_WINDOW {
             return invalid(
                 "dedupe.window",
                 "must be greater than zero and at most 30 days",
@@ -192,7 +192,7 @@ mod tests {
             .to_string()
             .contains("server.max_in_flight"));
         let mut s = defaults();
-        s.dedupe.window = crate::dedupe::MAX_WINDOW * 2;
+        s.dedupe.window = super::super::MAX_DEDUPE_WINDOW * 2;
         assert!(s
             .validate()
             .unwrap_err()

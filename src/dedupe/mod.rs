@@ -18,6 +18,7 @@
 
 mod table;
 
+use crate::configuration::MAX_DEDUPE_WINDOW;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
@@ -33,8 +34,9 @@ type Digest = [u32; 4];
 /// enforces it).
 type Millis = u32;
 
-/// The longest window [`Millis`] can measure.
-pub const MAX_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The longest window: what configuration accepts, well within what [`Millis`] can measure.
+const MAX_WINDOW: Duration = MAX_DEDUPE_WINDOW;
+const _: () = assert!(MAX_WINDOW.as_millis() < Millis::MAX as u128);
 
 /// Old ids expired per call, at most: twice what one call adds, so expiry keeps up.
 const EXPIRE_PER_CALL: usize = 2;

@@ -6,67 +6,17 @@
 //! configuration — is 500. A broker-side state (fenced, unknown producer id, a frozen broker) is
 //! never a 500.
 
+use crate::codes::{FailureClass, FailureReason};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-/// Why a message was not acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumIter)]
-#[strum(serialize_all = "snake_case")]
-pub enum FailureReason {
-    /// No acknowledgement within the message's timeout: the broker is slow, frozen or gone.
-    Timeout,
-    /// The request's deadline (`kafka.ack_timeout`) passed before its message could be enqueued,
-    /// e.g. while its topic was being created. Nothing was written.
-    Deadline,
-    /// The producer queue is full; answered at once, nothing was written.
-    QueueFull,
-    /// The broker is unreachable, electing a leader, or said "retry".
-    BrokerUnavailable,
-    /// The producer hit a state it cannot leave: a librdkafka fatal error, fenced, or its epoch,
-    /// sequence or producer id lost by the cluster. The producer is replaced.
-    ProducerUnusable,
-    /// librdkafka failed without a Kafka error code.
-    ClientError,
-    /// The record is larger than the broker accepts for the topic.
-    MessageTooLarge,
-    /// The broker refused our credentials or permissions.
-    NotAuthorized,
-    /// The topic or its configuration is invalid; retrying cannot help.
-    Rejected,
-}
-
-/// How the caller should treat a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureClass {
-    /// Worth retrying later: 503 with `Retry-After`.
-    Retriable,
-    /// The message itself is too large: 413.
-    TooLarge,
-    /// Retrying cannot fix it: 500.
-    Permanent,
-}
-
-impl FailureReason {
-    pub fn label(self) -> &'static str {
-        self.into()
-    }
-
-    pub fn class(self) -> FailureClass {
-        match self {
-            FailureReason::MessageTooLarge => FailureClass::TooLarge,
-            FailureReason::NotAuthorized | FailureReason::Rejected => FailureClass::Permanent,
-            _ => FailureClass::Retriable,
-        }
-    }
-
-    /// Whether a delivery failing for this reason means the producer instance must be replaced:
-    /// it is unusable, or it may be stuck (a timed-out idempotent producer whose producer id the
-    /// cluster forgot keeps failing while metadata requests look healthy).
-    pub fn replaces_producer(self) -> bool {
-        matches!(
-            self,
-            FailureReason::Timeout | FailureReason::ProducerUnusable
-        )
-    }
+/// Whether a delivery failing for `reason` means the producer instance must be replaced: it is
+/// unusable, or it may be stuck (a timed-out idempotent producer whose producer id the cluster
+/// forgot keeps failing while metadata requests look healthy).
+pub fn replaces_producer(reason: FailureReason) -> bool {
+    matches!(
+        reason,
+        FailureReason::Timeout | FailureReason::ProducerUnusable
+    )
 }
 
 /// A write that was not acknowledged. The detail never contains message contents or secrets.
@@ -178,7 +128,6 @@ fn reason_for(code: RDKafkaErrorCode) -> FailureReason {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strum::IntoEnumIterator;
 
     fn reason(code: RDKafkaErrorCode) -> FailureReason {
         PublishError::classify("produce", &KafkaError::MessageProduction(code), None).reason
@@ -220,7 +169,7 @@ mod tests {
             let r = reason(code);
             assert_eq!(r, FailureReason::ProducerUnusable, "{code:?}");
             assert_eq!(r.class(), FailureClass::Retriable, "{code:?}");
-            assert!(r.replaces_producer(), "{code:?}");
+            assert!(replaces_producer(r), "{code:?}");
         }
     }
 
@@ -260,15 +209,5 @@ mod tests {
             reason(RDKafkaErrorCode::PurgeQueue),
             FailureReason::BrokerUnavailable
         );
-    }
-
-    #[test]
-    fn labels_are_snake_case_and_unique() {
-        let labels: Vec<_> = FailureReason::iter().map(FailureReason::label).collect();
-        assert!(labels.contains(&"producer_unusable") && labels.contains(&"queue_full"));
-        let mut sorted = labels.clone();
-        sorted.sort();
-        sorted.dedup();
-        assert_eq!(sorted.len(), labels.len());
     }
 }

@@ -25,8 +25,9 @@ mod producer;
 mod stats;
 
 pub(crate) use client_config::{consumer_config, delivery_timeout, producer_config};
-pub(crate) use error::{FailureClass, FailureReason, PublishError};
+pub(crate) use error::PublishError;
 
+use crate::codes::{FailureClass, FailureReason};
 use crate::configuration::KafkaSettings;
 use crate::internal_events::{EventProduced, ProduceFailed, TopicCreated};
 use crate::metrics::Metrics;
@@ -161,7 +162,8 @@ impl KafkaSink {
             (Ok(_), None) => {}
             (Err(error), _) => ProduceFailed {
                 provider: msg.provider,
-                error,
+                reason: error.reason,
+                detail: error,
             }
             .emit(&self.metrics),
         }
@@ -297,7 +299,7 @@ impl KafkaSink {
         ) {
             self.forget_topic(topic);
         }
-        if error.reason.replaces_producer() {
+        if error::replaces_producer(error.reason) {
             self.producers.replace(producer, &error.detail);
         }
         error

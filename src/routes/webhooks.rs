@@ -61,7 +61,8 @@ pub async fn receive(
             WebhookRejected {
                 provider,
                 event_id: event_id.as_deref(),
-                error,
+                code: error.code(),
+                detail: error,
             }
             .emit(m);
             error.error_response()

@@ -1,12 +1,15 @@
 //! Golden fixtures: `tests/fixtures/<provider>/<name>.json` → `<name>.expected.json`.
 //!
+//! They live beside the encoder because they run the whole in-process path, from the signature to
+//! the Avro datum; this is the lowest layer that sees all of it.
+//!
 //! Each body is signed with a test secret, verified through the provider's real signature
 //! scheme, normalized (or recognized as a handshake), encoded to Avro and decoded again, and the
 //! record compared with the expected file (minus `raw_payload`, which must equal the body byte
 //! for byte). `UPDATE_GOLDEN=1 cargo test` rewrites expected files; review the diff before
 //! committing it.
 
-use super::{find, Handshake, VerifiedPayload, REGISTRY};
+use crate::providers::{self, find, Handshake, VerifiedPayload, REGISTRY};
 use crate::signature::{HeaderSource, Secret};
 use std::path::{Path, PathBuf};
 
@@ -47,7 +50,7 @@ fn run_fixture(provider_name: &str, path: &Path) -> serde_json::Value {
             Handshake::JsonChallenge(c) => serde_json::json!({"handshake": "json", "challenge": c}),
         };
     }
-    let event = super::normalize(provider, &payload, RECEIVED_AT)
+    let event = providers::normalize(provider, &payload, RECEIVED_AT)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(
         event.raw_payload.as_bytes(),

@@ -15,14 +15,10 @@
 //! | `content-type` | the request's `Content-Type`, as received |
 //!
 //! Only requests whose signature verified are dead-lettered, and only for reasons retrying
-//! cannot fix. [`replay`] brings dead letters back through the current normalization once the
-//! code is fixed; [`list`] prints them.
+//! cannot fix (one of [`crate::codes::DEAD_LETTER_REASONS`]). This module is the letter's format,
+//! written by the pipeline and read back by `hookstream dead-letters list|replay`
+//! (`crate::operations`).
 
-pub mod list;
-mod reader;
-pub mod replay;
-
-use crate::error::ErrorCode;
 use crate::kafka::{HEADER_EVENT_ID, HEADER_PROVIDER};
 use rdkafka::message::{Headers, Message};
 
@@ -31,19 +27,11 @@ pub const HEADER_ERROR_DETAIL: &str = "hookstream-error-detail";
 pub const HEADER_RECEIVED_AT: &str = "hookstream-received-at";
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
 
-/// Error codes a delivery is dead-lettered for (the `reason` label set of
-/// `hookstream_webhooks_dead_lettered_total`).
-pub const REASONS: [ErrorCode; 3] = [
-    ErrorCode::InvalidJson,
-    ErrorCode::InvalidPayload,
-    ErrorCode::PayloadTooLarge,
-];
-
 /// A delivery to keep in the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     pub provider: &'static str,
-    /// The error code (one of [`REASONS`]).
+    /// The error code (one of [`crate::codes::DEAD_LETTER_REASONS`]).
     pub error: &'static str,
     pub detail: String,
     /// Epoch milliseconds.

@@ -1,7 +1,7 @@
 //! Reading the dead-letter topic from a starting point up to the end it had when reading began.
 
-use super::StoredDeadLetter;
 use crate::configuration::KafkaSettings;
+use crate::dead_letter::StoredDeadLetter;
 use crate::kafka::consumer_config;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;

@@ -8,13 +8,14 @@
 //! acknowledged. What still fails stays in the dead-letter topic and is counted by reason.
 
 use super::reader::{Reader, Start};
-use super::StoredDeadLetter;
 use crate::avro::{Framing, RegistryClient};
+use crate::codes::FailureClass;
 use crate::configuration::Settings;
+use crate::dead_letter::StoredDeadLetter;
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
 use crate::ingest::{produce_event, ProduceError};
-use crate::kafka::{FailureClass, KafkaSink};
+use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
 use crate::naming;
 use crate::providers::{self, VerifiedPayload};
