@@ -24,6 +24,7 @@ pub enum ErrorCode {
     SchemaRegistryUnavailable,
     ProduceFailed,
     InternalError,
+    ShuttingDown,
 }
 
 impl ErrorCode {

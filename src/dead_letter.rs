@@ -13,25 +13,33 @@
 //! | `hookstream-received-at` | when the request arrived, epoch milliseconds, decimal |
 //! | `hookstream-event-id` | the event id, when it could be read |
 //! | `content-type` | the request's `Content-Type`, as received |
+//! | `hookstream-replay-attempts` | how many replays it failed (absent until the first) |
 //!
 //! Only requests whose signature verified are dead-lettered, and only for reasons retrying
 //! cannot fix (one of [`crate::codes::DEAD_LETTER_REASONS`]). This module is the letter's format,
 //! written by the pipeline and read back by `hookstream dead-letters list|replay`
 //! (`crate::operations`).
 
-use crate::kafka::{HEADER_EVENT_ID, HEADER_PROVIDER};
+use crate::codes::ErrorCode;
+use crate::kafka::{
+    Acknowledged, KafkaSink, OutboundMessage, PublishError, HEADER_EVENT_ID, HEADER_PROVIDER,
+};
 use rdkafka::message::{Headers, Message};
+use strum::IntoEnumIterator;
+use tokio::time::Instant;
 
 pub const HEADER_ERROR: &str = "hookstream-error";
 pub const HEADER_ERROR_DETAIL: &str = "hookstream-error-detail";
 pub const HEADER_RECEIVED_AT: &str = "hookstream-received-at";
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
+pub const HEADER_REPLAY_ATTEMPTS: &str = "hookstream-replay-attempts";
 
 /// A delivery to keep in the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
-    pub provider: &'static str,
-    /// The error code (one of [`crate::codes::DEAD_LETTER_REASONS`]).
+    pub provider: String,
+    /// The error code (one of [`crate::codes::DEAD_LETTER_REASONS`] when it arrives; a replay
+    /// that still fails may say why with another).
     pub error: &'static str,
     pub detail: String,
     /// Epoch milliseconds.
@@ -40,11 +48,15 @@ pub struct DeadLetter {
     pub content_type: Option<Vec<u8>>,
     /// The exact request body.
     pub body: Vec<u8>,
+    /// Replays it failed so far.
+    pub replay_attempts: u32,
 }
 
 impl DeadLetter {
-    /// The record's headers; `received_at` is the decimal text of [`DeadLetter::received_at`].
-    pub fn headers<'a>(&'a self, received_at: &'a str) -> Vec<(&'static str, &'a [u8])> {
+    /// The record's headers; `numbers` holds the decimal text of [`DeadLetter::received_at`] and
+    /// of [`DeadLetter::replay_attempts`] ([`DeadLetter::numbers`]).
+    pub fn headers<'a>(&'a self, numbers: &'a [String; 2]) -> Vec<(&'static str, &'a [u8])> {
+        let [received_at, attempts] = numbers;
         let mut headers = vec![
             (HEADER_PROVIDER, self.provider.as_bytes()),
             (HEADER_ERROR, self.error.as_bytes()),
@@ -57,7 +69,42 @@ impl DeadLetter {
         if let Some(content_type) = &self.content_type {
             headers.push((HEADER_CONTENT_TYPE, content_type.as_slice()));
         }
+        if self.replay_attempts > 0 {
+            headers.push((HEADER_REPLAY_ATTEMPTS, attempts.as_bytes()));
+        }
         headers
+    }
+
+    /// Writes this letter to `topic` by `deadline`, keyed by its event id. `label` is the
+    /// provider metric label (a registered name, never one read from a record).
+    pub async fn publish(
+        &self,
+        sink: &KafkaSink,
+        topic: &str,
+        label: &'static str,
+        deadline: Instant,
+    ) -> Result<Acknowledged, PublishError> {
+        let numbers = self.numbers();
+        sink.publish(
+            OutboundMessage {
+                topic,
+                key: self.event_id.as_deref(),
+                value: &self.body,
+                headers: &self.headers(&numbers),
+                provider: label,
+                event_name: None,
+            },
+            deadline,
+        )
+        .await
+    }
+
+    /// The numbers [`DeadLetter::headers`] writes as text.
+    pub fn numbers(&self) -> [String; 2] {
+        [
+            self.received_at.to_string(),
+            self.replay_attempts.to_string(),
+        ]
     }
 }
 
@@ -74,6 +121,8 @@ pub struct StoredDeadLetter {
     pub event_id: Option<String>,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    /// Replays it failed so far.
+    pub replay_attempts: u32,
 }
 
 impl StoredDeadLetter {
@@ -97,6 +146,34 @@ impl StoredDeadLetter {
             event_id: header(HEADER_EVENT_ID),
             content_type: header(HEADER_CONTENT_TYPE),
             body: message.payload().unwrap_or_default().to_vec(),
+            replay_attempts: header(HEADER_REPLAY_ATTEMPTS)
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0),
+        }
+    }
+
+    /// This letter to write again at the end of the topic: with the error it fails with now
+    /// (`None`: as it was) and `attempts` replays failed.
+    pub fn requeued(&self, now: Option<(&'static str, String)>, attempts: u32) -> DeadLetter {
+        let (error, detail) = match now {
+            Some(failure) => failure,
+            None => (
+                self.error
+                    .as_deref()
+                    .and_then(known_code)
+                    .unwrap_or("invalid_payload"),
+                self.detail.clone().unwrap_or_default(),
+            ),
+        };
+        DeadLetter {
+            provider: self.provider.clone().unwrap_or_default(),
+            error,
+            detail,
+            received_at: self.received_at.unwrap_or_default(),
+            event_id: self.event_id.clone(),
+            content_type: self.content_type.clone().map(String::into_bytes),
+            body: self.body.clone(),
+            replay_attempts: attempts,
         }
     }
 
@@ -111,7 +188,15 @@ impl StoredDeadLetter {
             "received_at": self.received_at,
             "event_id": self.event_id,
             "content_type": self.content_type,
+            "replay_attempts": self.replay_attempts,
             "body": String::from_utf8_lossy(&self.body),
         })
     }
+}
+
+/// The error code `text` names, as the static string every code is.
+fn known_code(text: &str) -> Option<&'static str> {
+    ErrorCode::iter()
+        .map(ErrorCode::as_str)
+        .find(|c| *c == text)
 }

@@ -26,7 +26,8 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::Overloaded
         | ErrorCode::BrokerUnavailable
-        | ErrorCode::SchemaRegistryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        | ErrorCode::SchemaRegistryUnavailable
+        | ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::ProduceFailed | ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -69,6 +70,7 @@ pub enum ApiError {
         NotReady::Broker => "the Kafka cluster did not answer the last metadata request",
         NotReady::Writes => "the latest write to Kafka was not acknowledged",
         NotReady::SchemaRegistry => "the schema registry did not answer the last request",
+        NotReady::ShuttingDown => "hookstream is shutting down: send no more requests here",
     })]
     NotReady(NotReady),
     /// A bug: a record that does not match the schema.
@@ -105,6 +107,7 @@ impl ApiError {
             ApiError::SchemaRegistry { .. } => ErrorCode::SchemaRegistryUnavailable,
             ApiError::NotReady(NotReady::Broker | NotReady::Writes) => ErrorCode::BrokerUnavailable,
             ApiError::NotReady(NotReady::SchemaRegistry) => ErrorCode::SchemaRegistryUnavailable,
+            ApiError::NotReady(NotReady::ShuttingDown) => ErrorCode::ShuttingDown,
             ApiError::Encode(_) | ApiError::WriteTask(_) => ErrorCode::InternalError,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,

@@ -12,10 +12,12 @@ use crate::avro::{self, FrameError, Framing, RegistryError};
 use crate::codes::{FailureClass, FailureReason};
 use crate::configuration::Settings;
 use crate::dead_letter::DeadLetter;
-use crate::dedupe::{DedupeCache, Verdict};
+use crate::dedupe::{DedupeCache, Namespace, Verdict};
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
+use crate::internal_events::DedupeMeasured;
 use crate::kafka::{event_headers, Acknowledged, KafkaSink, OutboundMessage, PublishError};
+use crate::metrics::Metrics;
 use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};
@@ -39,8 +41,13 @@ pub enum Outcome {
     Duplicate { event_id: String },
     /// A URL-verification handshake; nothing produced.
     Handshake(Handshake),
-    /// Could not be normalized; kept in the dead-letter topic (acknowledged by the broker).
-    DeadLettered { error: &'static str, detail: String },
+    /// Could not be normalized; kept in the dead-letter topic (acknowledged by the broker), or
+    /// already kept there within the dedupe window (`duplicate`: nothing written).
+    DeadLettered {
+        error: &'static str,
+        detail: String,
+        duplicate: bool,
+    },
 }
 
 pub struct Ingest {
@@ -122,8 +129,26 @@ impl Ingest {
             .collect()
     }
 
-    pub fn dedupe_len(&self) -> usize {
-        self.writer.dedupe.len()
+    /// Measures the dedupe cache: its size and horizon, and a warning when the horizon is short.
+    pub fn measure_dedupe(&self, metrics: &Metrics) {
+        let dedupe = &self.writer.dedupe;
+        DedupeMeasured {
+            entries: dedupe.len(),
+            horizon: dedupe.horizon(),
+            window: dedupe.window(),
+        }
+        .emit(metrics);
+    }
+
+    /// Writes a replayed dead letter's event exactly as a delivery's: the same dedupe, topic,
+    /// record, key and headers, within one `kafka.ack_timeout`.
+    pub(crate) async fn write_replayed(
+        &self,
+        event: &WebhookEvent,
+    ) -> Result<Written, ProduceError> {
+        let topic = naming::topic_name(&self.topic_prefix, event.provider, &event.event_name);
+        let deadline = Instant::now() + self.writer.ack_timeout;
+        self.writer.write_event(event, &topic, deadline).await
     }
 
     fn secrets_of(&self, provider: &dyn Provider) -> &[Secret] {
@@ -184,20 +209,25 @@ impl Ingest {
                 event_id: id,
             }) => {
                 let letter = DeadLetter {
-                    provider: provider.name(),
+                    provider: provider.name().to_string(),
                     error: error.code().as_str(),
                     detail: error.to_string(),
                     received_at,
                     event_id: id,
                     content_type,
                     body: body.to_vec(),
+                    replay_attempts: 0,
                 };
                 event_id.clone_from(&letter.event_id);
                 let span = write_span(provider, letter.event_id.as_deref());
                 let deadline = Instant::now() + writer.ack_timeout;
                 tokio::spawn(
-                    async move { writer.dead_letter(letter, error, deadline).await }
-                        .instrument(span),
+                    async move {
+                        writer
+                            .dead_letter(provider.name(), letter, error, deadline)
+                            .await
+                    }
+                    .instrument(span),
                 )
             }
         };
@@ -253,7 +283,8 @@ impl Writer {
         }
     }
 
-    /// Deduplicate, encode, frame, produce and record the id, all within one deadline.
+    /// Deduplicate, encode, frame, produce and record the id, all within one deadline; a record
+    /// too large for its topic is kept as a dead letter.
     async fn write(
         &self,
         event: WebhookEvent,
@@ -261,58 +292,81 @@ impl Writer {
         content_type: Option<Vec<u8>>,
     ) -> Result<Outcome, ApiError> {
         let deadline = Instant::now() + self.ack_timeout;
-        // Duplicates are decided before any encoding work.
-        let claim =
-            match tokio::time::timeout_at(
-                deadline,
-                self.dedupe.claim(event.provider, &event.event_id),
-            )
-            .await
-            {
-                Ok(Verdict::Duplicate) => {
-                    return Ok(Outcome::Duplicate {
-                        event_id: event.event_id,
-                    });
-                }
-                Ok(Verdict::Claimed(claim)) => claim,
-                Err(_) => return Err(self.unavailable(PublishError::new(
-                    FailureReason::Deadline,
-                    "another delivery of this event is still being written; nothing was written",
-                ))),
-            };
-        // Any early return below drops the claim, which releases the id for the provider's retry.
-        let published = produce_event(&self.sink, &self.framing, &event, &topic, deadline).await;
-        let ack = match published {
-            Ok(ack) => ack,
+        match self.write_event(&event, &topic, deadline).await {
+            Ok(Written::Accepted(ack)) => Ok(Outcome::Accepted {
+                event_id: event.event_id,
+                topic,
+                partition: ack.partition,
+                offset: ack.offset,
+            }),
+            Ok(Written::Duplicate) => Ok(Outcome::Duplicate {
+                event_id: event.event_id,
+            }),
             Err(ProduceError::Publish(e)) if e.class() == FailureClass::TooLarge => {
                 // The record is too large for its topic: keep the body alone as a dead letter.
                 let error = self.unavailable(e);
                 let letter = DeadLetter {
-                    provider: event.provider,
+                    provider: event.provider.to_string(),
                     error: error.code().as_str(),
                     detail: error.to_string(),
                     received_at: event.received_at,
                     event_id: Some(event.event_id),
                     content_type,
                     body: event.raw_payload.into_bytes(),
+                    replay_attempts: 0,
                 };
-                return self.dead_letter(letter, error, deadline).await;
+                self.dead_letter(event.provider, letter, error, deadline)
+                    .await
             }
-            Err(e) => return Err(self.rejection(e)),
+            Err(e) => Err(self.rejection(e)),
+        }
+    }
+
+    /// Claims the event's id, produces the event and records the id, by `deadline`. Any error
+    /// releases the claim, so the provider's retry (or the next replay) gets a fresh attempt.
+    async fn write_event(
+        &self,
+        event: &WebhookEvent,
+        topic: &str,
+        deadline: Instant,
+    ) -> Result<Written, ProduceError> {
+        // Duplicates are decided before any encoding work.
+        let claim = match tokio::time::timeout_at(
+            deadline,
+            self.dedupe
+                .claim(Namespace::Event, event.provider, &event.event_id),
+        )
+        .await
+        {
+            Ok(Verdict::Duplicate) => return Ok(Written::Duplicate),
+            Ok(Verdict::Claimed(claim)) => claim,
+            Err(_) => return Err(ProduceError::Publish(claim_timed_out())),
         };
+        let ack = produce_event(&self.sink, &self.framing, event, topic, deadline).await?;
         claim.commit();
-        Ok(Outcome::Accepted {
-            event_id: event.event_id,
-            topic,
-            partition: ack.partition,
-            offset: ack.offset,
-        })
+        Ok(Written::Accepted(ack))
+    }
+
+    /// Claims `event_id` in `namespace`, waiting for another delivery's write of it until
+    /// `deadline`.
+    async fn claim(
+        &self,
+        namespace: Namespace,
+        provider: &'static str,
+        event_id: &str,
+        deadline: Instant,
+    ) -> Result<Verdict, ApiError> {
+        tokio::time::timeout_at(deadline, self.dedupe.claim(namespace, provider, event_id))
+            .await
+            .map_err(|_| self.unavailable(claim_timed_out()))
     }
 
     /// Writes `letter` to the dead-letter topic by `deadline`; without one (disabled), or when
-    /// even the body alone is too large for it, the answer is `original`.
+    /// even the body alone is too large for it, the answer is `original`. A letter whose event
+    /// id was kept within the dedupe window is not written again.
     async fn dead_letter(
         &self,
+        provider: &'static str,
         letter: DeadLetter,
         original: ApiError,
         deadline: Instant,
@@ -320,30 +374,54 @@ impl Writer {
         let Some(topic) = &self.dead_letter_topic else {
             return Err(original);
         };
-        let received_at = letter.received_at.to_string();
-        let published = self
-            .sink
-            .publish(
-                OutboundMessage {
-                    topic,
-                    key: letter.event_id.as_deref(),
-                    value: &letter.body,
-                    headers: &letter.headers(&received_at),
-                    provider: letter.provider,
-                    event_name: None,
-                },
-                deadline,
-            )
-            .await;
-        match published {
-            Ok(_) => Ok(Outcome::DeadLettered {
-                error: letter.error,
-                detail: letter.detail,
-            }),
+        // Dropped without a commit on any early return: the provider's retry tries again.
+        let claim = match &letter.event_id {
+            Some(id) => match self
+                .claim(Namespace::DeadLetter, provider, id, deadline)
+                .await?
+            {
+                Verdict::Duplicate => {
+                    return Ok(Outcome::DeadLettered {
+                        error: letter.error,
+                        detail: letter.detail,
+                        duplicate: true,
+                    })
+                }
+                Verdict::Claimed(claim) => Some(claim),
+            },
+            None => None,
+        };
+        match letter.publish(&self.sink, topic, provider, deadline).await {
+            Ok(_) => {
+                if let Some(claim) = claim {
+                    claim.commit();
+                }
+                Ok(Outcome::DeadLettered {
+                    error: letter.error,
+                    detail: letter.detail,
+                    duplicate: false,
+                })
+            }
             Err(e) if e.class() == FailureClass::TooLarge => Err(original),
             Err(e) => Err(self.unavailable(e)),
         }
     }
+}
+
+/// Another delivery of the same id held its claim past the deadline.
+fn claim_timed_out() -> PublishError {
+    PublishError::new(
+        FailureReason::Deadline,
+        "another delivery of this event is still being written; nothing was written",
+    )
+}
+
+/// What writing an event did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Written {
+    Accepted(Acknowledged),
+    /// Already written within the dedupe window: nothing written.
+    Duplicate,
 }
 
 /// Why [`produce_event`] wrote nothing.
@@ -355,7 +433,7 @@ pub(crate) enum ProduceError {
     #[error(transparent)]
     Registry(RegistryError),
     #[error(transparent)]
-    Publish(PublishError),
+    Publish(#[from] PublishError),
 }
 
 /// Encodes and frames `event`, then produces it to `topic` by `deadline`: the same record, key

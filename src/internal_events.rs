@@ -201,6 +201,31 @@ impl ProducerReplaced<'_> {
     }
 }
 
+/// The deduplication cache was measured (on every scrape and every readiness interval).
+pub struct DedupeMeasured {
+    pub entries: usize,
+    pub horizon: Duration,
+    pub window: Duration,
+}
+
+impl DedupeMeasured {
+    pub fn emit(self, m: &Metrics) {
+        m.dedupe_entries
+            .set(i64::try_from(self.entries).unwrap_or(i64::MAX));
+        m.dedupe_horizon.set(self.horizon.as_secs_f64());
+        if self.horizon < self.window / 10 {
+            if let Some(suppressed) = m.dedupe_horizon_log.admit("horizon") {
+                tracing::warn!(
+                    horizon_seconds = self.horizon.as_secs_f64(),
+                    window_seconds = self.window.as_secs_f64(),
+                    suppressed,
+                    "deduplication remembers ids for less than a tenth of dedupe.window: raise dedupe.max_entries (or use the redis backend), or redeliveries older than the horizon are written again"
+                );
+            }
+        }
+    }
+}
+
 /// A readiness check of one dependency answered (or not).
 pub struct DependencyChecked {
     pub dependency: &'static str,
@@ -271,6 +296,26 @@ mod tests {
         assert_eq!(fields["provider"], "livesession", "{lines:?}");
         assert_eq!(fields["event_id"], "evt-1", "{lines:?}");
         assert_eq!(fields["error"], "broker_unavailable", "{lines:?}");
+    }
+
+    #[test]
+    fn a_short_dedupe_horizon_is_warned_about_at_most_once_a_minute() {
+        let metrics = Metrics::new().unwrap();
+        let window = Duration::from_secs(24 * 3600);
+        let measured = |horizon| DedupeMeasured {
+            entries: 500_000,
+            horizon,
+            window,
+        };
+        let lines = logged_lines(|| {
+            measured(window / 2).emit(&metrics);
+            measured(Duration::from_secs(9)).emit(&metrics);
+            measured(Duration::from_secs(8)).emit(&metrics);
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(lines[0]["level"], "WARN", "{lines:?}");
+        assert_eq!(lines[0]["fields"]["horizon_seconds"], 9.0, "{lines:?}");
+        assert_eq!(metrics.dedupe_horizon.get(), 8.0);
     }
 
     #[test]

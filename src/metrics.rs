@@ -43,6 +43,7 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     pub requests_in_flight: IntGauge,
     pub dedupe_entries: IntGauge,
+    pub dedupe_horizon: prometheus::Gauge,
     pub kafka_queue_messages: IntGauge,
     pub kafka_queue_bytes: IntGauge,
     pub kafka_broker_rtt: GaugeVec,
@@ -52,6 +53,8 @@ pub struct Metrics {
     /// Rate limits of the `warn` lines that come with rejections and dead letters.
     pub rejection_log: LogBudget,
     pub dead_letter_log: LogBudget,
+    /// At most one warning a minute that the dedupe horizon is short.
+    pub dedupe_horizon_log: LogBudget,
     event_names: Mutex<HashSet<String>>,
 }
 
@@ -80,6 +83,10 @@ impl Register<'_> {
 
     fn gauge(&self, name: &str, help: &str) -> Made<IntGauge> {
         self.add(IntGauge::with_opts(opts(name, help))?)
+    }
+
+    fn float_gauge(&self, name: &str, help: &str) -> Made<prometheus::Gauge> {
+        self.add(prometheus::Gauge::with_opts(opts(name, help))?)
     }
 
     fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> Made<IntGaugeVec> {
@@ -136,6 +143,7 @@ impl Metrics {
             open_connections: r.gauge("http_connections", "Open HTTP connections (bounded by server.max_connections).")?,
             requests_in_flight: r.gauge("http_requests_in_flight", "Webhook requests being processed (bounded by server.max_in_flight).")?,
             dedupe_entries: r.gauge("dedupe_cache_entries", "Event ids currently remembered for deduplication.")?,
+            dedupe_horizon: r.float_gauge("dedupe_horizon_seconds", "How far back deduplication remembers: dedupe.window, or once dedupe.max_entries ids fill the cache, the age of the oldest id.")?,
             kafka_queue_messages: r.gauge("kafka_producer_queue_messages", "Messages waiting in the producer queue (librdkafka msg_cnt).")?,
             kafka_queue_bytes: r.gauge("kafka_producer_queue_bytes", "Bytes waiting in the producer queue (librdkafka msg_size).")?,
             kafka_broker_rtt: r.float_gauge_vec("kafka_broker_rtt_seconds", "Average broker round-trip time over the last statistics interval.", &["broker"])?,
@@ -144,6 +152,7 @@ impl Metrics {
             ready: r.gauge_vec("dependency_up", "1 while the dependency answered its last readiness check (what /readyz reports).", &["dependency"])?,
             rejection_log: LogBudget::default(),
             dead_letter_log: LogBudget::default(),
+            dedupe_horizon_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
             event_names: Mutex::new(HashSet::new()),
             registry,
         })

@@ -12,6 +12,7 @@ use crate::internal_events::DependencyChecked;
 use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +24,16 @@ pub enum NotReady {
     /// The most recent write was not acknowledged.
     Writes,
     SchemaRegistry,
+    /// SIGTERM or SIGINT arrived: the load balancer should send no more.
+    ShuttingDown,
 }
 
 /// The latest verdict of the dependency checks, combined with the live write outcome.
 pub struct Readiness {
     /// Starts "broker down" until the first check answers.
     checked: Mutex<Result<(), NotReady>>,
+    /// Set once, when shutdown begins; wins over everything else.
+    shutting_down: AtomicBool,
     sink: Arc<KafkaSink>,
 }
 
@@ -36,11 +41,20 @@ impl Readiness {
     pub fn new(sink: Arc<KafkaSink>) -> Self {
         Self {
             checked: Mutex::new(Err(NotReady::Broker)),
+            shutting_down: AtomicBool::new(false),
             sink,
         }
     }
 
+    /// From now on, not ready: shutdown has begun.
+    pub fn shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
     pub fn get(&self) -> Result<(), NotReady> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err(NotReady::ShuttingDown);
+        }
         let checked = *self.checked.lock();
         checked?;
         if self.sink.writes_failing() {

@@ -62,24 +62,9 @@ fn bind(server: &ServerSettings) -> Result<(TcpListener, u16), StartupError> {
 fn http_server(
     listener: TcpListener,
     server: &ServerSettings,
-    ingest: Ingest,
-    metrics: &Arc<Metrics>,
-    readiness: &Arc<Readiness>,
+    state: web::Data<AppState>,
 ) -> Result<Server, StartupError> {
-    let limits = Limits::new(
-        server.max_connections,
-        server.max_in_flight,
-        metrics.clone(),
-    );
-    let state = web::Data::new(AppState {
-        ingest,
-        metrics: metrics.clone(),
-        max_body_bytes: server.max_body_bytes,
-        body_timeout: server.body_timeout,
-        retry_after: server.retry_after,
-        limits: limits.clone(),
-        readiness: readiness.clone(),
-    });
+    let limits = state.limits.clone();
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -93,7 +78,11 @@ fn http_server(
     // accepted so they can be told 503, and the kernel's backlog holds the rest.
     .max_connections(server.max_connections + 1024)
     .client_request_timeout(server.header_timeout)
-    .shutdown_timeout(server.shutdown_timeout.as_secs().max(1))
+    // Shutdown is driven by `Application::run_until_stopped`, which bounds the wait for
+    // in-flight requests by `shutdown_timeout` to the millisecond; actix's own bound (whole
+    // seconds) only backs it up.
+    .disable_signals()
+    .shutdown_timeout(server.shutdown_timeout.as_secs() + 1)
     .listen(listener)
     .map_err(StartupError::Server)?
     .run())
@@ -103,11 +92,14 @@ fn http_server(
 pub struct Application {
     port: u16,
     server: Server,
+    /// Shared with the HTTP workers; the periodic dedupe measurement reads it too.
+    state: web::Data<AppState>,
     sink: Arc<KafkaSink>,
     registry: Option<Arc<RegistryClient>>,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
     readiness_interval: Duration,
+    shutdown_delay: Duration,
     shutdown_timeout: Duration,
 }
 
@@ -141,15 +133,30 @@ impl Application {
             schema_registry = registry.is_some(),
             "starting"
         );
-        let server = http_server(listener, &settings.server, ingest, &metrics, &readiness)?;
+        let state = web::Data::new(AppState {
+            ingest,
+            metrics: metrics.clone(),
+            max_body_bytes: settings.server.max_body_bytes,
+            body_timeout: settings.server.body_timeout,
+            retry_after: settings.server.retry_after,
+            limits: Limits::new(
+                settings.server.max_connections,
+                settings.server.max_in_flight,
+                metrics.clone(),
+            ),
+            readiness: readiness.clone(),
+        });
+        let server = http_server(listener, &settings.server, state.clone())?;
         Ok(Self {
             port,
             server,
+            state,
             sink,
             registry,
             readiness,
             metrics,
             readiness_interval: settings.server.readiness_interval,
+            shutdown_delay: settings.server.shutdown_delay,
             shutdown_timeout: settings.server.shutdown_timeout,
         })
     }
@@ -164,8 +171,14 @@ impl Application {
         self.sink.clone()
     }
 
-    /// Serves until SIGTERM/SIGINT (or the server is stopped), then lets in-flight requests
-    /// finish and flushes the producer, each bounded by `server.shutdown_timeout`.
+    /// Serves until SIGTERM or SIGINT, then shuts down without dropping a request the load
+    /// balancer still sends:
+    /// 1. `/readyz` answers 503 `shutting_down` at once;
+    /// 2. requests are still served for `server.shutdown_delay`;
+    /// 3. the listener closes;
+    /// 4. in-flight requests get up to `server.shutdown_timeout` to finish;
+    /// 5. the producer gets up to `server.shutdown_timeout` to flush;
+    /// 6. it returns (the process exits 0).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let probe = tokio::spawn(readiness::probe_loop(
             self.readiness.clone(),
@@ -173,8 +186,29 @@ impl Application {
             self.metrics.clone(),
             self.readiness_interval,
         ));
-        let served = self.server.await;
+        let (state, interval) = (self.state.clone(), self.readiness_interval);
+        let measure = tokio::spawn(async move {
+            loop {
+                state.ingest.measure_dedupe(&state.metrics);
+                tokio::time::sleep(interval).await;
+            }
+        });
+        let handle = self.server.handle();
+        let mut server = tokio::spawn(self.server);
+        let served = tokio::select! {
+            joined = &mut server => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = shutdown_signal() => {
+                tracing::info!(
+                    delay_ms = self.shutdown_delay.as_millis() as u64,
+                    "shutting down: not ready from now on, serving until the delay is over"
+                );
+                self.readiness.shutting_down();
+                tokio::time::sleep(self.shutdown_delay).await;
+                drain(handle, server, self.shutdown_timeout).await
+            }
+        };
         probe.abort();
+        measure.abort();
         let sink = self.sink.clone();
         let timeout = self.shutdown_timeout;
         match tokio::task::spawn_blocking(move || sink.flush(timeout)).await {
@@ -185,5 +219,54 @@ impl Application {
             Err(e) => tracing::error!(error = %e, "producer flush task failed"),
         }
         served
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (terminate, interrupt) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    match (terminate, interrupt) {
+        (Ok(mut terminate), Ok(mut interrupt)) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT; stop with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Closes the listener and waits up to `timeout` for in-flight requests; those still running
+/// then end with the process.
+async fn drain(
+    handle: actix_web::dev::ServerHandle,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let stopped = async {
+        handle.stop(true).await;
+        server
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    };
+    match tokio::time::timeout(timeout, stopped).await {
+        Ok(served) => {
+            tracing::info!("listener closed; in-flight requests finished");
+            served
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = timeout.as_millis() as u64,
+                "in-flight requests did not finish within server.shutdown_timeout; they end with the process"
+            );
+            Ok(())
+        }
     }
 }

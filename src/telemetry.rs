@@ -45,12 +45,20 @@ pub fn init(settings: &LogSettings) {
 /// Lines per key (e.g. per rejection reason) written each second before the rest are counted.
 pub const LINES_PER_SECOND: u32 = 5;
 
-/// Bounds the log volume of one kind of line: at most [`LINES_PER_SECOND`] per key each second;
-/// the others are only counted, and the next line written for that key says how many were left
-/// out. A flood of bad requests therefore cannot flood the logs (metrics still count every one).
-#[derive(Default)]
+/// Bounds the log volume of one kind of line: at most [`LINES_PER_SECOND`] per key each second
+/// (or another budget, [`LogBudget::new`]); the others are only counted, and the next line written
+/// for that key says how many were left out. A flood of bad requests therefore cannot flood the
+/// logs (metrics still count every one).
 pub struct LogBudget {
+    lines: u32,
+    per: std::time::Duration,
     windows: parking_lot::Mutex<std::collections::HashMap<&'static str, Window>>,
+}
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        Self::new(LINES_PER_SECOND, std::time::Duration::from_secs(1))
+    }
 }
 
 struct Window {
@@ -60,6 +68,15 @@ struct Window {
 }
 
 impl LogBudget {
+    /// At most `lines` lines per key in each period `per`.
+    pub fn new(lines: u32, per: std::time::Duration) -> Self {
+        Self {
+            lines,
+            per,
+            windows: parking_lot::Mutex::default(),
+        }
+    }
+
     /// `Some(n)` when a line for `key` may be written now, `n` being how many were suppressed
     /// since the last one; `None` when this one is suppressed.
     pub fn admit(&self, key: &'static str) -> Option<u64> {
@@ -70,11 +87,11 @@ impl LogBudget {
             written: 0,
             suppressed: 0,
         });
-        if now.duration_since(window.started) >= std::time::Duration::from_secs(1) {
+        if now.duration_since(window.started) >= self.per {
             window.started = now;
             window.written = 0;
         }
-        if window.written >= LINES_PER_SECOND {
+        if window.written >= self.lines {
             window.suppressed += 1;
             return None;
         }

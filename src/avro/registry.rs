@@ -1,8 +1,19 @@
 //! A Confluent-compatible Schema Registry client: registers `avro/webhook_event.avsc` under
 //! `{topic}-value` on a topic's first use and caches the id.
+//!
+//! A cached id is only as good as the registry's memory: a registry wiped, or restored from an
+//! older backup, may no longer know the id, or know it as another schema — and a record framed
+//! with it is acknowledged by the broker yet unreadable. So cached ids are checked again
+//! (`GET /schemas/ids/{id}`, compared by the schema's fingerprint) on every readiness interval
+//! ([`RegistryClient::probe`]), and after any registry error every cached id must pass that check
+//! before it is used again; until it does, writes for its subject fail (503
+//! `schema_registry_unavailable`). An id that names another schema is dropped and the schema
+//! registered again.
 
-use super::SCHEMA_JSON;
+use super::{schema, SCHEMA_JSON};
 use crate::configuration::SchemaRegistrySettings;
+use apache_avro::rabin::Rabin;
+use apache_avro::Schema;
 use parking_lot::RwLock;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -29,7 +40,16 @@ pub struct RegistryClient {
     base_url: String,
     basic_auth: Option<(String, SecretString)>,
     /// Subject → schema id, filled on first use of each topic.
-    ids: RwLock<HashMap<String, u32>>,
+    ids: RwLock<HashMap<String, Cached>>,
+    /// The fingerprint (CRC-64-AVRO of the canonical form) of hookstream's schema.
+    fingerprint: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    id: u32,
+    /// Confirmed since the last registry error: usable without asking the registry.
+    verified: bool,
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -51,15 +71,80 @@ impl RegistryClient {
             base_url: settings.url.trim_end_matches('/').to_string(),
             basic_auth: settings.basic_auth(),
             ids: RwLock::new(HashMap::new()),
+            fingerprint: schema().fingerprint::<Rabin>().bytes,
         })
     }
 
     /// The id of hookstream's schema under `subject`, registering it the first time. The registry
     /// answers an already registered schema with its existing id, so this is idempotent.
     pub async fn schema_id(&self, subject: &str) -> Result<u32, RegistryError> {
-        if let Some(id) = self.ids.read().get(subject) {
-            return Ok(*id);
+        let cached = self.ids.read().get(subject).copied();
+        match cached {
+            Some(Cached { id, verified: true }) => Ok(id),
+            Some(Cached { id, .. }) if self.names_our_schema(id).await? => {
+                self.cache(subject, id);
+                Ok(id)
+            }
+            _ => self.register(subject).await,
         }
+    }
+
+    /// Checks every cached id against the registry; an id that no longer names hookstream's
+    /// schema is dropped and the schema registered again.
+    async fn recheck(&self) -> Result<(), RegistryError> {
+        let cached: Vec<(String, u32)> = self
+            .ids
+            .read()
+            .iter()
+            .map(|(subject, c)| (subject.clone(), c.id))
+            .collect();
+        for (subject, id) in cached {
+            if self.names_our_schema(id).await? {
+                self.cache(&subject, id);
+            } else {
+                tracing::warn!(
+                    subject,
+                    id,
+                    "the schema registry no longer knows schema id {id} as hookstream's schema: registering it again"
+                );
+                self.ids.write().remove(&subject);
+                self.register(&subject).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the registry knows `id` as hookstream's schema (`false` when it does not know the
+    /// id at all).
+    async fn names_our_schema(&self, id: u32) -> Result<bool, RegistryError> {
+        let url = format!("{}/schemas/ids/{id}", self.base_url);
+        let answer: serde_json::Value = match self.send(self.http.get(url)).await {
+            Ok(answer) => answer,
+            Err(RegistryError::Status { status: 404, .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let text = answer
+            .get("schema")
+            .and_then(serde_json::Value::as_str)
+            .ok_or(RegistryError::BadAnswer)?;
+        Ok(Schema::parse_str(text)
+            .is_ok_and(|theirs| theirs.fingerprint::<Rabin>().bytes == self.fingerprint))
+    }
+
+    fn cache(&self, subject: &str, id: u32) {
+        self.ids
+            .write()
+            .insert(subject.to_string(), Cached { id, verified: true });
+    }
+
+    /// After a registry error: every cached id must be confirmed before it is used again.
+    fn distrust_cache(&self) {
+        for cached in self.ids.write().values_mut() {
+            cached.verified = false;
+        }
+    }
+
+    async fn register(&self, subject: &str) -> Result<u32, RegistryError> {
         let url = format!("{}/subjects/{subject}/versions", self.base_url);
         let body = serde_json::json!({ "schema": SCHEMA_JSON, "schemaType": "AVRO" });
         let answer: serde_json::Value = self
@@ -75,20 +160,34 @@ impl RegistryClient {
             .and_then(serde_json::Value::as_u64)
             .and_then(|id| u32::try_from(id).ok())
             .ok_or(RegistryError::BadAnswer)?;
-        self.ids.write().insert(subject.to_string(), id);
+        self.cache(subject, id);
         tracing::info!(subject, id, "registered schema");
         Ok(id)
     }
 
-    /// Whether the registry answers (`GET /subjects`).
+    /// Whether the registry answers (`GET /subjects`) and still knows every cached id as
+    /// hookstream's schema (re-registering where it does not).
     pub async fn probe(&self) -> bool {
         let url = format!("{}/subjects", self.base_url);
         self.send::<serde_json::Value>(self.http.get(url))
             .await
             .is_ok()
+            && self.recheck().await.is_ok()
     }
 
+    /// Sends a request; any failure (but a 404) distrusts the cached ids.
     async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, RegistryError> {
+        let result = self.send_once(request).await;
+        if matches!(&result, Err(e) if !matches!(e, RegistryError::Status { status: 404, .. })) {
+            self.distrust_cache();
+        }
+        result
+    }
+
+    async fn send_once<T: serde::de::DeserializeOwned>(
         &self,
         mut request: reqwest::RequestBuilder,
     ) -> Result<T, RegistryError> {

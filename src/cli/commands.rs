@@ -76,7 +76,14 @@ pub(super) fn dead_letters(config_dir: &Path, command: DeadLetterCommand) -> Res
                 .block_on(replay::replay(&settings, options))
                 .map_err(|e| Failure::new(1, e))?;
             println!("{summary}");
-            Ok(())
+            if summary.complete() {
+                Ok(())
+            } else {
+                Err(Failure::new(
+                    3,
+                    "some dead letters were not replayed: they stay in the dead-letter topic for the next replay",
+                ))
+            }
         }
     }
 }

@@ -62,12 +62,21 @@ pub enum Command {
 pub enum DeadLetterCommand {
     /// Run dead letters through the current normalization and write those that now succeed to
     /// their normal topic (as consumer group dead_letter.replay_group).
+    ///
+    /// Letters that still fail, or whose provider is disabled, are written again at the end of
+    /// the dead-letter topic before the group moves past them, so the next replay brings them
+    /// back. Exit status: 0 when every letter read was replayed, 3 when some stay in the
+    /// dead-letter topic, 1 on an error (nothing of the unfinished batch is committed).
     Replay {
         /// Report what would be replayed; write and commit nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Ignore the group's committed offsets and read every dead letter still in the topic
-        /// (an event may be replayed again; consumers dedupe by event_id).
+        /// Read every dead letter still in the topic, including those earlier replays read.
+        /// A letter that succeeds now is written to its topic again even if an earlier replay
+        /// wrote it (unless the dedupe window still remembers its event id; copies within this
+        /// run are written once); one an earlier replay read that still fails is not written to
+        /// the dead-letter topic again. The group's offsets end at the topic's end, as after a
+        /// plain replay.
         #[arg(long)]
         from_beginning: bool,
     },

@@ -49,6 +49,10 @@ pub struct ServerSettings {
     /// How long shutdown waits for in-flight requests, and then again for the producer to flush.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// After SIGTERM, how long `/readyz` answers 503 while requests are still served, so load
+    /// balancers stop sending before the listener closes.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
     /// How often readiness checks the broker (and writes a canary while writes fail).
     #[serde(with = "humantime_serde")]
     pub readiness_interval: Duration,

@@ -15,6 +15,14 @@
 //! request ever pays for a resize, a rehash or a sweep of the whole cache.
 //! Measured (`recorded_ids_cost_a_bounded_number_of_bytes`): 47 bytes per remembered id, so the
 //! default 500,000 ids take about 22 MiB.
+//!
+//! Ids live in [`Namespace`]s: an event written to its topic and a delivery kept as a dead letter
+//! are remembered apart, so a redelivered dead letter adds no second letter and never passes
+//! for a written event.
+//!
+//! The *horizon* ([`DedupeCache::horizon`]) is how far back the cache remembers: the window, or,
+//! once `max_entries` ids fill it, the age of the oldest id. A redelivery older than the horizon
+//! is written again.
 
 mod table;
 
@@ -41,6 +49,24 @@ const _: () = assert!(MAX_WINDOW.as_millis() < Millis::MAX as u128);
 /// Old ids expired per call, at most: twice what one call adds, so expiry keeps up.
 const EXPIRE_PER_CALL: usize = 2;
 
+/// What kind of write an id stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    /// The event was written to its topic.
+    Event,
+    /// The delivery was kept in the dead-letter topic.
+    DeadLetter,
+}
+
+impl Namespace {
+    fn tag(self) -> u8 {
+        match self {
+            Namespace::Event => 0,
+            Namespace::DeadLetter => 1,
+        }
+    }
+}
+
 /// Keyed 128-bit digests: two SipHash-1-3 instances with independent random keys.
 struct Digester([RandomState; 2]);
 
@@ -49,9 +75,10 @@ impl Digester {
         Self([RandomState::new(), RandomState::new()])
     }
 
-    fn digest(&self, provider: &str, event_id: &str) -> Digest {
+    fn digest(&self, namespace: Namespace, provider: &str, event_id: &str) -> Digest {
         let [a, b] = self.0.each_ref().map(|state| {
             let mut h = state.build_hasher();
+            h.write_u8(namespace.tag());
             h.write(provider.as_bytes());
             h.write_u8(0xff);
             h.write(event_id.as_bytes());
@@ -117,8 +144,8 @@ impl DedupeCache {
     }
 
     /// Decides whether this delivery is a duplicate, waiting for an in-flight write of the same id.
-    pub async fn claim(&self, provider: &'static str, event_id: &str) -> Verdict {
-        let digest = self.digester.digest(provider, event_id);
+    pub async fn claim(&self, namespace: Namespace, provider: &str, event_id: &str) -> Verdict {
+        let digest = self.digester.digest(namespace, provider, event_id);
         loop {
             let mut waiter = {
                 let now = self.now();
@@ -153,6 +180,24 @@ impl DedupeCache {
     /// Number of recorded ids.
     pub fn len(&self) -> usize {
         self.inner.lock().recorded.len()
+    }
+
+    /// The configured window.
+    pub fn window(&self) -> Duration {
+        Duration::from_millis(u64::from(self.window_ms))
+    }
+
+    /// How far back ids are remembered now: the window while the cache has room, else the age of
+    /// the oldest id it holds (at most the window).
+    pub fn horizon(&self) -> Duration {
+        let now = self.now();
+        let inner = self.inner.lock();
+        match inner.order.front() {
+            Some(&(_, at)) if inner.order.len() >= self.max_entries => {
+                Duration::from_millis(u64::from(now.wrapping_sub(at).min(self.window_ms)))
+            }
+            _ => self.window(),
+        }
     }
 
     /// Forgets at most [`EXPIRE_PER_CALL`] ids that are past the window (or beyond
@@ -221,55 +266,114 @@ mod tests {
     #[tokio::test]
     async fn a_committed_id_is_a_duplicate() {
         let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        claimed(cache.claim("p", "a").await).commit();
-        assert!(matches!(cache.claim("p", "a").await, Verdict::Duplicate));
+        claimed(cache.claim(Namespace::Event, "p", "a").await).commit();
+        assert!(matches!(
+            cache.claim(Namespace::Event, "p", "a").await,
+            Verdict::Duplicate
+        ));
         assert_eq!(cache.len(), 1);
     }
 
     #[tokio::test]
     async fn ids_are_scoped_by_provider() {
         let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        claimed(cache.claim("p", "a").await).commit();
-        assert!(matches!(cache.claim("q", "a").await, Verdict::Claimed(_)));
+        claimed(cache.claim(Namespace::Event, "p", "a").await).commit();
+        assert!(matches!(
+            cache.claim(Namespace::Event, "q", "a").await,
+            Verdict::Claimed(_)
+        ));
         // The provider/id boundary is part of the digest: "p"+"ab" is not "pa"+"b".
-        claimed(cache.claim("p", "ab").await).commit();
-        assert!(matches!(cache.claim("pa", "b").await, Verdict::Claimed(_)));
+        claimed(cache.claim(Namespace::Event, "p", "ab").await).commit();
+        assert!(matches!(
+            cache.claim(Namespace::Event, "pa", "b").await,
+            Verdict::Claimed(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn events_and_dead_letters_are_remembered_apart() {
+        let cache = DedupeCache::new(Duration::from_secs(60), 10);
+        claimed(cache.claim(Namespace::DeadLetter, "p", "a").await).commit();
+        assert!(matches!(
+            cache.claim(Namespace::Event, "p", "a").await,
+            Verdict::Claimed(_)
+        ));
+        assert!(matches!(
+            cache.claim(Namespace::DeadLetter, "p", "a").await,
+            Verdict::Duplicate
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_horizon_is_the_window_until_the_cache_is_full_then_the_oldest_age() {
+        let cache = DedupeCache::new(Duration::from_secs(3600), 3);
+        claimed(cache.claim(Namespace::Event, "p", "a").await).commit();
+        assert_eq!(cache.horizon(), Duration::from_secs(3600));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for id in ["b", "c"] {
+            claimed(cache.claim(Namespace::Event, "p", id).await).commit();
+        }
+        let full = cache.horizon();
+        assert!(
+            full >= Duration::from_millis(50) && full < Duration::from_secs(5),
+            "{full:?}"
+        );
+        for id in ["d", "e"] {
+            claimed(cache.claim(Namespace::Event, "p", id).await).commit();
+        }
+        assert!(cache.horizon() < full, "the oldest ids were forgotten");
     }
 
     #[tokio::test]
     async fn a_failed_write_releases_the_id() {
         let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        drop(claimed(cache.claim("p", "a").await));
-        assert!(matches!(cache.claim("p", "a").await, Verdict::Claimed(_)));
+        drop(claimed(cache.claim(Namespace::Event, "p", "a").await));
+        assert!(matches!(
+            cache.claim(Namespace::Event, "p", "a").await,
+            Verdict::Claimed(_)
+        ));
         assert_eq!(cache.len(), 0);
     }
 
     #[tokio::test]
     async fn ids_expire_after_the_window() {
         let cache = DedupeCache::new(Duration::from_millis(20), 10);
-        claimed(cache.claim("p", "a").await).commit();
+        claimed(cache.claim(Namespace::Event, "p", "a").await).commit();
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert!(matches!(cache.claim("p", "a").await, Verdict::Claimed(_)));
+        assert!(matches!(
+            cache.claim(Namespace::Event, "p", "a").await,
+            Verdict::Claimed(_)
+        ));
     }
 
     #[tokio::test]
     async fn memory_is_bounded_by_forgetting_the_oldest() {
         let cache = DedupeCache::new(Duration::from_secs(60), 3);
         for id in ["a", "b", "c", "d"] {
-            claimed(cache.claim("p", id).await).commit();
+            claimed(cache.claim(Namespace::Event, "p", id).await).commit();
         }
         assert_eq!(cache.len(), 3);
-        assert!(matches!(cache.claim("p", "d").await, Verdict::Duplicate));
-        assert!(matches!(cache.claim("p", "a").await, Verdict::Claimed(_)));
+        assert!(matches!(
+            cache.claim(Namespace::Event, "p", "d").await,
+            Verdict::Duplicate
+        ));
+        assert!(matches!(
+            cache.claim(Namespace::Event, "p", "a").await,
+            Verdict::Claimed(_)
+        ));
     }
 
     #[tokio::test]
     async fn a_concurrent_duplicate_waits_for_the_first_write() {
         let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        let first = claimed(cache.claim("p", "a").await);
+        let first = claimed(cache.claim(Namespace::Event, "p", "a").await);
         let c2 = cache.clone();
-        let second =
-            tokio::spawn(async move { matches!(c2.claim("p", "a").await, Verdict::Duplicate) });
+        let second = tokio::spawn(async move {
+            matches!(
+                c2.claim(Namespace::Event, "p", "a").await,
+                Verdict::Duplicate
+            )
+        });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
             !second.is_finished(),
@@ -282,10 +386,14 @@ mod tests {
     #[tokio::test]
     async fn a_concurrent_duplicate_takes_over_when_the_first_write_fails() {
         let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        let first = claimed(cache.claim("p", "a").await);
+        let first = claimed(cache.claim(Namespace::Event, "p", "a").await);
         let c2 = cache.clone();
-        let second =
-            tokio::spawn(async move { matches!(c2.claim("p", "a").await, Verdict::Claimed(_)) });
+        let second = tokio::spawn(async move {
+            matches!(
+                c2.claim(Namespace::Event, "p", "a").await,
+                Verdict::Claimed(_)
+            )
+        });
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(first);
         assert!(second.await.expect("task"));
@@ -297,7 +405,7 @@ mod tests {
         let capacity = |c: &DedupeCache| c.inner.lock().order.capacity();
         let before = capacity(&cache);
         for i in 0..5000 {
-            claimed(cache.claim("p", &i.to_string()).await).commit();
+            claimed(cache.claim(Namespace::Event, "p", &i.to_string()).await).commit();
         }
         assert_eq!(cache.len(), 1000);
         assert_eq!(capacity(&cache), before, "no resize while running");
@@ -315,7 +423,7 @@ mod tests {
         runtime.block_on(async {
             for i in 0..2 * max {
                 let id = format!("{:032x}", i);
-                claimed(cache.claim("livesession", &id).await).commit();
+                claimed(cache.claim(Namespace::Event, "livesession", &id).await).commit();
             }
         });
         assert_eq!(cache.len(), max);
@@ -328,8 +436,11 @@ mod tests {
     async fn long_vendor_ids_cost_no_more_than_short_ones() {
         let cache = DedupeCache::new(Duration::from_secs(60), 10);
         let long = "x".repeat(100_000);
-        claimed(cache.claim("p", &long).await).commit();
-        assert!(matches!(cache.claim("p", &long).await, Verdict::Duplicate));
+        claimed(cache.claim(Namespace::Event, "p", &long).await).commit();
+        assert!(matches!(
+            cache.claim(Namespace::Event, "p", &long).await,
+            Verdict::Duplicate
+        ));
         let inner = cache.inner.lock();
         assert_eq!(
             std::mem::size_of_val(inner.order.front().expect("entry")),

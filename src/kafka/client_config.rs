@@ -7,6 +7,11 @@ use std::time::Duration;
 /// How often librdkafka reports statistics (queue depth, broker RTT) to the metrics.
 pub const STATISTICS_INTERVAL_MS: &str = "5000";
 
+/// librdkafka's `queue.buffering.max.kbytes` unless `kafka.options` sets it: bounded memory, so
+/// a stalled broker fills the queue to this size, then writes are answered 503 queue_full at
+/// once (librdkafka's default is 1 GiB).
+const QUEUE_KBYTES: &str = "65536";
+
 /// Largest share of `ack_timeout` kept back from librdkafka's `message.timeout.ms`.
 const MAX_DELIVERY_RESERVE: Duration = Duration::from_millis(1500);
 
@@ -31,9 +36,7 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
             concat!("hookstream/", env!("CARGO_PKG_VERSION")),
         )
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
-    // Bounded memory: a stalled broker fills the queue to this size, then writes are answered
-    // 503 queue_full at once (librdkafka's default is 1 GiB).
-    config.set("queue.buffering.max.kbytes", "65536");
+    config.set("queue.buffering.max.kbytes", QUEUE_KBYTES);
     // Every webhook waits for its batch to be sent: librdkafka's default 5 ms of batching delay
     // is most of a webhook's latency. 2 ms still makes batches of hundreds of records under load;
     // of 0.5, 1, 2, 3 and 5 ms it gave the lowest tail latency at 256 connections, with
@@ -54,6 +57,17 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
         // `delivery_timeout`), so a 503 is not followed by a silent late write.
         .set("message.timeout.ms", timeout_ms.to_string());
     config
+}
+
+/// How many bytes the producer queue holds (`queue.buffering.max.kbytes`).
+pub fn producer_queue_bytes(settings: &KafkaSettings) -> usize {
+    settings
+        .options
+        .get("queue.buffering.max.kbytes")
+        .map_or(QUEUE_KBYTES, String::as_str)
+        .trim()
+        .parse::<usize>()
+        .map_or(usize::MAX, |kbytes| kbytes.saturating_mul(1024))
 }
 
 /// Consumer configuration (`hookstream tail`, `dead-letters list|replay`): the operator's

@@ -24,7 +24,9 @@ mod health;
 mod producer;
 mod stats;
 
-pub(crate) use client_config::{consumer_config, delivery_timeout, producer_config};
+pub(crate) use client_config::{
+    consumer_config, delivery_timeout, producer_config, producer_queue_bytes,
+};
 pub(crate) use error::PublishError;
 
 use crate::codes::{FailureClass, FailureReason};

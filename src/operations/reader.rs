@@ -27,6 +27,8 @@ pub struct Reader {
     topic: String,
     /// Partition → (next offset to read, end: the high watermark when reading began).
     positions: BTreeMap<i32, (i64, i64)>,
+    /// Partition → the group's committed offset when reading began (absent: none).
+    committed: BTreeMap<i32, i64>,
     last_progress: Instant,
 }
 
@@ -50,17 +52,17 @@ impl Reader {
             .filter(|t| t.error().is_none())
             .flat_map(|t| t.partitions().iter().map(|p| p.id()))
             .collect();
-        let committed = match start {
-            Start::Beginning => BTreeMap::new(),
-            Start::Committed => committed_offsets(&consumer, topic, &partitions)?,
-        };
+        let committed = committed_offsets(&consumer, topic, &partitions)?;
         let mut positions = BTreeMap::new();
         let mut assignment = TopicPartitionList::new();
         for partition in partitions {
             let (low, high) = consumer
                 .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
                 .map_err(|e| format!("cannot read the offsets of {topic}/{partition}: {e}"))?;
-            let next = committed.get(&partition).copied().unwrap_or(low).max(low);
+            let next = match start {
+                Start::Beginning => low,
+                Start::Committed => committed.get(&partition).copied().unwrap_or(low).max(low),
+            };
             if next < high {
                 positions.insert(partition, (next, high));
                 assignment
@@ -75,8 +77,16 @@ impl Reader {
             consumer,
             topic: topic.to_string(),
             positions,
+            committed,
             last_progress: Instant::now(),
         })
+    }
+
+    /// Whether the group had already read past `letter` when reading began.
+    pub fn was_committed(&self, letter: &StoredDeadLetter) -> bool {
+        self.committed
+            .get(&letter.partition)
+            .is_some_and(|&committed| letter.offset < committed)
     }
 
     /// Records left to read.

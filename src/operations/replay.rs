@@ -1,38 +1,54 @@
 //! `hookstream dead-letters replay`: dead letters back through the current normalization.
 //!
-//! Reads the dead-letter topic as the consumer group `dead_letter.replay_group` (from its
-//! committed offsets, or from the beginning), normalizes every dead letter again — without a
-//! signature check: only hookstream writes that topic — and produces those that now succeed to
-//! their normal topic, with the same topic, key, headers and record as if they had arrived now
-//! (and their original `received_at`). Offsets are committed only after those writes were
-//! acknowledged. What still fails stays in the dead-letter topic and is counted by reason.
+//! Reads the dead-letter topic as the consumer group `dead_letter.replay_group` up to the end the
+//! topic had when the run began, normalizes every dead letter again — without a signature check:
+//! only hookstream writes that topic — and writes those that now succeed through the pipeline's
+//! own write path ([`Ingest::write_replayed`]): the same dedupe, topic, key, headers and record as
+//! if they had arrived now (with their original `received_at`).
+//!
+//! A letter that still fails, or whose provider is disabled in the current configuration, is
+//! written again at the end of the dead-letter topic (with `hookstream-replay-attempts` counting
+//! the failed replays) before the group's offsets move past it, so the next plain replay — after
+//! the fix, or once the provider is enabled again — brings it back. Offsets are committed only
+//! after every write of a batch was acknowledged; a retriable write error (a full producer queue,
+//! a broker that is briefly away) is retried with backoff within the run.
+//!
+//! `--from-beginning` reads every letter still in the topic. Letters the group had already read
+//! (replayed, or failed and written again further on) are replayed once more if they succeed now,
+//! and never written to the dead-letter topic a second time; the rest are handled as above.
 
 use super::reader::{Reader, Start};
 use crate::avro::{Framing, RegistryClient};
-use crate::codes::FailureClass;
+use crate::codes::{ErrorCode, FailureClass};
 use crate::configuration::Settings;
 use crate::dead_letter::StoredDeadLetter;
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
-use crate::ingest::{produce_event, ProduceError};
-use crate::kafka::KafkaSink;
+use crate::ingest::{Ingest, ProduceError, Written};
+use crate::kafka::{producer_queue_bytes, KafkaSink, PublishError};
 use crate::metrics::Metrics;
-use crate::naming;
 use crate::providers::{self, VerifiedPayload};
 use crate::signature::VerifiedBody;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Dead letters written per batch (between two commits).
+/// Dead letters per batch (between two commits), at most.
 const BATCH: usize = 256;
+/// Longest a write keeps being retried while it fails for a reason worth retrying.
+const RETRY_BUDGET: Duration = Duration::from_secs(60);
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The provider metric label of what a replay writes (its metrics are not exported).
+const LABEL: &str = "hookstream";
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayOptions {
     /// Report only: write and commit nothing.
     pub dry_run: bool,
-    /// Ignore the group's committed offsets.
+    /// Read every letter still in the topic, not just those after the group's offsets.
     pub from_beginning: bool,
 }
 
@@ -42,9 +58,20 @@ pub struct ReplaySummary {
     pub read: u64,
     /// Written to their normal topic (with `dry_run`: would have been).
     pub replayed: u64,
+    /// Already written within the dedupe window (a copy earlier in this run, or a delivery).
+    pub already_written: u64,
     /// Still failing, by error code.
     pub still_failing: BTreeMap<String, u64>,
+    /// Not replayed because their provider is disabled in the current configuration.
+    pub skipped_disabled: u64,
     pub dry_run: bool,
+}
+
+impl ReplaySummary {
+    /// Every letter read was replayed: none still fails or was skipped.
+    pub fn complete(&self) -> bool {
+        self.still_failing.is_empty() && self.skipped_disabled == 0
+    }
 }
 
 impl std::fmt::Display for ReplaySummary {
@@ -52,7 +79,7 @@ impl std::fmt::Display for ReplaySummary {
         let failing: u64 = self.still_failing.values().sum();
         write!(
             f,
-            "read {}, {} {}, still failing {failing}",
+            "read {}, {} {}",
             self.read,
             if self.dry_run {
                 "would replay"
@@ -61,6 +88,10 @@ impl std::fmt::Display for ReplaySummary {
             },
             self.replayed
         )?;
+        if self.already_written > 0 {
+            write!(f, ", already written {}", self.already_written)?;
+        }
+        write!(f, ", still failing {failing}")?;
         if failing > 0 {
             let reasons: Vec<String> = self
                 .still_failing
@@ -69,6 +100,9 @@ impl std::fmt::Display for ReplaySummary {
                 .collect();
             write!(f, " ({})", reasons.join(", "))?;
         }
+        if self.skipped_disabled > 0 {
+            write!(f, ", skipped (provider disabled) {}", self.skipped_disabled)?;
+        }
         if self.dry_run {
             f.write_str(" (dry run: nothing written or committed)")?;
         }
@@ -76,8 +110,17 @@ impl std::fmt::Display for ReplaySummary {
     }
 }
 
+/// What today's configuration and normalization make of one dead letter.
+enum Verdict {
+    Replay(Box<WebhookEvent>),
+    /// The error code and detail it fails with now.
+    Failing(&'static str, String),
+    ProviderDisabled,
+}
+
 /// Runs a replay to the end the topic had when it began. `Err` on a broker or registry error
-/// (nothing of the unfinished batch is committed; running it again resumes there).
+/// that outlasted its retries (nothing of the unfinished batch is committed; running it again
+/// resumes there).
 pub async fn replay(settings: &Settings, options: ReplayOptions) -> Result<ReplaySummary, String> {
     let topic = settings.dead_letter.topic(&settings.kafka.topic_prefix);
     let start = if options.from_beginning {
@@ -91,17 +134,20 @@ pub async fn replay(settings: &Settings, options: ReplayOptions) -> Result<Repla
     );
     let open_topic = topic.clone();
     let mut reader = blocking(move || Reader::open(&kafka, &group, &open_topic, start)).await?;
-    let writer = Writer::new(settings)?;
+    let replayer = Replayer::new(settings, topic)?;
     let mut summary = ReplaySummary {
         dry_run: options.dry_run,
         ..ReplaySummary::default()
     };
     let mut progress = Progress::new(reader.remaining());
     while !reader.done() {
+        let batch_bytes = replayer.batch_bytes;
         let (r, batch) = blocking(move || {
-            let mut batch = Vec::with_capacity(BATCH);
-            while batch.len() < BATCH && !reader.done() {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while batch.len() < BATCH && bytes < batch_bytes && !reader.done() {
                 if let Some(letter) = reader.next()? {
+                    bytes += letter.body.len();
                     batch.push(letter);
                 }
             }
@@ -110,28 +156,29 @@ pub async fn replay(settings: &Settings, options: ReplayOptions) -> Result<Repla
         .await?;
         reader = r;
         summary.read += batch.len() as u64;
-        let mut events = Vec::with_capacity(batch.len());
-        for letter in &batch {
-            match renormalize(letter) {
-                Ok(event) => events.push(event),
-                Err(reason) => *summary.still_failing.entry(reason).or_default() += 1,
-            }
-        }
+        let verdicts: Vec<Verdict> = batch.iter().map(|l| replayer.judge(l)).collect();
         if options.dry_run {
-            summary.replayed += events.len() as u64;
-        } else {
-            for still_failing in writer.write_all(&events).await? {
-                match still_failing {
-                    None => summary.replayed += 1,
-                    Some(reason) => *summary.still_failing.entry(reason).or_default() += 1,
+            for verdict in verdicts {
+                match verdict {
+                    Verdict::Replay(_) => summary.replayed += 1,
+                    Verdict::Failing(code, _) => count(&mut summary, code),
+                    Verdict::ProviderDisabled => summary.skipped_disabled += 1,
                 }
             }
+        } else {
+            replayer
+                .write_batch(&batch, verdicts, &reader, &mut summary)
+                .await?;
             reader = blocking(move || reader.commit().map(|()| reader)).await?;
         }
         progress.update(&summary);
     }
     progress.finish();
     Ok(summary)
+}
+
+fn count(summary: &mut ReplaySummary, code: &str) {
+    *summary.still_failing.entry(code.to_string()).or_default() += 1;
 }
 
 /// Runs blocking Kafka consumer calls off the async workers.
@@ -143,38 +190,26 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| format!("a reader task failed: {e}"))?
 }
 
-/// The dead letter through today's normalization; `Err` is the error code it still fails with.
-fn renormalize(letter: &StoredDeadLetter) -> Result<WebhookEvent, String> {
-    let code = |e: ApiError| e.code().as_str().to_string();
-    let provider = letter
-        .provider
-        .as_deref()
-        .and_then(providers::find)
-        .ok_or_else(|| "unknown_provider".to_string())?;
-    let payload = VerifiedPayload::parse(VerifiedBody::from_dead_letter(&letter.body))
-        .map_err(|e| code(e.into()))?;
-    let object = payload.object().map_err(|e| code(e.into()))?;
-    if !matches!(provider.handshake(object), Ok(None)) {
-        return Err("handshake".to_string());
-    }
-    let received_at = letter.received_at.unwrap_or_default();
-    providers::normalize(provider, &payload, received_at).map_err(|e| code(e.into()))
-}
-
-/// Produces replayed events the way the server does.
-struct Writer {
-    sink: KafkaSink,
-    framing: Framing,
-    topic_prefix: String,
+/// Writes replayed events the way the server does, and letters back to the dead-letter topic.
+struct Replayer {
+    sink: Arc<KafkaSink>,
+    ingest: Ingest,
+    dead_letter_topic: String,
     ack_timeout: Duration,
+    /// Body bytes read per batch, at most: a quarter of the producer queue, so a batch of large
+    /// letters (each written once as an event or a letter, and an event record is larger than
+    /// its body) fits in the queue.
+    batch_bytes: usize,
 }
 
-impl Writer {
-    fn new(settings: &Settings) -> Result<Self, String> {
+impl Replayer {
+    fn new(settings: &Settings, dead_letter_topic: String) -> Result<Self, String> {
         // Metrics of a command-line run are not exported; the sink needs somewhere to count.
         let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
-        let sink = KafkaSink::new(&settings.kafka, metrics)
-            .map_err(|e| format!("cannot create a Kafka producer: {e}"))?;
+        let sink = Arc::new(
+            KafkaSink::new(&settings.kafka, metrics)
+                .map_err(|e| format!("cannot create a Kafka producer: {e}"))?,
+        );
         let framing = if settings.schema_registry.enabled() {
             Framing::SchemaRegistry(Arc::new(
                 RegistryClient::new(&settings.schema_registry).map_err(|e| e.to_string())?,
@@ -183,33 +218,153 @@ impl Writer {
             Framing::single_object()
         };
         Ok(Self {
+            ingest: Ingest::new(settings, sink.clone(), framing),
             sink,
-            framing,
-            topic_prefix: settings.kafka.topic_prefix.clone(),
+            dead_letter_topic,
             ack_timeout: settings.kafka.ack_timeout,
+            batch_bytes: (producer_queue_bytes(&settings.kafka) / 4).max(1),
         })
     }
 
-    /// Writes every event and waits for every acknowledgement. Per event: `None` when written,
-    /// or the reason it still cannot be (too large for its topic). Any other failure (broker,
-    /// registry) is an error that ends the replay.
-    async fn write_all(&self, events: &[WebhookEvent]) -> Result<Vec<Option<String>>, String> {
-        let writes = events.iter().map(|event| async move {
-            let topic = naming::topic_name(&self.topic_prefix, event.provider, &event.event_name);
-            let deadline = tokio::time::Instant::now() + self.ack_timeout;
-            produce_event(&self.sink, &self.framing, event, &topic, deadline).await
-        });
-        futures_util::future::join_all(writes)
-            .await
-            .into_iter()
-            .map(|result| match result {
-                Ok(_) => Ok(None),
-                Err(ProduceError::Publish(e)) if e.class() == FailureClass::TooLarge => {
-                    Ok(Some("payload_too_large".to_string()))
+    /// The letter through today's configuration and normalization.
+    fn judge(&self, letter: &StoredDeadLetter) -> Verdict {
+        let failing = |e: ApiError| Verdict::Failing(e.code().as_str(), e.to_string());
+        let name = letter.provider.as_deref().unwrap_or_default();
+        let provider = match self.ingest.provider(name) {
+            Ok(provider) => provider,
+            Err(ApiError::ProviderDisabled(_)) => return Verdict::ProviderDisabled,
+            Err(e) => return failing(e),
+        };
+        let payload = match VerifiedPayload::parse(VerifiedBody::from_dead_letter(&letter.body)) {
+            Ok(payload) => payload,
+            Err(e) => return failing(e.into()),
+        };
+        let object = match payload.object() {
+            Ok(object) => object,
+            Err(e) => return failing(e.into()),
+        };
+        if !matches!(provider.handshake(object), Ok(None)) {
+            return Verdict::Failing(
+                ErrorCode::InvalidPayload.as_str(),
+                "a URL-verification handshake, not an event".into(),
+            );
+        }
+        let received_at = letter.received_at.unwrap_or_default();
+        match providers::normalize(provider, &payload, received_at) {
+            Ok(event) => Verdict::Replay(Box::new(event)),
+            Err(e) => failing(e.into()),
+        }
+    }
+
+    /// Writes a batch: events to their topics, the letters still failing or skipped back to the
+    /// dead-letter topic. Returns once every write was acknowledged.
+    async fn write_batch(
+        &self,
+        batch: &[StoredDeadLetter],
+        verdicts: Vec<Verdict>,
+        reader: &Reader,
+        summary: &mut ReplaySummary,
+    ) -> Result<(), String> {
+        // Events first, all at once: a letter whose event turns out too large for its topic
+        // goes back to the dead-letter topic with the rest.
+        let writes = batch
+            .iter()
+            .zip(verdicts)
+            .map(|(letter, verdict)| async move {
+                let outcome = match verdict {
+                    Verdict::Replay(event) => {
+                        match retried(|| self.ingest.write_replayed(&event)).await {
+                            Ok(written) => return Ok((letter, Ok(written))),
+                            Err(ProduceError::Publish(e))
+                                if e.class() == FailureClass::TooLarge =>
+                            {
+                                let error = ApiError::Publish {
+                                    source: e,
+                                    retry_after: Duration::ZERO,
+                                };
+                                Verdict::Failing(error.code().as_str(), error.to_string())
+                            }
+                            Err(e) => {
+                                return Err(format!("a replayed event could not be written: {e}"))
+                            }
+                        }
+                    }
+                    other => other,
+                };
+                Ok((letter, Err(outcome)))
+            });
+        // A letter the group had already read (`--from-beginning`) was written further on when
+        // it failed then: that copy, not this one, stays for the next plain replay.
+        let mut requeue = Vec::new();
+        for result in futures_util::future::join_all(writes).await {
+            let (letter, outcome) = result?;
+            let again = match outcome {
+                Ok(Written::Accepted(_)) => {
+                    summary.replayed += 1;
+                    None
                 }
-                Err(e) => Err(format!("a replayed event could not be written: {e}")),
+                Ok(Written::Duplicate) => {
+                    summary.already_written += 1;
+                    None
+                }
+                Err(Verdict::Failing(code, detail)) => {
+                    count(summary, code);
+                    Some(letter.requeued(Some((code, detail)), letter.replay_attempts + 1))
+                }
+                Err(_) => {
+                    summary.skipped_disabled += 1;
+                    Some(letter.requeued(None, letter.replay_attempts))
+                }
+            };
+            if let Some(again) = again.filter(|_| !reader.was_committed(letter)) {
+                requeue.push(again);
+            }
+        }
+        let writes = requeue.iter().map(|letter| {
+            retried(move || async move {
+                let deadline = tokio::time::Instant::now() + self.ack_timeout;
+                letter
+                    .publish(&self.sink, &self.dead_letter_topic, LABEL, deadline)
+                    .await
+                    .map_err(ProduceError::from)
             })
-            .collect()
+        });
+        for result in futures_util::future::join_all(writes).await {
+            result.map_err(|e| {
+                format!("a letter that still fails could not be written back to the dead-letter topic: {e}")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs `write` until it succeeds, fails for a reason retrying cannot fix, or [`RETRY_BUDGET`]
+/// is spent, waiting longer after each retriable failure.
+async fn retried<T, F, Fut>(mut write: F) -> Result<T, ProduceError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ProduceError>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match write().await {
+            Err(e) if worth_retrying(&e) && started.elapsed() + backoff < RETRY_BUDGET => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            result => return result,
+        }
+    }
+}
+
+fn worth_retrying(error: &ProduceError) -> bool {
+    match error {
+        ProduceError::Publish(PublishError { reason, .. }) => {
+            reason.class() == FailureClass::Retriable
+        }
+        ProduceError::Registry(_) => true,
+        ProduceError::Encode(_) => false,
     }
 }
 
@@ -262,5 +417,73 @@ impl Progress {
         if let Some(bar) = self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codes::FailureReason;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn failure(reason: FailureReason) -> ProduceError {
+        ProduceError::Publish(PublishError::new(reason, "test"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_is_retried_with_backoff_until_the_write_succeeds() {
+        let attempts = AtomicU32::new(0);
+        let started = tokio::time::Instant::now();
+        let result = retried(|| async {
+            match attempts.fetch_add(1, Ordering::Relaxed) {
+                0..=2 => Err(failure(FailureReason::QueueFull)),
+                _ => Ok("written"),
+            }
+        })
+        .await;
+        assert_eq!(result.ok(), Some("written"));
+        assert_eq!(attempts.load(Ordering::Relaxed), 4);
+        // 100 + 200 + 400 ms of backoff.
+        assert_eq!(started.elapsed(), Duration::from_millis(700));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_retrying_cannot_fix_is_not_retried_and_retries_end_with_the_budget() {
+        let attempts = AtomicU32::new(0);
+        let result: Result<(), _> = retried(|| async {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            Err(failure(FailureReason::NotAuthorized))
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(attempts.load(Ordering::Relaxed), 1);
+
+        let started = tokio::time::Instant::now();
+        let result: Result<(), _> =
+            retried(|| async { Err(failure(FailureReason::Timeout)) }).await;
+        assert!(result.is_err());
+        assert!(started.elapsed() < RETRY_BUDGET, "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() > RETRY_BUDGET - MAX_BACKOFF * 2,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn the_summary_says_what_was_skipped_and_what_still_fails() {
+        let mut summary = ReplaySummary {
+            read: 4,
+            replayed: 1,
+            already_written: 1,
+            skipped_disabled: 1,
+            ..ReplaySummary::default()
+        };
+        count(&mut summary, "invalid_json");
+        assert_eq!(
+            summary.to_string(),
+            "read 4, replayed 1, already written 1, still failing 1 (invalid_json: 1), skipped (provider disabled) 1"
+        );
+        assert!(!summary.complete());
     }
 }

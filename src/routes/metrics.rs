@@ -5,8 +5,7 @@ use actix_web::{web, HttpResponse};
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
-    m.dedupe_entries
-        .set(i64::try_from(state.ingest.dedupe_len()).unwrap_or(i64::MAX));
+    state.ingest.measure_dedupe(m);
     match m.render() {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")

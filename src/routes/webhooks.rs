@@ -7,7 +7,7 @@ use crate::internal_events::{
     HandshakeAnswered, WebhookAccepted, WebhookAnswered, WebhookDeadLettered, WebhookDuplicate,
     WebhookRejected,
 };
-use crate::limits::ConnectionSlot;
+use crate::limits::{ConnectionSlot, Progress};
 use crate::metrics::Metrics;
 use crate::providers::{self, Handshake};
 use crate::signature::{HeaderSource, SignatureError};
@@ -95,11 +95,22 @@ fn emit_outcome(provider: &str, dead_letter_id: Option<&str>, outcome: &Outcome,
         .emit(m),
         Outcome::Duplicate { event_id } => WebhookDuplicate { provider, event_id }.emit(m),
         Outcome::Handshake(_) => HandshakeAnswered { provider }.emit(m),
-        Outcome::DeadLettered { error, detail } => WebhookDeadLettered {
+        Outcome::DeadLettered {
+            error,
+            detail,
+            duplicate: false,
+        } => WebhookDeadLettered {
             provider,
             event_id: dead_letter_id,
             error,
             detail,
+        }
+        .emit(m),
+        Outcome::DeadLettered {
+            duplicate: true, ..
+        } => WebhookDuplicate {
+            provider,
+            event_id: dead_letter_id.unwrap_or_default(),
         }
         .emit(m),
     }
@@ -168,14 +179,20 @@ async fn receive_body(
     limit: usize,
     state: &AppState,
 ) -> Result<Vec<u8>, ApiError> {
-    let mut slot = state.limits.begin_body();
+    let mut slot = state.limits.begin_body().map_err(|_| {
+        overloaded(
+            state,
+            "too many bodies arriving at once, all of them making progress",
+        )
+    })?;
+    let read = read_body(req, payload, limit, slot.progress());
     tokio::select! {
-        body = tokio::time::timeout(state.body_timeout, read_body(req, payload, limit)) => {
+        body = tokio::time::timeout(state.body_timeout, read) => {
             body.map_err(|_| ApiError::RequestTimeout { limit: state.body_timeout })?
         }
         () = slot.cut_off() => Err(overloaded(
             state,
-            "too many bodies arriving at once, and this one has been arriving the longest",
+            "too many bodies arriving at once, and this one was arriving the slowest",
         )),
     }
 }
@@ -185,6 +202,7 @@ async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    progress: Progress,
 ) -> Result<Vec<u8>, ApiError> {
     let declared = req
         .headers()
@@ -203,6 +221,7 @@ async fn read_body(
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
+        progress.received(chunk.len());
         body.extend_from_slice(&chunk);
     }
     Ok(body)
@@ -223,7 +242,7 @@ fn success_response(outcome: &Outcome) -> HttpResponse {
             event_id, topic, ..
         } => Answer::Accepted { event_id, topic },
         Outcome::Duplicate { event_id } => Answer::Duplicate { event_id },
-        Outcome::DeadLettered { error, detail } => Answer::DeadLettered { error, detail },
+        Outcome::DeadLettered { error, detail, .. } => Answer::DeadLettered { error, detail },
         Outcome::Handshake(Handshake::PlainText(challenge)) => {
             return HttpResponse::Ok()
                 .content_type("text/plain; charset=utf-8")

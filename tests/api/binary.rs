@@ -149,3 +149,84 @@ async fn sigterm_stops_the_server_and_flushes_the_producer() {
     app.read_messages(&app.topic("livesession", "js_error"), 1)
         .await;
 }
+
+/// Sends SIGTERM to `child` and waits for it to exit; its exit status.
+async fn terminate(child: &mut ChildGuard, within: Duration) -> std::process::ExitStatus {
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hookstream did not stop after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_in_flight_requests_for_the_whole_shutdown_timeout_milliseconds_included(
+) {
+    use crate::support::proxy::{Fault, ProxiedBroker};
+    let proxied = ProxiedBroker::start().await;
+    let port = free_port();
+    let prefix = format!("drain-{port}");
+    let mut child = ChildGuard(
+        Command::new(BIN)
+            .arg("serve")
+            .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
+            .env("HOOKSTREAM__SERVER__PORT", port.to_string())
+            .env("HOOKSTREAM__SERVER__SHUTDOWN_TIMEOUT", "2500ms")
+            .env("HOOKSTREAM__KAFKA__BROKERS", proxied.brokers())
+            .env("HOOKSTREAM__KAFKA__ACK_TIMEOUT", "10s")
+            .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &prefix)
+            .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hookstream starts"),
+    );
+    wait_for_port(port).await;
+    let app = TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        brokers: proxied.brokers(),
+        prefix,
+        client: reqwest::Client::new(),
+        sink: None,
+    };
+    let body = |id: &str| {
+        with_json(&fixture("livesession", "js_error"), |j| {
+            j["message_id"] = id.into()
+        })
+    };
+    // The topic and the producer are ready before the write that is held back.
+    assert_eq!(
+        app.post_signed("livesession", body("warm")).await.status,
+        200
+    );
+    proxied.set(Fault::DelayProduce(Duration::from_millis(2200)));
+    let in_flight = {
+        let request = app
+            .client
+            .post(format!("{}/webhooks/livesession", app.address))
+            .header("content-type", "application/json");
+        let body = body("in-flight");
+        let header = sign("livesession", &body, SECRET);
+        tokio::spawn(request.header(header.0, header.1).body(body).send())
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // 2.2 s of the 2.5 s: a shutdown_timeout cut to whole seconds would end the request.
+    let status = terminate(&mut child, Duration::from_secs(20)).await;
+    let reply = in_flight.await.expect("request task");
+    let reply = reply.expect("the in-flight request is answered");
+    assert_eq!(reply.status(), 200, "{:?}", reply.text().await);
+    assert!(status.success(), "exit status {status}");
+}

@@ -227,11 +227,54 @@ async fn a_handshake_is_never_dead_lettered() {
     app.assert_nothing_produced().await;
 }
 
+#[tokio::test]
+async fn a_redelivered_dead_letter_is_answered_dead_lettered_and_kept_once() {
+    let app = spawn_app().await;
+    let wrong = with_json(&fixture("livesession", "js_error"), |j| {
+        j.as_object_mut().expect("object").remove("payload");
+    });
+    let first = post_with_content_type(&app, "livesession", wrong.clone()).await;
+    let detail = assert_dead_lettered(&first, "invalid_payload");
+    let again = post_with_content_type(&app, "livesession", wrong).await;
+    assert_eq!(assert_dead_lettered(&again, "invalid_payload"), detail);
+    // Unreadable bodies have no event id to remember: each is kept.
+    for _ in 0..2 {
+        let reply = post_with_content_type(&app, "livesession", b"not json".to_vec()).await;
+        assert_dead_lettered(&reply, "invalid_json");
+    }
+    let messages = app.read_messages(&app.dead_letter_topic(), 3).await;
+    let with_id = messages.iter().filter(|m| key_of(m).is_some()).count();
+    assert_eq!(with_id, 1, "one letter for the event id");
+    assert_eq!(
+        app.metric(
+            "hookstream_webhooks_duplicates_total",
+            "provider=\"livesession\""
+        )
+        .await,
+        1.0
+    );
+}
+
 const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
 
-/// Runs `hookstream dead-letters ARGS` against the test broker with `prefix`.
-fn dead_letters(prefix: &str, brokers: &str, args: &[&str]) -> (bool, String, String) {
-    let output = std::process::Command::new(BIN)
+/// How a `hookstream dead-letters` run ended.
+struct Run {
+    code: Option<i32>,
+    out: String,
+    err: String,
+}
+
+/// Runs `hookstream dead-letters ARGS` against `brokers` with `prefix`, the providers in
+/// `enabled` having the test secret, and `env` on top.
+fn dead_letters_with(
+    prefix: &str,
+    brokers: &str,
+    enabled: &[&str],
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Run {
+    let mut command = std::process::Command::new(BIN);
+    command
         .arg("dead-letters")
         .args(args)
         .env("HOOKSTREAM__KAFKA__BROKERS", brokers)
@@ -239,82 +282,136 @@ fn dead_letters(prefix: &str, brokers: &str, args: &[&str]) -> (bool, String, St
         .env(
             "HOOKSTREAM__DEAD_LETTER__REPLAY_GROUP",
             format!("{prefix}-replay"),
-        )
-        .output()
-        .expect("hookstream runs");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+        );
+    for provider in enabled {
+        command.env(
+            format!(
+                "HOOKSTREAM__PROVIDERS__{}__SECRETS",
+                provider.to_uppercase()
+            ),
+            SECRET,
+        );
+    }
+    command.envs(env.iter().copied());
+    let output = command.output().expect("hookstream runs");
+    Run {
+        code: output.status.code(),
+        out: String::from_utf8_lossy(&output.stdout).into_owned(),
+        err: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
 
-#[tokio::test]
-async fn replay_writes_what_now_normalizes_to_its_topic_once_and_leaves_the_rest() {
+fn dead_letters(prefix: &str, brokers: &str, args: &[&str]) -> Run {
+    dead_letters_with(prefix, brokers, &["livesession"], &[], args)
+}
+
+/// A test app record for a prefix of the test's own (no server: the test writes dead letters
+/// itself, as an older hookstream would have).
+async fn replay_app() -> TestApp {
     let brokers = test_brokers();
     let prefix = format!("replay-{}", unique_prefix());
     let app = TestApp {
         address: String::new(),
         port: 0,
         brokers: brokers.clone(),
-        prefix: prefix.clone(),
+        prefix,
         client: reqwest::Client::new(),
         sink: None,
     };
-    let dead_letter_topic = app.dead_letter_topic();
-    create_topic(&brokers, &dead_letter_topic).await;
-    // A valid event an older hookstream could not normalize, written as hookstream writes them.
-    let body = with_json(&fixture("livesession", "js_error"), |j| {
-        j["message_id"] = "replayed-1".into()
+    create_topic(&brokers, &app.dead_letter_topic()).await;
+    app
+}
+
+const RECEIVED_AT: &str = "1700000123456";
+
+/// Writes a dead letter as hookstream writes them: a valid `fixture` body of `provider` whose
+/// event id is set to `id` (under `id_field`).
+async fn dead_letter_of(
+    app: &TestApp,
+    provider: &str,
+    fixture_name: &str,
+    id_field: &str,
+    id: &str,
+) {
+    let body = with_json(&fixture(provider, fixture_name), |j| {
+        j[id_field] = id.into()
     });
-    let received_at = "1700000123456";
     produce_raw(
-        &brokers,
-        &dead_letter_topic,
-        Some("replayed-1"),
+        &app.brokers,
+        &app.dead_letter_topic(),
+        Some(id),
         &body,
         &[
-            ("hookstream-provider", "livesession"),
+            ("hookstream-provider", provider),
             ("hookstream-error", "invalid_payload"),
-            ("hookstream-error-detail", "payload.event_name: missing"),
-            ("hookstream-received-at", received_at),
-            ("hookstream-event-id", "replayed-1"),
+            (
+                "hookstream-error-detail",
+                "an older hookstream could not read it",
+            ),
+            ("hookstream-received-at", RECEIVED_AT),
+            ("hookstream-event-id", id),
             ("content-type", "application/json"),
         ],
     )
     .await;
-    // And one that still does not.
+}
+
+async fn unreadable_dead_letter(app: &TestApp) {
     produce_raw(
-        &brokers,
-        &dead_letter_topic,
+        &app.brokers,
+        &app.dead_letter_topic(),
         None,
         b"still not json",
         &[
             ("hookstream-provider", "livesession"),
             ("hookstream-error", "invalid_json"),
             ("hookstream-error-detail", "the body is not valid JSON"),
-            ("hookstream-received-at", received_at),
+            ("hookstream-received-at", RECEIVED_AT),
         ],
     )
     .await;
+}
+
+#[tokio::test]
+async fn replay_writes_what_now_normalizes_to_its_topic_once_and_keeps_the_rest_for_the_next() {
+    let app = replay_app().await;
+    let brokers = app.brokers.clone();
+    let prefix = app.prefix.clone();
+    // A valid event an older hookstream could not normalize, and one that still does not.
+    dead_letter_of(&app, "livesession", "js_error", "message_id", "replayed-1").await;
+    unreadable_dead_letter(&app).await;
     let topic = app.topic("livesession", "js_error");
 
-    let (ok, out, err) = dead_letters(&prefix, &brokers, &["replay", "--dry-run"]);
-    assert!(ok, "{err}");
+    let run = dead_letters(&prefix, &brokers, &["replay", "--dry-run"]);
+    assert_eq!(
+        run.code,
+        Some(3),
+        "not everything would be replayed: {}",
+        run.err
+    );
     assert!(
-        out.contains("read 2, would replay 1, still failing 1 (invalid_json: 1)"),
-        "{out}"
+        run.out
+            .contains("read 2, would replay 1, still failing 1 (invalid_json: 1)"),
+        "{}",
+        run.out
     );
     assert!(
         !app.own_topics().await.contains(&topic),
         "a dry run writes nothing"
     );
 
-    let (ok, out, err) = dead_letters(&prefix, &brokers, &["replay"]);
-    assert!(ok, "{err}");
+    let run = dead_letters(&prefix, &brokers, &["replay"]);
+    assert_eq!(run.code, Some(3), "{}", run.err);
     assert!(
-        out.contains("read 2, replayed 1, still failing 1 (invalid_json: 1)"),
-        "{out} (a dry run commits nothing)"
+        run.out
+            .contains("read 2, replayed 1, still failing 1 (invalid_json: 1)"),
+        "{} (a dry run commits nothing)",
+        run.out
+    );
+    assert!(
+        run.err.contains("stay in the dead-letter topic"),
+        "{}",
+        run.err
     );
     let messages = app.read_messages(&topic, 1).await;
     let headers = headers_of(&messages[0]);
@@ -333,35 +430,151 @@ async fn replay_writes_what_now_normalizes_to_its_topic_once_and_leaves_the_rest
         "the original received_at"
     );
 
-    let (ok, out, err) = dead_letters(&prefix, &brokers, &["replay"]);
-    assert!(ok, "{err}");
-    assert!(out.contains("read 0, replayed 0"), "{out}");
+    // The letter that still fails was written again at the end; the next replay reads only it.
+    let run = dead_letters(&prefix, &brokers, &["replay"]);
+    assert_eq!(run.code, Some(3), "{}", run.err);
+    assert!(
+        run.out
+            .contains("read 1, replayed 0, still failing 1 (invalid_json: 1)"),
+        "{}",
+        run.out
+    );
     app.read_messages(&topic, 1).await;
 
-    let (ok, out, err) = dead_letters(
-        &prefix,
-        &brokers,
-        &["replay", "--from-beginning", "--dry-run"],
-    );
-    assert!(ok, "{err}");
-    assert!(out.contains("read 2, would replay 1"), "{out}");
-
-    let (ok, out, err) = dead_letters(&prefix, &brokers, &["list"]);
-    assert!(ok, "{err}");
-    let listed: Vec<serde_json::Value> = out
+    let run = dead_letters(&prefix, &brokers, &["list"]);
+    assert_eq!(run.code, Some(0), "{}", run.err);
+    let listed: Vec<serde_json::Value> = run
+        .out
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect();
-    assert_eq!(listed.len(), 2, "{out}");
+    assert_eq!(listed.len(), 4, "{}", run.out);
     assert_eq!(listed[0]["event_id"], "replayed-1");
     assert_eq!(listed[0]["received_at"], 1_700_000_123_456_i64);
     assert_eq!(listed[1]["error"], "invalid_json");
     assert_eq!(listed[1]["body"], "still not json");
+    for (copy, attempts) in [(&listed[2], 1), (&listed[3], 2)] {
+        assert_eq!(copy["body"], "still not json");
+        assert_eq!(copy["error"], "invalid_json");
+        assert_eq!(copy["replay_attempts"], attempts);
+        assert_eq!(copy["received_at"], 1_700_000_123_456_i64, "kept");
+    }
+
+    // From the beginning: the replayed event is written again (consumers dedupe by event_id);
+    // letters the group already read are not written back a second time.
+    let run = dead_letters(&prefix, &brokers, &["replay", "--from-beginning"]);
+    assert_eq!(run.code, Some(3), "{}", run.err);
+    assert!(
+        run.out
+            .contains("read 4, replayed 1, still failing 3 (invalid_json: 3)"),
+        "{}",
+        run.out
+    );
+    app.read_messages(&topic, 2).await;
+    app.read_messages(&app.dead_letter_topic(), 5).await;
+}
+
+#[tokio::test]
+async fn replay_skips_letters_of_a_disabled_provider_until_it_is_enabled_again() {
+    let app = replay_app().await;
+    let (brokers, prefix) = (app.brokers.clone(), app.prefix.clone());
+    dead_letter_of(&app, "seismic", "email_v3", "id", "seismic-1").await;
+    let topic = app.topic("seismic", "email");
+
+    for _ in 0..2 {
+        let run = dead_letters(&prefix, &brokers, &["replay"]);
+        assert_eq!(run.code, Some(3), "{}", run.err);
+        assert!(
+            run.out
+                .contains("read 1, replayed 0, still failing 0, skipped (provider disabled) 1"),
+            "{}",
+            run.out
+        );
+        assert!(
+            !app.own_topics().await.contains(&topic),
+            "nothing written for a disabled provider"
+        );
+    }
+
+    let run = dead_letters_with(&prefix, &brokers, &["seismic"], &[], &["replay"]);
+    assert_eq!(run.code, Some(0), "{}", run.err);
+    assert!(
+        run.out.contains("read 1, replayed 1, still failing 0"),
+        "{}",
+        run.out
+    );
+    let messages = app.read_messages(&topic, 1).await;
+    assert_eq!(string(&decode(&messages[0])["event_id"]), "seismic-1");
+    let run = dead_letters_with(&prefix, &brokers, &["seismic"], &[], &["replay"]);
+    assert!(run.out.contains("read 0, replayed 0"), "{}", run.out);
+}
+
+#[tokio::test]
+async fn replay_of_large_letters_finishes_through_a_small_producer_queue() {
+    let app = replay_app().await;
+    let (brokers, prefix) = (app.brokers.clone(), app.prefix.clone());
+    let letters = 8;
+    for i in 0..letters {
+        let id = format!("large-{i}");
+        let body = with_json(&fixture("livesession", "js_error"), |j| {
+            j["message_id"] = id.clone().into();
+            j["payload"]["value"] = "x".repeat(300 * 1024).into();
+        });
+        produce_raw(
+            &brokers,
+            &app.dead_letter_topic(),
+            Some(&id),
+            &body,
+            &[
+                ("hookstream-provider", "livesession"),
+                ("hookstream-error", "invalid_payload"),
+                (
+                    "hookstream-error-detail",
+                    "an older hookstream could not read it",
+                ),
+                ("hookstream-received-at", RECEIVED_AT),
+                ("hookstream-event-id", &id),
+            ],
+        )
+        .await;
+    }
+    // A producer queue of 1 MiB holds three of these records at most.
+    let config = temp_dir("small-queue");
+    std::fs::write(
+        config.join("default.toml"),
+        "[kafka.options]\n\"queue.buffering.max.kbytes\" = \"1024\"\n",
+    )
+    .expect("config written");
+    let config_dir = config.to_string_lossy().into_owned();
+    let run = dead_letters_with(
+        &prefix,
+        &brokers,
+        &["livesession"],
+        &[("HOOKSTREAM_CONFIG_DIR", &config_dir)],
+        &["replay"],
+    );
+    assert_eq!(run.code, Some(0), "{}{}", run.out, run.err);
+    assert!(
+        run.out
+            .contains(&format!("read {letters}, replayed {letters}")),
+        "{}",
+        run.out
+    );
+    let messages = app
+        .read_messages(&app.topic("livesession", "js_error"), letters)
+        .await;
+    let mut ids: Vec<String> = messages
+        .iter()
+        .map(|m| headers_of(m)["hookstream-event-id"].clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), letters, "each once");
 }
 
 #[test]
 fn replay_exits_non_zero_on_a_broker_error() {
-    let (ok, _, err) = dead_letters("unreachable", "127.0.0.1:1", &["replay"]);
-    assert!(!ok);
-    assert!(err.contains("hookstream dead-letters:"), "{err}");
+    let run = dead_letters("unreachable", "127.0.0.1:1", &["replay"]);
+    assert_eq!(run.code, Some(1));
+    assert!(run.err.contains("hookstream dead-letters:"), "{}", run.err);
 }

@@ -42,6 +42,24 @@ async fn metrics_count_accepted_duplicate_and_rejected_webhooks() {
 }
 
 #[tokio::test]
+async fn the_dedupe_horizon_is_the_window_until_max_entries_ids_fill_the_cache() {
+    let app = spawn_app_with(|s| s.dedupe.max_entries = 3).await;
+    let metric = "hookstream_dedupe_horizon_seconds";
+    assert_eq!(app.metric(metric, "").await, 24.0 * 3600.0, "the window");
+    for i in 0..4 {
+        let body = with_json(&fixture("livesession", "js_error"), |j| {
+            j["message_id"] = format!("horizon-{i}").into()
+        });
+        assert_eq!(app.post_signed("livesession", body).await.status, 200);
+    }
+    let full = app.metric(metric, "").await;
+    assert!(
+        (0.0..60.0).contains(&full),
+        "the age of the oldest of the 3 remembered ids: {full}"
+    );
+}
+
+#[tokio::test]
 async fn readiness_flips_when_the_broker_stops_and_writes_recover_when_it_returns_empty() {
     let port = free_port();
     let broker = start_own_broker(port).await;

@@ -1,7 +1,9 @@
 //! The fault suite: hookstream under steady signed load while its broker freezes, dies and comes
-//! back on persistent storage, while hookstream itself is killed or terminated, and while 5,000
-//! slow clients (without a signature header, or with a forged one) keep connecting. Each scenario checks that every id answered 200 is in Kafka,
-//! counts duplicates, and checks recovery; it prints one line with its figures.
+//! back on persistent storage, while hookstream itself is killed or terminated, while 5,000 slow
+//! clients (without a signature header, or with a forged one) keep connecting, and while signed
+//! bodies that take seconds to arrive compete with those forged ones. Each scenario checks that
+//! every id answered 200 is in Kafka, counts duplicates, and checks recovery; it prints one line
+//! with its figures.
 //!
 //! `cargo test --test faults [NAME…]` runs the scenarios whose names contain a NAME (all without
 //! one); `scripts/faults` does the same. Every scenario starts its own Tansu broker and the real
@@ -14,6 +16,7 @@ mod support;
 mod harness;
 mod scenarios;
 mod slow_clients;
+mod slow_signed;
 
 use scenarios::Outcome;
 use std::future::Future;
@@ -36,6 +39,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("slow_clients", || Box::pin(slow_clients::unsigned())),
     ("slow_clients_forged_signature", || {
         Box::pin(slow_clients::forged())
+    }),
+    ("slow_signed_bodies_among_forged", || {
+        Box::pin(slow_signed::slow_signed_bodies())
     }),
 ];
 

@@ -97,7 +97,7 @@ impl Run<'_> {
 }
 
 /// Checks that every id in `accepted` is in the topic; says what it found.
-async fn check_kafka(
+pub(crate) async fn check_kafka(
     hookstream: &Hookstream,
     brokers: &str,
     accepted: &BTreeSet<String>,

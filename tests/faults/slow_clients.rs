@@ -5,6 +5,10 @@
 //! Two kinds: without a signature header (refused before their bodies are read), and with a
 //! forged one (their bodies must be read before the signature can be checked, so they hold a
 //! body slot until they are cut off or time out).
+//!
+//! A third scenario sends signed bodies that themselves take time to arrive — one at 32 KiB/s,
+//! one in two halves 1 s apart — while the forged crowd is connected, first from one address,
+//! then from four: each must be answered 200 and be in Kafka.
 
 use crate::harness::*;
 use crate::scenarios::Outcome;
@@ -16,13 +20,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const CLIENTS: usize = 5000;
+pub(crate) const CLIENTS: usize = 5000;
 const ATTACK: Duration = Duration::from_secs(30);
-const MEMORY_BOUND_KIB: u64 = 64 * 1024;
+pub(crate) const MEMORY_BOUND_KIB: u64 = 64 * 1024;
 const DRIP: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
-struct Tally {
+pub(crate) struct Tally {
     connects: AtomicU64,
     refused: AtomicU64,
 }
@@ -31,12 +35,22 @@ struct Tally {
 /// A well-formed signature that matches nothing.
 const FORGED: &str = "LiveSession-Signature: W9zBRr9gdU5qBCQmCJV1x1oAPwidJzmDnexYuWTsOEM=\r\n";
 
-async fn slow_client(
+/// Connects to hookstream from `from` (any 127.0.0.0/8 address is this host).
+async fn connect_from(from: std::net::Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((from, 0).into())?;
+    socket
+        .connect((std::net::Ipv4Addr::LOCALHOST, port).into())
+        .await
+}
+
+pub(crate) async fn slow_client(
     port: u16,
     forged: bool,
     stop: Arc<AtomicBool>,
     tally: Arc<Tally>,
     start_after: Duration,
+    from: std::net::Ipv4Addr,
 ) {
     tokio::time::sleep(start_after).await;
     let head = format!(
@@ -45,7 +59,7 @@ async fn slow_client(
     );
     let chunk = vec![b' '; 3 * 1024];
     while !stop.load(Ordering::Relaxed) {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await else {
+        let Ok(mut stream) = connect_from(from, port).await else {
             tally.refused.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(DRIP).await;
             continue;
@@ -104,6 +118,7 @@ async fn slow_clients(forged: bool) -> Outcome {
                 stop.clone(),
                 tally.clone(),
                 start_after,
+                std::net::Ipv4Addr::LOCALHOST,
             ))
         })
         .collect();
