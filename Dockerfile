@@ -24,6 +24,7 @@ COPY config /etc/hookstream/config
 COPY avro /etc/hookstream/avro
 ENV HOOKSTREAM_CONFIG_DIR=/etc/hookstream/config
 USER hookstream
-EXPOSE 8080
+# 8080: webhooks (publish it); 9090: metrics and probes (never publish it).
+EXPOSE 8080 9090
 ENTRYPOINT ["hookstream"]
 CMD ["serve"]

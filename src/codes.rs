@@ -22,6 +22,7 @@ pub enum ErrorCode {
     Overloaded,
     BrokerUnavailable,
     SchemaRegistryUnavailable,
+    DedupeUnavailable,
     ProduceFailed,
     InternalError,
     ShuttingDown,

@@ -3,6 +3,7 @@
 use crate::avro::{EncodeError, RegistryError};
 use crate::codes::ErrorCode;
 use crate::codes::FailureClass;
+use crate::dedupe::Unavailable;
 use crate::kafka::PublishError;
 use crate::providers::{JsonError, PayloadError};
 use crate::readiness::NotReady;
@@ -27,6 +28,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::Overloaded
         | ErrorCode::BrokerUnavailable
         | ErrorCode::SchemaRegistryUnavailable
+        | ErrorCode::DedupeUnavailable
         | ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::ProduceFailed | ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -61,6 +63,11 @@ pub enum ApiError {
         source: PublishError,
         retry_after: Duration,
     },
+    #[error("{source}: try again later")]
+    DedupeUnavailable {
+        source: Unavailable,
+        retry_after: Duration,
+    },
     #[error("the schema could not be registered: {source}")]
     SchemaRegistry {
         source: RegistryError,
@@ -71,6 +78,7 @@ pub enum ApiError {
         NotReady::Writes => "the latest write to Kafka was not acknowledged",
         NotReady::SchemaRegistry => "the schema registry did not answer the last request",
         NotReady::ShuttingDown => "hookstream is shutting down: send no more requests here",
+        NotReady::Dedupe => "redis (dedupe.backend) did not answer the last check, and dedupe.redis.on_unavailable is \"reject\"",
     })]
     NotReady(NotReady),
     /// A bug: a record that does not match the schema.
@@ -105,9 +113,11 @@ impl ApiError {
                 FailureClass::Permanent => ErrorCode::ProduceFailed,
             },
             ApiError::SchemaRegistry { .. } => ErrorCode::SchemaRegistryUnavailable,
+            ApiError::DedupeUnavailable { .. } => ErrorCode::DedupeUnavailable,
             ApiError::NotReady(NotReady::Broker | NotReady::Writes) => ErrorCode::BrokerUnavailable,
             ApiError::NotReady(NotReady::SchemaRegistry) => ErrorCode::SchemaRegistryUnavailable,
             ApiError::NotReady(NotReady::ShuttingDown) => ErrorCode::ShuttingDown,
+            ApiError::NotReady(NotReady::Dedupe) => ErrorCode::DedupeUnavailable,
             ApiError::Encode(_) | ApiError::WriteTask(_) => ErrorCode::InternalError,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
@@ -124,6 +134,7 @@ impl ApiError {
                 retry_after,
             } if source.class() == FailureClass::Retriable => Some(*retry_after),
             ApiError::SchemaRegistry { retry_after, .. }
+            | ApiError::DedupeUnavailable { retry_after, .. }
             | ApiError::Overloaded { retry_after, .. } => Some(*retry_after),
             _ => None,
         }

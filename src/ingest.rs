@@ -12,12 +12,10 @@ use crate::avro::{self, FrameError, Framing, RegistryError};
 use crate::codes::{FailureClass, FailureReason};
 use crate::configuration::Settings;
 use crate::dead_letter::DeadLetter;
-use crate::dedupe::{DedupeCache, Namespace, Verdict};
+use crate::dedupe::{Dedupe, Namespace, Unavailable, Verdict};
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
-use crate::internal_events::DedupeMeasured;
 use crate::kafka::{event_headers, Acknowledged, KafkaSink, OutboundMessage, PublishError};
-use crate::metrics::Metrics;
 use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};
@@ -59,7 +57,7 @@ pub struct Ingest {
 
 /// The write half of the pipeline, shared with the task each write runs in.
 struct Writer {
-    dedupe: DedupeCache,
+    dedupe: Arc<Dedupe>,
     sink: Arc<KafkaSink>,
     framing: Framing,
     /// `None` when dead letters are disabled.
@@ -88,7 +86,12 @@ enum Unusable {
 }
 
 impl Ingest {
-    pub fn new(settings: &Settings, sink: Arc<KafkaSink>, framing: Framing) -> Self {
+    pub fn new(
+        settings: &Settings,
+        sink: Arc<KafkaSink>,
+        framing: Framing,
+        dedupe: Arc<Dedupe>,
+    ) -> Self {
         let secrets = providers::REGISTRY
             .iter()
             .map(|p| (p.name(), settings.secrets_for(p.name())))
@@ -97,7 +100,7 @@ impl Ingest {
             secrets,
             topic_prefix: settings.kafka.topic_prefix.clone(),
             writer: Arc::new(Writer {
-                dedupe: DedupeCache::new(settings.dedupe.window, settings.dedupe.max_entries),
+                dedupe,
                 sink,
                 framing,
                 dead_letter_topic: settings
@@ -130,14 +133,8 @@ impl Ingest {
     }
 
     /// Measures the dedupe cache: its size and horizon, and a warning when the horizon is short.
-    pub fn measure_dedupe(&self, metrics: &Metrics) {
-        let dedupe = &self.writer.dedupe;
-        DedupeMeasured {
-            entries: dedupe.len(),
-            horizon: dedupe.horizon(),
-            window: dedupe.window(),
-        }
-        .emit(metrics);
+    pub fn measure_dedupe(&self) {
+        self.writer.dedupe.measure();
     }
 
     /// Writes a replayed dead letter's event exactly as a delivery's: the same dedupe, topic,
@@ -280,6 +277,10 @@ impl Writer {
                 retry_after: self.retry_after,
             },
             ProduceError::Publish(source) => self.unavailable(source),
+            ProduceError::Dedupe(source) => ApiError::DedupeUnavailable {
+                source,
+                retry_after: self.retry_after,
+            },
         }
     }
 
@@ -338,12 +339,13 @@ impl Writer {
         )
         .await
         {
-            Ok(Verdict::Duplicate) => return Ok(Written::Duplicate),
-            Ok(Verdict::Claimed(claim)) => claim,
+            Ok(Ok(Verdict::Duplicate)) => return Ok(Written::Duplicate),
+            Ok(Ok(Verdict::Claimed(claim))) => claim,
+            Ok(Err(unavailable)) => return Err(ProduceError::Dedupe(unavailable)),
             Err(_) => return Err(ProduceError::Publish(claim_timed_out())),
         };
         let ack = produce_event(&self.sink, &self.framing, event, topic, deadline).await?;
-        claim.commit();
+        claim.commit().await;
         Ok(Written::Accepted(ack))
     }
 
@@ -356,9 +358,13 @@ impl Writer {
         event_id: &str,
         deadline: Instant,
     ) -> Result<Verdict, ApiError> {
-        tokio::time::timeout_at(deadline, self.dedupe.claim(namespace, provider, event_id))
+        match tokio::time::timeout_at(deadline, self.dedupe.claim(namespace, provider, event_id))
             .await
-            .map_err(|_| self.unavailable(claim_timed_out()))
+        {
+            Ok(Ok(verdict)) => Ok(verdict),
+            Ok(Err(unavailable)) => Err(self.rejection(ProduceError::Dedupe(unavailable))),
+            Err(_) => Err(self.unavailable(claim_timed_out())),
+        }
     }
 
     /// Writes `letter` to the dead-letter topic by `deadline`; without one (disabled), or when
@@ -394,7 +400,7 @@ impl Writer {
         match letter.publish(&self.sink, topic, provider, deadline).await {
             Ok(_) => {
                 if let Some(claim) = claim {
-                    claim.commit();
+                    claim.commit().await;
                 }
                 Ok(Outcome::DeadLettered {
                     error: letter.error,
@@ -434,6 +440,9 @@ pub(crate) enum ProduceError {
     Registry(RegistryError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// The shared deduplication store could not be asked (`on_unavailable = "reject"`).
+    #[error(transparent)]
+    Dedupe(Unavailable),
 }
 
 /// Encodes and frames `event`, then produces it to `topic` by `deadline`: the same record, key

@@ -226,6 +226,28 @@ impl DedupeMeasured {
     }
 }
 
+/// A call to the shared deduplication store (Redis) failed. The detail never holds the URL or
+/// password.
+pub struct DedupeFailed<'a> {
+    /// `claim`, `commit` or `release`.
+    pub operation: &'static str,
+    pub detail: &'a dyn Display,
+}
+
+impl DedupeFailed<'_> {
+    pub fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = m.dedupe_error_log.admit(self.operation) {
+            tracing::warn!(
+                operation = self.operation,
+                detail = %self.detail,
+                suppressed,
+                "deduplication store call failed"
+            );
+        }
+        m.dedupe_errors.with_label_values(&[self.operation]).inc();
+    }
+}
+
 /// A readiness check of one dependency answered (or not).
 pub struct DependencyChecked {
     pub dependency: &'static str,

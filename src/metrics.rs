@@ -44,6 +44,7 @@ pub struct Metrics {
     pub requests_in_flight: IntGauge,
     pub dedupe_entries: IntGauge,
     pub dedupe_horizon: prometheus::Gauge,
+    pub dedupe_errors: IntCounterVec,
     pub kafka_queue_messages: IntGauge,
     pub kafka_queue_bytes: IntGauge,
     pub kafka_broker_rtt: GaugeVec,
@@ -55,6 +56,7 @@ pub struct Metrics {
     pub dead_letter_log: LogBudget,
     /// At most one warning a minute that the dedupe horizon is short.
     pub dedupe_horizon_log: LogBudget,
+    pub dedupe_error_log: LogBudget,
     event_names: Mutex<HashSet<String>>,
 }
 
@@ -143,6 +145,7 @@ impl Metrics {
             open_connections: r.gauge("http_connections", "Open HTTP connections (bounded by server.max_connections).")?,
             requests_in_flight: r.gauge("http_requests_in_flight", "Webhook requests being processed (bounded by server.max_in_flight).")?,
             dedupe_entries: r.gauge("dedupe_cache_entries", "Event ids currently remembered for deduplication.")?,
+            dedupe_errors: r.counter_vec("dedupe_errors_total", "Calls to the shared deduplication store (Redis) that failed or timed out, by operation (claim, commit, release).", &["operation"])?,
             dedupe_horizon: r.float_gauge("dedupe_horizon_seconds", "How far back deduplication remembers: dedupe.window, or once dedupe.max_entries ids fill the cache, the age of the oldest id.")?,
             kafka_queue_messages: r.gauge("kafka_producer_queue_messages", "Messages waiting in the producer queue (librdkafka msg_cnt).")?,
             kafka_queue_bytes: r.gauge("kafka_producer_queue_bytes", "Bytes waiting in the producer queue (librdkafka msg_size).")?,
@@ -153,6 +156,7 @@ impl Metrics {
             rejection_log: LogBudget::default(),
             dead_letter_log: LogBudget::default(),
             dedupe_horizon_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
+            dedupe_error_log: LogBudget::default(),
             event_names: Mutex::new(HashSet::new()),
             registry,
         })
@@ -166,6 +170,9 @@ impl Metrics {
         rejection_codes: &[&str],
         failure_reasons: &[&str],
     ) {
+        for operation in ["claim", "commit", "release"] {
+            self.dedupe_errors.with_label_values(&[operation]);
+        }
         for provider in providers {
             self.webhooks_accepted.with_label_values(&[provider]);
             self.webhooks_duplicates.with_label_values(&[provider]);

@@ -8,6 +8,7 @@
 //! load balancer has stopped sending traffic.
 
 use crate::avro::RegistryClient;
+use crate::dedupe::Dedupe;
 use crate::internal_events::DependencyChecked;
 use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
@@ -26,6 +27,8 @@ pub enum NotReady {
     SchemaRegistry,
     /// SIGTERM or SIGINT arrived: the load balancer should send no more.
     ShuttingDown,
+    /// Redis did not answer, and deliveries are refused without it (`on_unavailable = "reject"`).
+    Dedupe,
 }
 
 /// The latest verdict of the dependency checks, combined with the live write outcome.
@@ -70,16 +73,26 @@ impl Readiness {
     }
 }
 
-/// Checks the dependencies every `interval` until the task is aborted.
+/// What readiness checks besides the broker.
+pub struct Dependencies {
+    pub registry: Option<Arc<RegistryClient>>,
+    pub dedupe: Arc<Dedupe>,
+}
+
+/// Checks the dependencies every `interval` until the task is aborted (and measures the dedupe
+/// cache on the same beat).
 pub async fn probe_loop(
     readiness: Arc<Readiness>,
-    registry: Option<Arc<RegistryClient>>,
+    dependencies: Dependencies,
     metrics: Arc<Metrics>,
     interval: Duration,
 ) {
+    let Dependencies { registry, dedupe } = dependencies;
     let sink = readiness.sink.clone();
     let timeout = interval.clamp(Duration::from_millis(200), Duration::from_secs(5));
+    let mut redis_was_up = None;
     loop {
+        dedupe.measure();
         if let Some(fatal) = sink.heal_fatal_producer() {
             tracing::warn!(error = %fatal, "the Kafka producer had a fatal error: replaced it");
         }
@@ -111,10 +124,32 @@ pub async fn probe_loop(
             }
             None => true,
         };
-        let verdict = match (broker_up, registry_up) {
-            (false, _) => Err(NotReady::Broker),
-            (true, false) => Err(NotReady::SchemaRegistry),
-            (true, true) => Ok(()),
+        let redis_up = dedupe.shared_store_up().await;
+        if let Some(up) = redis_up {
+            DependencyChecked {
+                dependency: "redis",
+                up,
+            }
+            .emit(&metrics);
+            if redis_was_up != Some(up) {
+                match (up, dedupe.needs_shared_store()) {
+                    (true, _) => tracing::info!("redis (dedupe) reachable"),
+                    (false, true) => tracing::warn!(
+                        "redis (dedupe) unreachable: not ready, deliveries answered 503 dedupe_unavailable until it is back"
+                    ),
+                    (false, false) => tracing::warn!(
+                        "redis (dedupe) unreachable: deliveries are written without shared deduplication until it is back"
+                    ),
+                }
+                redis_was_up = Some(up);
+            }
+        }
+        let dedupe_up = redis_up.unwrap_or(true) || !dedupe.needs_shared_store();
+        let verdict = match (broker_up, registry_up, dedupe_up) {
+            (false, _, _) => Err(NotReady::Broker),
+            (true, false, _) => Err(NotReady::SchemaRegistry),
+            (true, true, false) => Err(NotReady::Dedupe),
+            (true, true, true) => Ok(()),
         };
         if readiness.set(verdict) {
             match verdict {

@@ -3,12 +3,13 @@
 use crate::avro::{Framing, RegistryClient, RegistryError};
 use crate::codes::{ErrorCode, FailureReason};
 use crate::configuration::{ServerSettings, Settings};
+use crate::dedupe::Dedupe;
 use crate::ingest::Ingest;
 use crate::kafka::KafkaSink;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers;
-use crate::readiness::{self, Readiness};
+use crate::readiness::{self, Dependencies, Readiness};
 use crate::routes::{self, AppState};
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
@@ -28,6 +29,8 @@ pub enum StartupError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("could not create the schema registry client: {0}")]
     SchemaRegistry(#[from] RegistryError),
+    #[error("could not set up deduplication: {0}")]
+    Dedupe(String),
     #[error("could not set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("could not start the HTTP server: {0}")]
@@ -45,8 +48,8 @@ fn metrics() -> Result<Arc<Metrics>, StartupError> {
 }
 
 /// The listener and the port it got.
-fn bind(server: &ServerSettings) -> Result<(TcpListener, u16), StartupError> {
-    let address = format!("{}:{}", server.host, server.port);
+fn bind(host: &str, port: u16) -> Result<(TcpListener, u16), StartupError> {
+    let address = format!("{host}:{port}");
     let listener = TcpListener::bind(&address).map_err(|source| StartupError::Bind {
         address: address.clone(),
         source,
@@ -65,35 +68,54 @@ fn http_server(
     state: web::Data<AppState>,
 ) -> Result<Server, StartupError> {
     let limits = state.limits.clone();
-    Ok(HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .configure(routes::configure)
-    })
-    // Every connection takes a slot; those beyond `max_connections` are answered 503.
-    .on_connect(move |_, extensions| {
-        extensions.insert(limits.connection_opened());
-    })
-    // actix's own per-worker cap is a backstop above ours: connections beyond ours are
-    // accepted so they can be told 503, and the kernel's backlog holds the rest.
-    .max_connections(server.max_connections + 1024)
-    .client_request_timeout(server.header_timeout)
-    // Shutdown is driven by `Application::run_until_stopped`, which bounds the wait for
-    // in-flight requests by `shutdown_timeout` to the millisecond; actix's own bound (whole
-    // seconds) only backs it up.
-    .disable_signals()
-    .shutdown_timeout(server.shutdown_timeout.as_secs() + 1)
-    .listen(listener)
-    .map_err(StartupError::Server)?
-    .run())
+    Ok(
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::public))
+            // Every connection takes a slot; those beyond `max_connections` are answered 503.
+            .on_connect(move |_, extensions| {
+                extensions.insert(limits.connection_opened());
+            })
+            // actix's own per-worker cap is a backstop above ours: connections beyond ours are
+            // accepted so they can be told 503, and the kernel's backlog holds the rest.
+            .max_connections(server.max_connections + 1024)
+            .client_request_timeout(server.header_timeout)
+            // Shutdown is driven by `Application::run_until_stopped`, which bounds the wait for
+            // in-flight requests by `shutdown_timeout` to the millisecond; actix's own bound (whole
+            // seconds) only backs it up.
+            .disable_signals()
+            .shutdown_timeout(server.shutdown_timeout.as_secs() + 1)
+            .listen(listener)
+            .map_err(StartupError::Server)?
+            .run(),
+    )
+}
+
+/// The admin server: metrics and probes, on a port that is never published.
+fn admin_server(
+    listener: TcpListener,
+    server: &ServerSettings,
+    state: web::Data<AppState>,
+) -> Result<Server, StartupError> {
+    Ok(
+        HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::admin))
+            .workers(1)
+            .client_request_timeout(server.header_timeout)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .listen(listener)
+            .map_err(StartupError::Server)?
+            .run(),
+    )
 }
 
 /// A bound, not yet running server.
 pub struct Application {
     port: u16,
+    admin_port: u16,
+    /// `/webhooks/*` and `/healthz`: the port load balancers send to.
     server: Server,
-    /// Shared with the HTTP workers; the periodic dedupe measurement reads it too.
-    state: web::Data<AppState>,
+    /// `/metrics`, `/healthz`, `/readyz`: never published.
+    admin: Server,
+    dedupe: Arc<Dedupe>,
     sink: Arc<KafkaSink>,
     registry: Option<Arc<RegistryClient>>,
     readiness: Arc<Readiness>,
@@ -117,9 +139,18 @@ impl Application {
             Some(r) => Framing::SchemaRegistry(r.clone()),
             None => Framing::single_object(),
         };
-        let (listener, port) = bind(&settings.server)?;
+        let (listener, port) = bind(&settings.server.host, settings.server.port)?;
+        let (admin_listener, admin_port) = bind(&settings.server.host, settings.server.admin_port)?;
         let readiness = Arc::new(Readiness::new(sink.clone()));
-        let ingest = Ingest::new(&settings, sink.clone(), framing);
+        let dedupe = Arc::new(
+            Dedupe::new(
+                &settings.dedupe,
+                settings.kafka.ack_timeout,
+                metrics.clone(),
+            )
+            .map_err(StartupError::Dedupe)?,
+        );
+        let ingest = Ingest::new(&settings, sink.clone(), framing, dedupe.clone());
         let enabled = ingest.enabled_providers();
         if enabled.is_empty() {
             tracing::warn!(
@@ -128,6 +159,7 @@ impl Application {
         }
         tracing::info!(
             port,
+            admin_port,
             providers = ?enabled,
             brokers = %settings.kafka.brokers,
             schema_registry = registry.is_some(),
@@ -147,10 +179,13 @@ impl Application {
             readiness: readiness.clone(),
         });
         let server = http_server(listener, &settings.server, state.clone())?;
+        let admin = admin_server(admin_listener, &settings.server, state)?;
         Ok(Self {
             port,
+            admin_port,
             server,
-            state,
+            admin,
+            dedupe,
             sink,
             registry,
             readiness,
@@ -161,8 +196,14 @@ impl Application {
         })
     }
 
+    /// The public port: `/webhooks/*` and `/healthz`.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin port: `/metrics`, `/healthz` and `/readyz`.
+    pub fn admin_port(&self) -> u16 {
+        self.admin_port
     }
 
     /// The Kafka sink, for tests that inject producer faults.
@@ -182,17 +223,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let probe = tokio::spawn(readiness::probe_loop(
             self.readiness.clone(),
-            self.registry.clone(),
+            Dependencies {
+                registry: self.registry.clone(),
+                dedupe: self.dedupe.clone(),
+            },
             self.metrics.clone(),
             self.readiness_interval,
         ));
-        let (state, interval) = (self.state.clone(), self.readiness_interval);
-        let measure = tokio::spawn(async move {
-            loop {
-                state.ingest.measure_dedupe(&state.metrics);
-                tokio::time::sleep(interval).await;
-            }
-        });
+        let admin_handle = self.admin.handle();
+        let admin = tokio::spawn(self.admin);
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
         let served = tokio::select! {
@@ -208,7 +247,8 @@ impl Application {
             }
         };
         probe.abort();
-        measure.abort();
+        admin_handle.stop(true).await;
+        let _ = admin.await;
         let sink = self.sink.clone();
         let timeout = self.shutdown_timeout;
         match tokio::task::spawn_blocking(move || sink.flush(timeout)).await {

@@ -40,7 +40,11 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerSettings {
     pub host: String,
+    /// The public port: `/webhooks/*` and `/healthz`.
     pub port: u16,
+    /// The admin port: `/metrics`, `/healthz`, `/readyz`. Never published: traffic figures are
+    /// nobody's business outside the cluster.
+    pub admin_port: u16,
     /// Largest request body accepted; larger ones get 413 before they are buffered.
     pub max_body_bytes: usize,
     /// `Retry-After` sent with every 503, so providers back off rather than hammer a sick broker.
@@ -117,11 +121,47 @@ pub const MAX_DEDUPE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DedupeSettings {
+    /// Where written ids are remembered: this process only, or shared through Redis.
+    pub backend: DedupeBackend,
     /// How long an accepted event id is remembered (at most [`MAX_DEDUPE_WINDOW`]).
     #[serde(with = "humantime_serde")]
     pub window: Duration,
-    /// Most ids remembered at once (bounds memory; the oldest are forgotten first).
+    /// Most ids remembered at once in this process (bounds memory; the oldest are forgotten
+    /// first). With Redis, the size of the first-level cache in front of it.
     pub max_entries: usize,
+    pub redis: RedisSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupeBackend {
+    Memory,
+    Redis,
+}
+
+/// What a delivery gets when Redis cannot be asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// Written anyway: a duplicate is better than a loss.
+    Write,
+    /// `503 dedupe_unavailable`; the provider retries.
+    Reject,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    /// `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). A secret: it may hold the
+    /// password.
+    pub url: SecretString,
+    /// Used when not empty, instead of a password in the URL.
+    pub password: SecretString,
+    /// Prepended to every key, so several deployments can share one Redis.
+    pub key_prefix: String,
+    pub on_unavailable: OnUnavailable,
+    /// Longest wait for one Redis call; within the request's `kafka.ack_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -122,6 +122,22 @@ mod tests {
     }
 
     #[test]
+    fn dedupe_keys_are_checked_like_the_rest() {
+        let err = load("[dedupe.redis]\non_unavailabe = \"reject\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("did you mean `dedupe.redis.on_unavailable`?"),
+            "{err}"
+        );
+        let err = load("[dedupe]\nbackend = \"postgres\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backend"), "{err}");
+        assert!(load("[dedupe]\nbackend = \"redis\"").is_ok());
+    }
+
+    #[test]
     fn an_unknown_section_is_refused_too() {
         let err = load("[kafak]\nbrokers = \"b:9092\"")
             .unwrap_err()

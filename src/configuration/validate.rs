@@ -1,8 +1,9 @@
 //! What serde cannot check, section by section; every error names the key at fault.
 
-use super::{ConfigError, KafkaSettings, Settings};
+use super::{ConfigError, DedupeBackend, KafkaSettings, Settings};
 use crate::naming::is_valid_topic_prefix;
 use crate::providers;
+use secrecy::ExposeSecret;
 
 /// librdkafka properties hookstream sets itself, with librdkafka's other names for them and
 /// why they cannot be set in `kafka.options`.
@@ -68,6 +69,7 @@ impl Settings {
                 "must be greater than zero and at most 30 days",
             );
         }
+        self.validate_redis()?;
         let registry = &self.schema_registry;
         if registry.enabled()
             && !(registry.url.starts_with("http://") || registry.url.starts_with("https://"))
@@ -90,6 +92,27 @@ impl Settings {
             return invalid("log.format", "must be \"json\" or \"pretty\"");
         }
         self.validate_providers()
+    }
+
+    fn validate_redis(&self) -> Checked {
+        let redis = &self.dedupe.redis;
+        if self.dedupe.backend == DedupeBackend::Redis {
+            let url = redis.url.expose_secret();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return invalid(
+                    "dedupe.redis.url",
+                    "must start with redis:// or rediss:// when dedupe.backend = \"redis\"",
+                );
+            }
+        }
+        positive("dedupe.redis.timeout", redis.timeout.as_secs_f64())?;
+        if redis.timeout >= self.kafka.ack_timeout {
+            return invalid(
+                "dedupe.redis.timeout",
+                "must be shorter than kafka.ack_timeout (a Redis call happens within a write's deadline)",
+            );
+        }
+        Ok(())
     }
 
     fn validate_providers(&self) -> Checked {
@@ -172,6 +195,25 @@ mod tests {
             .options
             .insert("compression.type".into(), "zstd".into());
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn the_redis_backend_needs_a_redis_url_and_a_timeout_within_the_write_deadline() {
+        let mut s = defaults();
+        s.dedupe.backend = DedupeBackend::Redis;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("dedupe.redis.url"), "{err}");
+        s.dedupe.redis.url = "http://user:secret-pw@host".to_string().into();
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("dedupe.redis.url") && !err.contains("secret-pw"),
+            "{err}"
+        );
+        s.dedupe.redis.url = "rediss://user:secret-pw@host:6380/1".to_string().into();
+        assert!(s.validate().is_ok());
+        s.dedupe.redis.timeout = s.kafka.ack_timeout;
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("dedupe.redis.timeout"), "{err}");
     }
 
     #[test]

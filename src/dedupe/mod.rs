@@ -1,53 +1,45 @@
 //! Remembers which events were already written, so redeliveries produce nothing.
 //!
-//! Providers deliver at least once. An event id is *recorded* only after the broker acknowledged
-//! its write ([`Claim::commit`]); if the write fails, the claim is released and the provider's retry
-//! gets a fresh attempt. While a write is in flight, concurrent deliveries of the same id wait for
-//! its outcome instead of producing a second copy.
+//! Providers deliver at least once. An event id is *claimed* before its write, *recorded* only
+//! after the broker acknowledged the write ([`Claim::commit`]), and *released* if the write fails
+//! (dropping the [`Claim`]), so the provider's retry gets a fresh attempt. While a write is in
+//! flight, other deliveries of the same id wait for its outcome instead of producing a second
+//! copy.
 //!
-//! Memory is bounded in bytes: at most `max_entries` recorded ids, each kept for `window`; when
-//! full, the oldest id is forgotten first (a late redelivery of it would then be produced again —
-//! the safe direction for at-least-once delivery). An id is stored as a 128-bit digest of
-//! (provider, event id) made with a keyed hash whose key is random per process, so neither the
-//! length of vendor ids nor a crafted collision matters, plus the time it was recorded. Both
-//! structures — a fixed-capacity hash table ([`table`]) and the recording order — are sized for
-//! `max_entries` when the cache is made, and each call expires at most a few old ids, so no
-//! request ever pays for a resize, a rehash or a sweep of the whole cache.
-//! Measured (`recorded_ids_cost_a_bounded_number_of_bytes`): 47 bytes per remembered id, so the
-//! default 500,000 ids take about 22 MiB.
+//! Two backends (`dedupe.backend`):
+//! - `memory`: the bounded in-process cache ([`memory`]). Per process: another replica, or this
+//!   one after a restart, does not know what was written.
+//! - `redis`: the same cache as a first level, in front of ids shared through Redis ([`shared`]),
+//!   so the promise holds for a fleet of replicas and across restarts. The claim protocol:
+//!   an atomic set-if-absent holding a per-claim token with an expiry longer than the write's
+//!   deadline; after the ack, the key becomes "recorded" for `dedupe.window`; on failure, the key
+//!   is deleted only if it still holds this claim's token. A claim held by another replica is
+//!   waited for until it is recorded (duplicate), released (claim it) or the request's deadline
+//!   passes (503, the provider retries): never a second copy while the other write may succeed.
+//!
+//! When Redis cannot be asked (down, frozen, slow), `dedupe.redis.on_unavailable` decides: `write`
+//! writes the delivery anyway — a duplicate is better than a loss — and `reject` answers 503
+//! `dedupe_unavailable`. Either way every failed call is counted
+//! (`hookstream_dedupe_errors_total{operation}`) and logged with rate limiting, and both heal by
+//! themselves: the connection is re-established on the next call.
 //!
 //! Ids live in [`Namespace`]s: an event written to its topic and a delivery kept as a dead letter
-//! are remembered apart, so a redelivered dead letter adds no second letter and never passes
-//! for a written event.
-//!
-//! The *horizon* ([`DedupeCache::horizon`]) is how far back the cache remembers: the window, or,
-//! once `max_entries` ids fill it, the age of the oldest id. A redelivery older than the horizon
-//! is written again.
+//! are remembered apart, so a redelivered dead letter adds no second letter and never passes for
+//! a written event.
 
-mod table;
+mod memory;
+mod shared;
 
-use crate::configuration::MAX_DEDUPE_WINDOW;
-use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hasher, RandomState};
+use crate::configuration::{DedupeBackend, DedupeSettings, OnUnavailable};
+use crate::internal_events::{DedupeFailed, DedupeMeasured};
+use crate::metrics::Metrics;
+use memory::{LocalClaim, LocalVerdict, MemoryCache};
+use shared::{SharedClaim, SharedStore, SharedVerdict};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use std::time::Duration;
 
-/// 128 bits of a keyed hash of (provider, event id), as four words (so slots pack tightly).
-type Digest = [u32; 4];
-
-/// Milliseconds since the cache was made, wrapping every 49.7 days: ages are computed with
-/// wrapping arithmetic, which is exact while the window is shorter than that (configuration
-/// enforces it).
-type Millis = u32;
-
-/// The longest window: what configuration accepts, well within what [`Millis`] can measure.
-const MAX_WINDOW: Duration = MAX_DEDUPE_WINDOW;
-const _: () = assert!(MAX_WINDOW.as_millis() < Millis::MAX as u128);
-
-/// Old ids expired per call, at most: twice what one call adds, so expiry keeps up.
-const EXPIRE_PER_CALL: usize = 2;
+/// How much longer than a write's deadline a Redis claim lasts.
+pub const CLAIM_MARGIN: Duration = Duration::from_secs(2);
 
 /// What kind of write an id stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,49 +57,25 @@ impl Namespace {
             Namespace::DeadLetter => 1,
         }
     }
-}
 
-/// Keyed 128-bit digests: two SipHash-1-3 instances with independent random keys.
-struct Digester([RandomState; 2]);
-
-impl Digester {
-    fn new() -> Self {
-        Self([RandomState::new(), RandomState::new()])
-    }
-
-    fn digest(&self, namespace: Namespace, provider: &str, event_id: &str) -> Digest {
-        let [a, b] = self.0.each_ref().map(|state| {
-            let mut h = state.build_hasher();
-            h.write_u8(namespace.tag());
-            h.write(provider.as_bytes());
-            h.write_u8(0xff);
-            h.write(event_id.as_bytes());
-            h.finish()
-        });
-        [(a >> 32) as u32, a as u32, (b >> 32) as u32, b as u32]
+    /// The part of a Redis key that names the namespace.
+    fn key_part(self) -> &'static str {
+        match self {
+            Namespace::Event => "e",
+            Namespace::DeadLetter => "d",
+        }
     }
 }
 
-struct Inner {
-    /// Recorded ids → when (milliseconds since `origin`).
-    recorded: table::Table,
-    /// Recorded ids in recording order (= expiry order, since the window is fixed).
-    order: VecDeque<(Digest, Millis)>,
-    /// Ids being written now; the receiver resolves when that write finishes.
-    in_flight: HashMap<Digest, watch::Receiver<bool>>,
+/// The deduplication of one process: the in-process cache, and Redis when configured.
+pub struct Dedupe {
+    local: MemoryCache,
+    shared: Option<SharedStore>,
+    on_unavailable: OnUnavailable,
+    metrics: Arc<Metrics>,
 }
 
-/// The deduplication cache. Cheap to clone (shared state).
-#[derive(Clone)]
-pub struct DedupeCache {
-    inner: Arc<Mutex<Inner>>,
-    digester: Arc<Digester>,
-    origin: Instant,
-    window_ms: Millis,
-    max_entries: usize,
-}
-
-/// The outcome of [`DedupeCache::claim`].
+/// The outcome of [`Dedupe::claim`].
 pub enum Verdict {
     /// Already written within the window: produce nothing.
     Duplicate,
@@ -117,334 +85,130 @@ pub enum Verdict {
 
 /// Ownership of an in-flight write. Dropping it without [`Claim::commit`] releases the id.
 pub struct Claim {
-    cache: DedupeCache,
-    digest: Option<Digest>,
-    done: watch::Sender<bool>,
+    local: LocalClaim,
+    /// `None` with the memory backend, and when Redis could not be asked (`write` mode).
+    shared: Option<SharedClaim>,
+    metrics: Arc<Metrics>,
 }
 
-impl DedupeCache {
-    pub fn new(window: Duration, max_entries: usize) -> Self {
-        let max_entries = max_entries.max(1);
-        Self {
-            inner: Arc::new(Mutex::new(Inner {
-                recorded: table::Table::with_capacity(max_entries),
-                order: VecDeque::with_capacity(max_entries),
-                in_flight: HashMap::new(),
-            })),
-            digester: Arc::new(Digester::new()),
-            origin: Instant::now(),
-            window_ms: Millis::try_from(window.min(MAX_WINDOW).as_millis()).unwrap_or(Millis::MAX),
-            max_entries,
-        }
+/// Redis could not be asked and `dedupe.redis.on_unavailable = "reject"`.
+#[derive(Debug, thiserror::Error)]
+#[error("the deduplication store could not be asked: {0}")]
+pub struct Unavailable(String);
+
+impl Dedupe {
+    /// `write_deadline` is `kafka.ack_timeout`, the longest a write takes: a Redis claim lasts
+    /// [`CLAIM_MARGIN`] longer, so it is never given up while its write may still be
+    /// acknowledged, and the id of a replica that died while writing is free again soon after.
+    pub fn new(
+        settings: &DedupeSettings,
+        write_deadline: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
+        let claim_ttl = write_deadline + CLAIM_MARGIN;
+        let shared = match settings.backend {
+            DedupeBackend::Memory => None,
+            DedupeBackend::Redis => Some(SharedStore::new(
+                &settings.redis,
+                settings.window,
+                claim_ttl,
+                metrics.clone(),
+            )?),
+        };
+        Ok(Self {
+            local: MemoryCache::new(settings.window, settings.max_entries),
+            shared,
+            on_unavailable: settings.redis.on_unavailable,
+            metrics,
+        })
     }
 
-    fn now(&self) -> Millis {
-        // Truncation is the wrap-around.
-        self.origin.elapsed().as_millis() as Millis
-    }
-
-    /// Decides whether this delivery is a duplicate, waiting for an in-flight write of the same id.
-    pub async fn claim(&self, namespace: Namespace, provider: &str, event_id: &str) -> Verdict {
-        let digest = self.digester.digest(namespace, provider, event_id);
-        loop {
-            let mut waiter = {
-                let now = self.now();
-                let mut inner = self.inner.lock();
-                self.expire(&mut inner, now);
-                if inner
-                    .recorded
-                    .get(digest)
-                    .is_some_and(|at| now.wrapping_sub(at) < self.window_ms)
-                {
-                    return Verdict::Duplicate;
+    /// Decides whether this delivery is a duplicate, waiting for an in-flight write of the same
+    /// id (in this process, or with Redis in any replica). The caller bounds the wait.
+    pub async fn claim(
+        &self,
+        namespace: Namespace,
+        provider: &str,
+        event_id: &str,
+    ) -> Result<Verdict, Unavailable> {
+        let local = match self.local.claim(namespace, provider, event_id).await {
+            LocalVerdict::Duplicate => return Ok(Verdict::Duplicate),
+            LocalVerdict::Claimed(local) => local,
+        };
+        let Some(store) = &self.shared else {
+            return Ok(self.claimed(local, None));
+        };
+        match store.claim(namespace, provider, event_id).await {
+            Ok(SharedVerdict::Recorded) => {
+                // Written by another replica (or before a restart): remembered here too.
+                local.commit();
+                Ok(Verdict::Duplicate)
+            }
+            Ok(SharedVerdict::Claimed(shared)) => Ok(self.claimed(local, Some(shared))),
+            Err(e) => {
+                DedupeFailed {
+                    operation: "claim",
+                    detail: &e,
                 }
-                match inner.in_flight.get(&digest) {
-                    Some(rx) => rx.clone(),
-                    None => {
-                        let (tx, rx) = watch::channel(false);
-                        inner.in_flight.insert(digest, rx);
-                        return Verdict::Claimed(Claim {
-                            cache: self.clone(),
-                            digest: Some(digest),
-                            done: tx,
-                        });
-                    }
+                .emit(&self.metrics);
+                match self.on_unavailable {
+                    OnUnavailable::Write => Ok(self.claimed(local, None)),
+                    OnUnavailable::Reject => Err(Unavailable(e.to_string())),
                 }
-            };
-            // Resolves when the owner commits (true) or is dropped (channel closed); either way
-            // the loop re-reads the entry.
-            let _ = waiter.wait_for(|done| *done).await;
+            }
+        }
+    }
+
+    fn claimed(&self, local: LocalClaim, shared: Option<SharedClaim>) -> Verdict {
+        Verdict::Claimed(Claim {
+            local,
+            shared,
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Whether Redis answers (`None` with the memory backend).
+    pub async fn shared_store_up(&self) -> Option<bool> {
+        match &self.shared {
+            Some(store) => Some(store.ping().await),
+            None => None,
         }
     }
 
-    /// Number of recorded ids.
-    pub fn len(&self) -> usize {
-        self.inner.lock().recorded.len()
+    /// Whether an unreachable Redis makes hookstream not ready (`on_unavailable = "reject"`).
+    pub fn needs_shared_store(&self) -> bool {
+        self.shared.is_some() && self.on_unavailable == OnUnavailable::Reject
     }
 
-    /// The configured window.
-    pub fn window(&self) -> Duration {
-        Duration::from_millis(u64::from(self.window_ms))
-    }
-
-    /// How far back ids are remembered now: the window while the cache has room, else the age of
-    /// the oldest id it holds (at most the window).
-    pub fn horizon(&self) -> Duration {
-        let now = self.now();
-        let inner = self.inner.lock();
-        match inner.order.front() {
-            Some(&(_, at)) if inner.order.len() >= self.max_entries => {
-                Duration::from_millis(u64::from(now.wrapping_sub(at).min(self.window_ms)))
-            }
-            _ => self.window(),
+    /// Measures the in-process cache: its size and horizon (with Redis, the horizon is the
+    /// window: Redis keeps every id for it).
+    pub fn measure(&self) {
+        let window = self.local.window();
+        DedupeMeasured {
+            entries: self.local.len(),
+            horizon: if self.shared.is_some() {
+                window
+            } else {
+                self.local.horizon()
+            },
+            window,
         }
-    }
-
-    /// Forgets at most [`EXPIRE_PER_CALL`] ids that are past the window (or beyond
-    /// `max_entries`), oldest first.
-    fn expire(&self, inner: &mut Inner, now: Millis) {
-        for _ in 0..EXPIRE_PER_CALL {
-            let Some(&(digest, at)) = inner.order.front() else {
-                return;
-            };
-            let expired = now.wrapping_sub(at) >= self.window_ms;
-            if !expired && inner.order.len() <= self.max_entries {
-                return;
-            }
-            inner.order.pop_front();
-            // A later recording of the same id has its own, younger entry.
-            if inner.recorded.get(digest) == Some(at) {
-                inner.recorded.remove(digest);
-            }
-        }
+        .emit(&self.metrics);
     }
 }
 
 impl Claim {
     /// Records the id: the broker acknowledged the write.
-    pub fn commit(mut self) {
-        if let Some(digest) = self.digest.take() {
-            let now = self.cache.now();
-            let mut inner = self.cache.inner.lock();
-            inner.in_flight.remove(&digest);
-            // Make room first, so neither structure grows beyond what it was sized for.
-            while inner.order.len() >= self.cache.max_entries {
-                if let Some((old, at)) = inner.order.pop_front() {
-                    if inner.recorded.get(old) == Some(at) {
-                        inner.recorded.remove(old);
-                    }
+    pub async fn commit(self) {
+        self.local.commit();
+        if let Some(shared) = self.shared {
+            if let Err(e) = shared.commit().await {
+                DedupeFailed {
+                    operation: "commit",
+                    detail: &e,
                 }
+                .emit(&self.metrics);
             }
-            inner.recorded.insert(digest, now);
-            inner.order.push_back((digest, now));
-            self.cache.expire(&mut inner, now);
         }
-        let _ = self.done.send(true);
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if let Some(digest) = self.digest.take() {
-            self.cache.inner.lock().in_flight.remove(&digest);
-        }
-        // Dropping `done` closes the channel and wakes waiters.
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn claimed(v: Verdict) -> Claim {
-        match v {
-            Verdict::Claimed(c) => c,
-            Verdict::Duplicate => panic!("expected a claim"),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_committed_id_is_a_duplicate() {
-        let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        claimed(cache.claim(Namespace::Event, "p", "a").await).commit();
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", "a").await,
-            Verdict::Duplicate
-        ));
-        assert_eq!(cache.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn ids_are_scoped_by_provider() {
-        let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        claimed(cache.claim(Namespace::Event, "p", "a").await).commit();
-        assert!(matches!(
-            cache.claim(Namespace::Event, "q", "a").await,
-            Verdict::Claimed(_)
-        ));
-        // The provider/id boundary is part of the digest: "p"+"ab" is not "pa"+"b".
-        claimed(cache.claim(Namespace::Event, "p", "ab").await).commit();
-        assert!(matches!(
-            cache.claim(Namespace::Event, "pa", "b").await,
-            Verdict::Claimed(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn events_and_dead_letters_are_remembered_apart() {
-        let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        claimed(cache.claim(Namespace::DeadLetter, "p", "a").await).commit();
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", "a").await,
-            Verdict::Claimed(_)
-        ));
-        assert!(matches!(
-            cache.claim(Namespace::DeadLetter, "p", "a").await,
-            Verdict::Duplicate
-        ));
-    }
-
-    #[tokio::test]
-    async fn the_horizon_is_the_window_until_the_cache_is_full_then_the_oldest_age() {
-        let cache = DedupeCache::new(Duration::from_secs(3600), 3);
-        claimed(cache.claim(Namespace::Event, "p", "a").await).commit();
-        assert_eq!(cache.horizon(), Duration::from_secs(3600));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        for id in ["b", "c"] {
-            claimed(cache.claim(Namespace::Event, "p", id).await).commit();
-        }
-        let full = cache.horizon();
-        assert!(
-            full >= Duration::from_millis(50) && full < Duration::from_secs(5),
-            "{full:?}"
-        );
-        for id in ["d", "e"] {
-            claimed(cache.claim(Namespace::Event, "p", id).await).commit();
-        }
-        assert!(cache.horizon() < full, "the oldest ids were forgotten");
-    }
-
-    #[tokio::test]
-    async fn a_failed_write_releases_the_id() {
-        let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        drop(claimed(cache.claim(Namespace::Event, "p", "a").await));
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", "a").await,
-            Verdict::Claimed(_)
-        ));
-        assert_eq!(cache.len(), 0);
-    }
-
-    #[tokio::test]
-    async fn ids_expire_after_the_window() {
-        let cache = DedupeCache::new(Duration::from_millis(20), 10);
-        claimed(cache.claim(Namespace::Event, "p", "a").await).commit();
-        tokio::time::sleep(Duration::from_millis(40)).await;
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", "a").await,
-            Verdict::Claimed(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn memory_is_bounded_by_forgetting_the_oldest() {
-        let cache = DedupeCache::new(Duration::from_secs(60), 3);
-        for id in ["a", "b", "c", "d"] {
-            claimed(cache.claim(Namespace::Event, "p", id).await).commit();
-        }
-        assert_eq!(cache.len(), 3);
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", "d").await,
-            Verdict::Duplicate
-        ));
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", "a").await,
-            Verdict::Claimed(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_concurrent_duplicate_waits_for_the_first_write() {
-        let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        let first = claimed(cache.claim(Namespace::Event, "p", "a").await);
-        let c2 = cache.clone();
-        let second = tokio::spawn(async move {
-            matches!(
-                c2.claim(Namespace::Event, "p", "a").await,
-                Verdict::Duplicate
-            )
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(
-            !second.is_finished(),
-            "the duplicate must wait while the write is in flight"
-        );
-        first.commit();
-        assert!(second.await.expect("task"));
-    }
-
-    #[tokio::test]
-    async fn a_concurrent_duplicate_takes_over_when_the_first_write_fails() {
-        let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        let first = claimed(cache.claim(Namespace::Event, "p", "a").await);
-        let c2 = cache.clone();
-        let second = tokio::spawn(async move {
-            matches!(
-                c2.claim(Namespace::Event, "p", "a").await,
-                Verdict::Claimed(_)
-            )
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        drop(first);
-        assert!(second.await.expect("task"));
-    }
-
-    #[tokio::test]
-    async fn the_structures_never_grow_beyond_their_first_size() {
-        let cache = DedupeCache::new(Duration::from_secs(60), 1000);
-        let capacity = |c: &DedupeCache| c.inner.lock().order.capacity();
-        let before = capacity(&cache);
-        for i in 0..5000 {
-            claimed(cache.claim(Namespace::Event, "p", &i.to_string()).await).commit();
-        }
-        assert_eq!(cache.len(), 1000);
-        assert_eq!(capacity(&cache), before, "no resize while running");
-        assert_eq!(cache.inner.lock().recorded.len(), 1000);
-    }
-
-    #[test]
-    fn recorded_ids_cost_a_bounded_number_of_bytes() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let max = 100_000;
-        let before = crate::test_alloc::live_bytes();
-        let cache = DedupeCache::new(Duration::from_secs(3600), max);
-        runtime.block_on(async {
-            for i in 0..2 * max {
-                let id = format!("{:032x}", i);
-                claimed(cache.claim(Namespace::Event, "livesession", &id).await).commit();
-            }
-        });
-        assert_eq!(cache.len(), max);
-        let per_id = (crate::test_alloc::live_bytes() - before) as f64 / max as f64;
-        eprintln!("dedupe: {per_id:.1} bytes per remembered id");
-        assert!(per_id < 50.0, "{per_id:.1} bytes per id");
-    }
-
-    #[tokio::test]
-    async fn long_vendor_ids_cost_no_more_than_short_ones() {
-        let cache = DedupeCache::new(Duration::from_secs(60), 10);
-        let long = "x".repeat(100_000);
-        claimed(cache.claim(Namespace::Event, "p", &long).await).commit();
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", &long).await,
-            Verdict::Duplicate
-        ));
-        let inner = cache.inner.lock();
-        assert_eq!(
-            std::mem::size_of_val(inner.order.front().expect("entry")),
-            20
-        );
     }
 }

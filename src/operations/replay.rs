@@ -22,6 +22,7 @@ use crate::avro::{Framing, RegistryClient};
 use crate::codes::{ErrorCode, FailureClass};
 use crate::configuration::Settings;
 use crate::dead_letter::StoredDeadLetter;
+use crate::dedupe::Dedupe;
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
 use crate::ingest::{Ingest, ProduceError, Written};
@@ -207,9 +208,16 @@ impl Replayer {
         // Metrics of a command-line run are not exported; the sink needs somewhere to count.
         let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
         let sink = Arc::new(
-            KafkaSink::new(&settings.kafka, metrics)
+            KafkaSink::new(&settings.kafka, metrics.clone())
                 .map_err(|e| format!("cannot create a Kafka producer: {e}"))?,
         );
+        // The deployment's own deduplication: with Redis, an event some replica (or an earlier
+        // replay) wrote within the window is not written again.
+        let dedupe = Arc::new(Dedupe::new(
+            &settings.dedupe,
+            settings.kafka.ack_timeout,
+            metrics,
+        )?);
         let framing = if settings.schema_registry.enabled() {
             Framing::SchemaRegistry(Arc::new(
                 RegistryClient::new(&settings.schema_registry).map_err(|e| e.to_string())?,
@@ -218,7 +226,7 @@ impl Replayer {
             Framing::single_object()
         };
         Ok(Self {
-            ingest: Ingest::new(settings, sink.clone(), framing),
+            ingest: Ingest::new(settings, sink.clone(), framing, dedupe),
             sink,
             dead_letter_topic,
             ack_timeout: settings.kafka.ack_timeout,
@@ -363,7 +371,7 @@ fn worth_retrying(error: &ProduceError) -> bool {
         ProduceError::Publish(PublishError { reason, .. }) => {
             reason.class() == FailureClass::Retriable
         }
-        ProduceError::Registry(_) => true,
+        ProduceError::Registry(_) | ProduceError::Dedupe(_) => true,
         ProduceError::Encode(_) => false,
     }
 }

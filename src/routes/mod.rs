@@ -30,7 +30,9 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// The public port: webhooks, and `/healthz` for load balancers. Metrics and readiness are on
+/// the admin port only ([`admin`]): anyone could read traffic figures here.
+pub fn public(cfg: &mut web::ServiceConfig) {
     let post_only = || web::to(|| async { ApiError::MethodNotAllowed("POST").into_response() });
     // One plain path per provider: matched by comparing strings, not by a pattern (matching the
     // pattern cost 5 % of a webhook's CPU).
@@ -52,9 +54,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(post_only()),
     )
     .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .route("/metrics", web::get().to(metrics::metrics))
-    .default_service(web::to(|| async { ApiError::NotFound.into_response() }));
+    .default_service(not_found());
+}
+
+/// The admin port (`server.admin_port`): metrics and probes, never published.
+pub fn admin(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .default_service(not_found());
+}
+
+fn not_found() -> actix_web::Route {
+    web::to(|| async { ApiError::NotFound.into_response() })
 }
 
 impl ApiError {

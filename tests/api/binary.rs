@@ -90,6 +90,7 @@ async fn sigterm_stops_the_server_and_flushes_the_producer() {
             .arg("serve")
             .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
             .env("HOOKSTREAM__SERVER__PORT", port.to_string())
+            .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
             .env("HOOKSTREAM__KAFKA__BROKERS", test_brokers())
             .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &prefix)
             .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
@@ -102,6 +103,7 @@ async fn sigterm_stops_the_server_and_flushes_the_producer() {
     let app = TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        admin_address: String::new(),
         brokers: test_brokers(),
         prefix,
         client: reqwest::Client::new(),
@@ -183,6 +185,7 @@ async fn shutdown_waits_for_in_flight_requests_for_the_whole_shutdown_timeout_mi
             .arg("serve")
             .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
             .env("HOOKSTREAM__SERVER__PORT", port.to_string())
+            .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
             .env("HOOKSTREAM__SERVER__SHUTDOWN_TIMEOUT", "2500ms")
             .env("HOOKSTREAM__KAFKA__BROKERS", proxied.brokers())
             .env("HOOKSTREAM__KAFKA__ACK_TIMEOUT", "10s")
@@ -197,6 +200,7 @@ async fn shutdown_waits_for_in_flight_requests_for_the_whole_shutdown_timeout_mi
     let app = TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        admin_address: String::new(),
         brokers: proxied.brokers(),
         prefix,
         client: reqwest::Client::new(),

@@ -313,6 +313,7 @@ async fn replay_app() -> TestApp {
     let app = TestApp {
         address: String::new(),
         port: 0,
+        admin_address: String::new(),
         brokers: brokers.clone(),
         prefix,
         client: reqwest::Client::new(),

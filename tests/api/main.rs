@@ -1,6 +1,7 @@
 //! Integration tests: requests go through the real HTTP server (port 0) into a real Kafka-protocol
 //! broker (`HOOKSTREAM_TEST_BROKERS`, started by `scripts/test`, or one of the test process's own)
-//! and are read back from it. `HOOKSTREAM_TEST_LOG=debug` shows the apps' logs.
+//! and are read back from it; shared deduplication uses a real Redis (`HOOKSTREAM_TEST_REDIS`, or
+//! one of the test process's own). `HOOKSTREAM_TEST_LOG=debug` shows the apps' logs.
 
 mod binary;
 mod dead_letters;
@@ -10,6 +11,7 @@ mod lasoexperience;
 mod limits;
 mod livesession;
 mod operations;
+mod replicas;
 mod schema_registry;
 mod seismic;
 #[path = "../support/mod.rs"]

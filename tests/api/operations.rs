@@ -6,14 +6,33 @@ use crate::support::*;
 async fn healthz_is_200_and_readyz_follows_the_broker() {
     let app = spawn_app().await;
     assert_eq!(app.get("/healthz").await.status, 200);
+    assert_eq!(app.admin("/healthz").await.status, 200);
     let ready = wait_for_status(&app, "/readyz", 200).await;
     assert_eq!(ready.status, 200, "{}", ready.text);
 
     let down = spawn_app_with(|s| s.kafka.brokers = "127.0.0.1:1".into()).await;
     assert_eq!(down.get("/healthz").await.status, 200);
-    down.get("/readyz")
+    down.admin("/readyz")
         .await
         .assert_error(503, "broker_unavailable");
+}
+
+#[tokio::test]
+async fn metrics_and_readiness_are_on_the_admin_port_only() {
+    let app = spawn_app().await;
+    wait_for_status(&app, "/readyz", 200).await;
+    for path in ["/metrics", "/readyz"] {
+        app.get(path).await.assert_error(404, "not_found");
+        assert_eq!(
+            app.admin(path).await.status,
+            200,
+            "{path} on the admin port"
+        );
+    }
+    assert_eq!(app.get("/healthz").await.status, 200, "for load balancers");
+    app.admin("/webhooks/livesession")
+        .await
+        .assert_error(404, "not_found");
 }
 
 #[tokio::test]
@@ -23,7 +42,7 @@ async fn metrics_count_accepted_duplicate_and_rejected_webhooks() {
     app.post_signed("livesession", body.clone()).await;
     app.post_signed("livesession", body.clone()).await;
     app.post("livesession", body, &[]).await;
-    let reply = app.get("/metrics").await;
+    let reply = app.admin("/metrics").await;
     assert_eq!(reply.status, 200);
     let text = reply.text;
     for line in [

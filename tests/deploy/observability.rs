@@ -43,8 +43,8 @@ async fn prometheus_scrapes_hookstream_and_every_dashboard_query_returns_data() 
     std::fs::write(
         &config,
         format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hookstream\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
-            app.port
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hookstream\n    static_configs:\n      - targets: [\"{}\"]\n",
+            app.admin_address.trim_start_matches("http://")
         ),
     )
     .expect("config written");
@@ -174,6 +174,7 @@ fn the_compose_stack_has_every_service_and_mounts_files_that_exist() {
     for service in [
         "redpanda:",
         "console:",
+        "redis:",
         "hookstream:",
         "prometheus:",
         "grafana:",
@@ -183,6 +184,20 @@ fn the_compose_stack_has_every_service_and_mounts_files_that_exist() {
             "service {service} missing"
         );
     }
+    // hookstream deduplicates on the stack's Redis, and its admin port stays unpublished.
+    let docker = std::fs::read_to_string("config/docker.toml").expect("config/docker.toml");
+    assert!(docker.contains("backend = \"redis\""), "{docker}");
+    assert!(docker.contains("redis://redis:6379"), "{docker}");
+    let hookstream = text
+        .split("\n  hookstream:\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the hookstream service");
+    assert!(hookstream.contains("\"8080:8080\""), "{hookstream}");
+    assert!(
+        !hookstream.contains("9090"),
+        "the admin port is published: {hookstream}"
+    );
     for line in text.lines() {
         let line = line.trim().trim_start_matches("- ");
         if let Some(rest) = line.strip_prefix("./") {
@@ -200,6 +215,6 @@ async fn metrics_pass_promtool_check_metrics() {
     let app = spawn_app().await;
     app.post_signed("livesession", fixture("livesession", "js_error"))
         .await;
-    let text = app.get("/metrics").await.text;
+    let text = app.admin("/metrics").await.text;
     assert_tool_succeeds("promtool", &["check", "metrics"], Some(text.as_bytes()));
 }

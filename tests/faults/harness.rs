@@ -1,7 +1,7 @@
 //! The pieces every scenario uses: the real hookstream binary as a child process, signed load
 //! with every outcome recorded, and the check against what Kafka holds.
 
-use crate::support::{free_port, temp_dir, wait_for_port};
+pub use crate::support::process::Hookstream;
 use hookstream::load::{self, Limit, LoadOptions, Report, Target};
 use hookstream::providers;
 use hookstream::signature::Secret;
@@ -9,125 +9,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const SECRET: &str = "fault-suite-secret";
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
-
-/// hookstream as a child process, restartable on the same port.
-pub struct Hookstream {
-    pub port: u16,
-    brokers: String,
-    pub prefix: String,
-    dir: PathBuf,
-    child: Option<Child>,
-    starts: u32,
-}
-
-impl Hookstream {
-    pub async fn start(brokers: &str, prefix: &str) -> Self {
-        let mut h = Hookstream {
-            port: free_port(),
-            brokers: brokers.to_string(),
-            prefix: prefix.to_string(),
-            dir: temp_dir(prefix),
-            child: None,
-            starts: 0,
-        };
-        h.launch().await;
-        h
-    }
-
-    async fn launch(&mut self) {
-        self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("hookstream-{}.log", self.starts)))
-            .expect("log file");
-        let mut command = Command::new(BIN);
-        command
-            .arg("serve")
-            .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
-            .env("HOOKSTREAM__SERVER__PORT", self.port.to_string())
-            .env("HOOKSTREAM__SERVER__READINESS_INTERVAL", "1s")
-            .env("HOOKSTREAM__KAFKA__BROKERS", &self.brokers)
-            .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &self.prefix)
-            .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
-            .env("HOOKSTREAM__LOG__LEVEL", "warn")
-            .stdout(Stdio::null())
-            .stderr(log);
-        self.child = Some(command.spawn().expect("hookstream starts"));
-        wait_for_port(self.port).await;
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).expect("running")
-    }
-
-    pub fn signal(&self, name: &str) {
-        let _ = Command::new("kill")
-            .args([format!("-{name}"), self.pid().to_string()])
-            .status();
-    }
-
-    /// Waits for the process to end; its exit code (None when killed by a signal).
-    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                self.child = None;
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "hookstream did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub async fn restart(&mut self) {
-        assert!(self.child.is_none(), "still running");
-        self.launch().await;
-    }
-
-    /// Resident memory in KiB (VmRSS).
-    pub fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/webhooks/livesession", self.port)
-    }
-
-    pub fn topic(&self) -> String {
-        format!("{}.livesession.js_error", self.prefix)
-    }
-
-    pub fn log(&self) -> String {
-        (1..=self.starts)
-            .map(|n| {
-                std::fs::read_to_string(self.dir.join(format!("hookstream-{n}.log")))
-                    .unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Hookstream {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+pub use crate::support::process::SECRET;
 
 /// Open-loop signed load with every outcome recorded.
 pub fn load_options(url: &str, id_prefix: &str, rate: f64, duration: Duration) -> LoadOptions {

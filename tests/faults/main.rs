@@ -1,7 +1,8 @@
 //! The fault suite: hookstream under steady signed load while its broker freezes, dies and comes
-//! back on persistent storage, while hookstream itself is killed or terminated, while 5,000 slow
-//! clients (without a signature header, or with a forged one) keep connecting, and while signed
-//! bodies that take seconds to arrive compete with those forged ones. Each scenario checks that
+//! back on persistent storage, while Redis (shared deduplication) dies or freezes, while
+//! hookstream itself is killed or terminated, while 5,000 slow clients (without a signature
+//! header, or with a forged one) keep connecting, and while signed bodies that take seconds to
+//! arrive compete with those forged ones. Each scenario checks that
 //! every id answered 200 is in Kafka, counts duplicates, and checks recovery; it prints one line
 //! with its figures.
 //!
@@ -14,6 +15,7 @@
 mod support;
 
 mod harness;
+mod redis;
 mod scenarios;
 mod slow_clients;
 mod slow_signed;
@@ -35,6 +37,12 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     }),
     ("hookstream_terminated", || {
         Box::pin(scenarios::hookstream_terminated())
+    }),
+    ("redis_down_write_mode", || {
+        Box::pin(redis::redis_down_write_mode())
+    }),
+    ("redis_down_reject_mode", || {
+        Box::pin(redis::redis_down_reject_mode())
     }),
     ("slow_clients", || Box::pin(slow_clients::unsigned())),
     ("slow_clients_forged_signature", || {

@@ -18,12 +18,12 @@ pub fn rate() -> f64 {
 
 /// After a dependency is back, hookstream answers 200 again within this.
 pub const RECOVERY_BOUND: Duration = Duration::from_secs(5);
-const LEAD: Duration = Duration::from_secs(5);
+pub(crate) const LEAD: Duration = Duration::from_secs(5);
 /// Load after a fault. Recovery is judged over all of it but the last few seconds, where
 /// requests may still be waiting when the next fault begins.
-const CALM: Duration = Duration::from_secs(15);
-const SETTLE: Duration = Duration::from_secs(6);
-const BURST: u64 = 1000;
+pub(crate) const CALM: Duration = Duration::from_secs(15);
+pub(crate) const SETTLE: Duration = Duration::from_secs(6);
+pub(crate) const BURST: u64 = 1000;
 
 /// The result of one scenario run.
 pub struct Outcome {
@@ -34,21 +34,23 @@ pub struct Outcome {
 }
 
 /// Everything a scenario measured, checked the same way for every scenario.
-struct Run<'a> {
-    hookstream: &'a Hookstream,
-    brokers: String,
-    load: Report,
-    load_prefix: &'static str,
-    burst: Report,
+pub(crate) struct Run<'a> {
+    pub hookstream: &'a Hookstream,
+    pub brokers: String,
+    pub load: Report,
+    pub load_prefix: &'static str,
+    pub burst: Report,
     /// Measured recoveries (time until the answers were all 200 again).
-    recoveries: Vec<Duration>,
+    pub recoveries: Vec<Duration>,
     /// Extra failures found by the scenario itself.
-    problems: Vec<String>,
-    inconclusive: Option<String>,
+    pub problems: Vec<String>,
+    /// Extra figures for the summary line.
+    pub notes: Vec<String>,
+    pub inconclusive: Option<String>,
 }
 
 impl Run<'_> {
-    async fn check(self) -> Outcome {
+    pub(crate) async fn check(self) -> Outcome {
         let mut problems = self.problems;
         let mut accepted = accepted_ids(&self.load, self.load_prefix);
         accepted.extend(accepted_ids(&self.burst, "burst"));
@@ -74,8 +76,9 @@ impl Run<'_> {
             .iter()
             .map(|r| format!("{:.1} s", r.as_secs_f64()))
             .collect();
+        let notes: String = self.notes.iter().map(|n| format!("; {n}")).collect();
         let summary = format!(
-            "sent {} ({}); {kafka}; 200 again after {}; burst {burst_ok}/{BURST} 200{}",
+            "sent {} ({}); {kafka}; 200 again after {}; burst {burst_ok}/{BURST} 200{notes}{}",
             self.load.requests,
             statuses(&self.load),
             recoveries.join(", "),
@@ -157,7 +160,7 @@ fn print_log_tail(hookstream: &Hookstream) {
     }
 }
 
-fn since(t0: Instant) -> Duration {
+pub(crate) fn since(t0: Instant) -> Duration {
     t0.elapsed()
 }
 
@@ -197,6 +200,7 @@ pub async fn broker_frozen() -> Outcome {
         burst,
         recoveries,
         problems: vec![],
+        notes: vec![],
         inconclusive: None,
     }
     .check()
@@ -237,6 +241,7 @@ pub async fn broker_restarted() -> Outcome {
         load_prefix: "restart",
         burst,
         problems: vec![],
+        notes: vec![],
         inconclusive,
     }
     .check()
@@ -287,6 +292,7 @@ async fn restart_hookstream(
         load_prefix,
         burst,
         problems,
+        notes: vec![],
         inconclusive: None,
     }
     .check()

@@ -18,8 +18,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const SECRET: &str = "test-secret-\u{00e9}-1";
 
 pub struct TestApp {
+    /// The public port's base URL: `/webhooks/*`, `/healthz`.
     pub address: String,
     pub port: u16,
+    /// The admin port's base URL: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_address: String,
     pub brokers: String,
     /// Unique per test, so tests never see each other's topics.
     pub prefix: String,
@@ -101,6 +104,36 @@ fn own_test_broker() -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// The Redis every test that needs one shares: `HOOKSTREAM_TEST_REDIS` (a `redis://` URL set by
+/// `scripts/test`), or else a throwaway `redis-server` this test process starts once. Tests keep
+/// apart through key prefixes of their own.
+pub fn test_redis() -> String {
+    static REDIS: OnceLock<String> = OnceLock::new();
+    REDIS
+        .get_or_init(|| match std::env::var("HOOKSTREAM_TEST_REDIS") {
+            Ok(url) => url,
+            Err(_) => own_test_redis(),
+        })
+        .clone()
+}
+
+fn own_test_redis() -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let redis = runtime.block_on(super::tools::RedisServer::start());
+        let _ = tx.send(redis.url());
+        loop {
+            std::thread::park();
+            let _ = &redis;
+        }
+    });
+    rx.recv().expect("the test redis started")
+}
+
 pub fn unique_prefix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
@@ -136,6 +169,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     }
     settings.server.host = "127.0.0.1".into();
     settings.server.port = 0;
+    settings.server.admin_port = 0;
     settings.server.readiness_interval = Duration::from_millis(200);
     settings.kafka.brokers = test_brokers();
     settings.kafka.topic_prefix = unique_prefix();
@@ -151,12 +185,14 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     let prefix = settings.kafka.topic_prefix.clone();
     let app = Application::build(settings).expect("application builds");
     let port = app.port();
+    let admin_address = format!("http://127.0.0.1:{}", app.admin_port());
     let sink = Some(app.kafka());
     let address = format!("http://127.0.0.1:{port}");
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
         port,
+        admin_address,
         brokers,
         prefix,
         client: reqwest::Client::new(),
@@ -185,7 +221,7 @@ impl TestApp {
 
     /// The sum of the metric's series whose labels contain `labels` (all of them for "").
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = self.get("/metrics").await.text;
+        let text = self.admin("/metrics").await.text;
         text.lines()
             .filter(|l| {
                 l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(labels)
@@ -211,8 +247,14 @@ impl TestApp {
         self.post(provider, body, &[header]).await
     }
 
+    /// GET on the public port.
     pub async fn get(&self, path: &str) -> Reply {
         Reply::read(self.client.get(format!("{}{path}", self.address))).await
+    }
+
+    /// GET on the admin port.
+    pub async fn admin(&self, path: &str) -> Reply {
+        Reply::read(self.client.get(format!("{}{path}", self.admin_address))).await
     }
 
     pub fn topic(&self, provider: &str, event_name: &str) -> String {
@@ -266,12 +308,14 @@ pub fn with_json(body: &[u8], edit: impl FnOnce(&mut serde_json::Value)) -> Vec<
     serde_json::to_vec(&json).expect("serializable")
 }
 
-/// Polls `path` until it answers `status` (at most 30 s) and returns the last reply.
+/// Polls `path` of the admin port until it answers `status` (at most 30 s) and returns the last
+/// reply.
 pub async fn wait_for_status(app: &TestApp, path: &str, status: u16) -> Reply {
     wait_for(app, path, |r| r.status == status).await
 }
 
-/// Polls `path` until it answers `status` with error `code` (at most 30 s); returns the last reply.
+/// Polls `path` of the admin port until it answers `status` with error `code` (at most 30 s);
+/// returns the last reply.
 pub async fn wait_for_error(app: &TestApp, path: &str, status: u16, code: &str) -> Reply {
     wait_for(app, path, |r| {
         r.status == status
@@ -283,7 +327,7 @@ pub async fn wait_for_error(app: &TestApp, path: &str, status: u16, code: &str) 
 pub async fn wait_for(app: &TestApp, path: &str, done: impl Fn(&Reply) -> bool) -> Reply {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let reply = app.get(path).await;
+        let reply = app.admin(path).await;
         if done(&reply) || Instant::now() > deadline {
             return reply;
         }

@@ -1,12 +1,14 @@
 //! Test support shared by the test targets: the app harness ([`app`]), reading Kafka back
-//! ([`kafka`]), external tools and brokers ([`tools`]), a fault-injecting Kafka proxy
-//! ([`proxy`]) and raw HTTP for misbehaving clients ([`raw`]).
+//! ([`kafka`]), external tools, brokers and Redis ([`tools`]), the binary as a child process
+//! ([`process`]), a fault-injecting Kafka proxy ([`proxy`]) and raw HTTP for misbehaving clients
+//! ([`raw`]).
 //!
 //! Each test target compiles this module on its own and uses a different part of it.
 #![allow(dead_code, unused_imports)]
 
 pub mod app;
 pub mod kafka;
+pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod tools;

@@ -225,3 +225,173 @@ impl Drop for Broker {
 pub async fn start_own_broker(port: u16) -> Broker {
     Broker::start_on(port, port, Storage::Memory).await
 }
+
+/// A Redis server of a test's own, on a free port with a throwaway directory and no
+/// persistence (a restart starts it empty). Killed when dropped, and when the thread that started
+/// it ends.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    child: Option<ChildGuard>,
+    starts: u32,
+}
+
+impl RedisServer {
+    pub async fn start() -> RedisServer {
+        Self::start_on(free_port()).await
+    }
+
+    pub async fn start_on(port: u16) -> RedisServer {
+        let mut redis = RedisServer {
+            port,
+            dir: temp_dir(&format!("redis-{port}")),
+            child: None,
+            starts: 0,
+        };
+        redis.launch().await;
+        redis
+    }
+
+    async fn launch(&mut self) {
+        use std::os::unix::process::CommandExt;
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("redis-{}.log", self.starts)))
+            .expect("redis log");
+        let mut command = std::process::Command::new(tool("redis-server"));
+        command
+            .current_dir(&self.dir)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &self.dir.to_string_lossy(),
+            ])
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; it only asks for SIGKILL when the parent goes.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        self.child = Some(ChildGuard(command.spawn().expect("redis-server starts")));
+        wait_for_port(self.port).await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.0.id())
+            .expect("redis running")
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, …).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// SIGKILL, and wait until it is gone.
+    pub fn kill(&mut self) {
+        drop(self.child.take());
+    }
+
+    /// Starts it again on the same port (empty).
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+
+    /// Runs one command and returns its reply as text (simple RESP, enough for tests).
+    pub async fn command(&self, args: &[&str]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("redis connects");
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("command sent");
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .expect("redis answers")
+                .expect("read");
+            reply.extend_from_slice(&buf[..n]);
+            if n == 0 || complete_resp(&reply) {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&reply).into_owned()
+    }
+
+    /// A field of `INFO memory` (e.g. `used_memory`).
+    pub async fn memory(&self, field: &str) -> u64 {
+        let info = self.command(&["INFO", "memory"]).await;
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in INFO memory: {info}"))
+    }
+
+    /// Keys whose name starts with `prefix`.
+    pub async fn keys(&self, prefix: &str) -> u64 {
+        let reply = self
+            .command(&[
+                "EVAL",
+                "return #redis.call('KEYS', ARGV[1])",
+                "0",
+                &format!("{prefix}*"),
+            ])
+            .await;
+        reply
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .unwrap_or_else(|_| panic!("not a count: {reply}"))
+    }
+}
+
+/// Whether `reply` holds one whole RESP value (of the kinds the tests read).
+fn complete_resp(reply: &[u8]) -> bool {
+    let Some(end) = reply.windows(2).position(|w| w == b"\r\n") else {
+        return false;
+    };
+    match reply.first() {
+        Some(b'$') => {
+            let len: i64 = std::str::from_utf8(&reply[1..end])
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            len < 0 || reply.len() >= end + 2 + len as usize + 2
+        }
+        _ => true,
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
