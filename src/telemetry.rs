@@ -1,13 +1,13 @@
 //! Logging setup, and the budget that bounds log volume.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// The `[log]` section of the configuration; defined here so that logging depends on nothing
 /// above it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct LogSettings {
     /// A filter: a level, or `target=level` pairs (`info`, `hookstream=debug,rdkafka=warn`).
     pub level: String,

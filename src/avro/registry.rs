@@ -165,6 +165,14 @@ impl RegistryClient {
         Ok(id)
     }
 
+    /// The number of subjects the registry knows (`GET /subjects`): it answers, and the
+    /// credentials are accepted.
+    pub async fn subjects(&self) -> Result<usize, RegistryError> {
+        let url = format!("{}/subjects", self.base_url);
+        let subjects: Vec<serde_json::Value> = self.send(self.http.get(url)).await?;
+        Ok(subjects.len())
+    }
+
     /// Whether the registry answers (`GET /subjects`) and still knows every cached id as
     /// hookstream's schema (re-registering where it does not).
     pub async fn probe(&self) -> bool {

@@ -88,6 +88,32 @@ pub(super) fn dead_letters(config_dir: &Path, command: DeadLetterCommand) -> Res
     }
 }
 
+/// `hookstream config check [--connect]`.
+pub(super) fn config_check(config_dir: &Path, connect: bool) -> Result<(), Failure> {
+    let settings = settings(config_dir)?;
+    let shown = crate::configuration::effective_toml(&settings).map_err(|e| Failure::new(1, e))?;
+    print!("{shown}");
+    if !connect {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))?;
+    let checks = runtime.block_on(crate::operations::check::connect(&settings));
+    println!();
+    for check in &checks {
+        println!("# {check}");
+    }
+    let failed = checks.iter().filter(|c| c.outcome.is_err()).count();
+    if failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            1,
+            format!("{failed} of {} connection checks failed", checks.len()),
+        ))
+    }
+}
+
 /// `hookstream sign`: prints the `Header: value` line.
 pub(super) fn sign(provider: &str, secret: &str, file: &Path) -> Result<(), Failure> {
     signature_line(provider, secret, file)

@@ -1,4 +1,4 @@
-//! The command line: `hookstream serve | sign | tail | load | dead-letters`. The binary calls
+//! The command line: `hookstream serve | sign | tail | load | dead-letters | config`. The binary calls
 //! [`run`]; [`commands`] holds what each command does.
 
 mod commands;
@@ -56,6 +56,23 @@ pub enum Command {
     /// Inspect or replay the dead-letter topic.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Load the configuration exactly as `serve` would (every layer, every strict check), print
+    /// the effective configuration as TOML with every secret shown as "<redacted>", and exit: 0
+    /// when it is valid, 1 with the error `serve` would stop with otherwise.
+    Check {
+        /// Also try what it names, one line per check: the broker's metadata, a write to a topic
+        /// hookstream may create, Redis (dedupe.backend = "redis") and the Schema Registry (when
+        /// configured). Exit 1 if any fails.
+        #[arg(long)]
+        connect: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +183,10 @@ pub fn run() -> ExitCode {
         Command::DeadLetters(command) => (
             "hookstream dead-letters",
             commands::dead_letters(&cli.config_dir, command),
+        ),
+        Command::Config(ConfigCommand::Check { connect }) => (
+            "hookstream config check",
+            commands::config_check(&cli.config_dir, connect),
         ),
     };
     match result {

@@ -11,20 +11,23 @@
 //! message naming it and the nearest valid key ([`strict`]), and so does an invalid value
 //! ([`validate`]).
 
+mod effective;
 mod strict;
 mod validate;
+
+pub use effective::effective_toml;
 
 use crate::signature::Secret;
 pub use crate::telemetry::LogSettings;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 const DEFAULTS: &str = include_str!("../../config/default.toml");
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     pub server: ServerSettings,
     pub kafka: KafkaSettings,
@@ -37,7 +40,7 @@ pub struct Settings {
     pub log: LogSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ServerSettings {
     pub host: String,
     /// The public port: `/webhooks/*` and `/healthz`.
@@ -75,7 +78,7 @@ pub struct ServerSettings {
     pub max_in_flight: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct KafkaSettings {
     /// `bootstrap.servers`.
     pub brokers: String,
@@ -90,11 +93,11 @@ pub struct KafkaSettings {
     pub topic_replication_factor: i32,
     /// Extra librdkafka properties (security, compression, tuning). The ones hookstream's
     /// delivery guarantees rest on (acks, idempotence, timeouts) cannot be set here.
-    #[serde(default)]
+    #[serde(default, serialize_with = "effective::redacted_options")]
     pub options: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DeadLetterSettings {
     /// Verified deliveries that cannot be normalized are kept in the dead-letter topic and
     /// answered 200; `false` answers them 400 (or 413) instead.
@@ -119,7 +122,7 @@ impl DeadLetterSettings {
 /// The longest `dedupe.window` accepted.
 pub const MAX_DEDUPE_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct DedupeSettings {
     /// Where written ids are remembered: this process only, or shared through Redis.
     pub backend: DedupeBackend,
@@ -132,7 +135,7 @@ pub struct DedupeSettings {
     pub redis: RedisSettings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DedupeBackend {
     Memory,
@@ -140,7 +143,7 @@ pub enum DedupeBackend {
 }
 
 /// What a delivery gets when Redis cannot be asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnUnavailable {
     /// Written anyway: a duplicate is better than a loss.
@@ -149,12 +152,14 @@ pub enum OnUnavailable {
     Reject,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RedisSettings {
     /// `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). A secret: it may hold the
     /// password.
+    #[serde(serialize_with = "effective::redacted")]
     pub url: SecretString,
     /// Used when not empty, instead of a password in the URL.
+    #[serde(serialize_with = "effective::redacted")]
     pub password: SecretString,
     /// Prepended to every key, so several deployments can share one Redis.
     pub key_prefix: String,
@@ -164,12 +169,13 @@ pub struct RedisSettings {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SchemaRegistrySettings {
     /// Base URL of a Confluent-compatible Schema Registry; empty means single-object framing.
     pub url: String,
     /// Basic auth, used when `username` is not empty.
     pub username: String,
+    #[serde(serialize_with = "effective::redacted")]
     password: SecretString,
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -189,10 +195,10 @@ impl SchemaRegistrySettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ProviderSettings {
     /// Comma-separated signing secrets; any one matching is accepted (rotation).
-    #[serde(default = "no_secrets")]
+    #[serde(default = "no_secrets", serialize_with = "effective::redacted")]
     secrets: SecretString,
 }
 

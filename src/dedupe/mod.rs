@@ -175,6 +175,14 @@ impl Dedupe {
         }
     }
 
+    /// Whether Redis answers a PING, and why not (`None` with the memory backend).
+    pub async fn check_shared_store(&self) -> Option<Result<(), String>> {
+        match &self.shared {
+            Some(store) => Some(store.check().await.map_err(|e| e.to_string())),
+            None => None,
+        }
+    }
+
     /// Whether an unreachable Redis makes hookstream not ready (`on_unavailable = "reject"`).
     pub fn needs_shared_store(&self) -> bool {
         self.shared.is_some() && self.on_unavailable == OnUnavailable::Reject

@@ -166,7 +166,12 @@ impl SharedStore {
 
     /// Whether Redis answers a PING within the timeout.
     pub(super) async fn ping(&self) -> bool {
-        self.0.call::<String>(redis::cmd("PING")).await.is_ok()
+        self.check().await.is_ok()
+    }
+
+    /// A PING, and why it was not answered.
+    pub(super) async fn check(&self) -> Result<(), SharedError> {
+        self.0.call::<String>(redis::cmd("PING")).await.map(|_| ())
     }
 }
 

@@ -192,6 +192,11 @@ impl KafkaSink {
             .map(|_| ())
     }
 
+    /// Where readiness (and `config check --connect`) writes its canary records.
+    pub(crate) fn canary_topic(&self) -> &str {
+        &self.canary_topic
+    }
+
     /// The most recent write failed for a reason worth retrying, and none succeeded since.
     pub(crate) fn writes_failing(&self) -> bool {
         self.health.failing()

@@ -1,7 +1,9 @@
-//! What the operator's commands do with the topics, beside the command line that calls them:
-//! [`tail`] prints a topic's records, [`list`] prints dead letters and [`replay`] brings them back
-//! through today's normalization and the pipeline's own write path ([`crate::ingest`]).
+//! What the operator's commands do with the topics and dependencies, beside the command line that
+//! calls them: [`tail`] prints a topic's records, [`list`] prints dead letters, [`replay`] brings
+//! them back through today's normalization and the pipeline's own write path
+//! ([`crate::ingest`]), and [`check`] tries every dependency a configuration names.
 
+pub mod check;
 pub mod list;
 mod reader;
 pub mod replay;

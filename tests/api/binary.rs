@@ -234,3 +234,135 @@ async fn shutdown_waits_for_in_flight_requests_for_the_whole_shutdown_timeout_mi
     assert_eq!(reply.status(), 200, "{:?}", reply.text().await);
     assert!(status.success(), "exit status {status}");
 }
+
+/// Runs `hookstream config check ARGS` with `env`; (exit code, stdout, stderr).
+fn config_check(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let output = Command::new(BIN)
+        .args(["config", "check"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("hookstream runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_with_every_secret_redacted() {
+    let (code, out, err) = config_check(
+        &[],
+        &[
+            (
+                "HOOKSTREAM__PROVIDERS__SEISMIC__SECRETS",
+                "seismic-secret-1,seismic-secret-2",
+            ),
+            (
+                "HOOKSTREAM__DEDUPE__REDIS__URL",
+                "redis://:redis-pw@redis:6379",
+            ),
+            ("HOOKSTREAM__SCHEMA_REGISTRY__PASSWORD", "registry-pw"),
+            ("HOOKSTREAM__KAFKA__BROKERS", "broker-1:9092,broker-2:9092"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    for secret in ["seismic-secret", "redis-pw", "registry-pw"] {
+        assert!(!out.contains(secret), "{secret} shown:\n{out}");
+    }
+    let effective: toml::Value = toml::from_str(&out).expect("the output is TOML");
+    assert_eq!(
+        effective["kafka"]["brokers"].as_str(),
+        Some("broker-1:9092,broker-2:9092"),
+        "the environment layer is applied"
+    );
+    assert_eq!(
+        effective["providers"]["seismic"]["secrets"].as_str(),
+        Some("<redacted>")
+    );
+    assert_eq!(
+        effective["dedupe"]["redis"]["url"].as_str(),
+        Some("<redacted>")
+    );
+    assert_eq!(
+        effective["schema_registry"]["password"].as_str(),
+        Some("<redacted>")
+    );
+    assert_eq!(effective["server"]["admin_port"].as_integer(), Some(9090));
+}
+
+#[test]
+fn config_check_fails_with_the_error_serve_would_give() {
+    for env in [
+        ("HOOKSTREAM__KAFKA__ACK_TIMOUT", "2s"),
+        ("HOOKSTREAM__DEDUPE__BACKEND", "redis"),
+        ("HOOKSTREAM__SERVER__MAX_IN_FLIGHT", "0"),
+    ] {
+        let (code, out, err) = config_check(&[], &[env]);
+        assert_eq!(code, Some(1), "{env:?}: {out}");
+        assert!(
+            out.is_empty(),
+            "nothing printed for an invalid configuration: {out}"
+        );
+        let serve = Command::new(BIN)
+            .arg("serve")
+            .env(env.0, env.1)
+            .output()
+            .expect("serve runs");
+        assert!(!serve.status.success());
+        let serve_err = String::from_utf8_lossy(&serve.stderr);
+        let message = err
+            .strip_prefix("hookstream config check: ")
+            .unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(
+            serve_err.strip_prefix("hookstream: "),
+            Some(message),
+            "{env:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn config_check_connect_tries_the_broker_a_write_and_redis() {
+    let prefix = format!("check-{}", unique_prefix());
+    let (code, out, err) = config_check(
+        &["--connect"],
+        &[
+            ("HOOKSTREAM__KAFKA__BROKERS", &test_brokers()),
+            ("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &prefix),
+            ("HOOKSTREAM__DEDUPE__BACKEND", "redis"),
+            ("HOOKSTREAM__DEDUPE__REDIS__URL", &test_redis()),
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    for line in [
+        "# ok      kafka metadata from",
+        &format!("# ok      kafka write to {prefix}.canary"),
+        "# ok      redis (dedupe): PING answered",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    assert!(!out.contains("schema registry"), "not configured: {out}");
+
+    let (code, out, err) = config_check(
+        &["--connect"],
+        &[
+            ("HOOKSTREAM__KAFKA__BROKERS", "127.0.0.1:1"),
+            ("HOOKSTREAM__KAFKA__ACK_TIMEOUT", "2s"),
+            ("HOOKSTREAM__DEDUPE__BACKEND", "redis"),
+            ("HOOKSTREAM__DEDUPE__REDIS__URL", "redis://127.0.0.1:1"),
+            ("HOOKSTREAM__SCHEMA_REGISTRY__URL", "http://127.0.0.1:1"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{out}");
+    assert!(err.contains("4 of 4 connection checks failed"), "{err}");
+    for line in [
+        "# FAILED  kafka metadata from 127.0.0.1:1",
+        "# FAILED  kafka write to webhooks.canary",
+        "# FAILED  redis (dedupe)",
+        "# FAILED  schema registry at http://127.0.0.1:1",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}

@@ -1,9 +1,11 @@
 //! Deployment checks with the real tools: a Prometheus server scraping hookstream evaluates every
 //! query of the shipped Grafana dashboard; promtool checks the Prometheus configuration and the
-//! metrics exposition; the compose file is validated against the Compose specification.
+//! metrics exposition; the compose file is validated against the Compose specification; the
+//! Kubernetes manifests are validated, rendered and checked against the program.
 //! `scripts/test` installs the tools.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod kubernetes;
 mod observability;

@@ -38,6 +38,9 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("hookstream_terminated", || {
         Box::pin(scenarios::hookstream_terminated())
     }),
+    ("hookstream_rolled_out", || {
+        Box::pin(scenarios::hookstream_rolled_out())
+    }),
     ("redis_down_write_mode", || {
         Box::pin(redis::redis_down_write_mode())
     }),

@@ -298,3 +298,103 @@ async fn restart_hookstream(
     .check()
     .await
 }
+
+/// A rolling update's view of one replica: SIGTERM under load with `server.shutdown_delay`.
+/// `/readyz` must turn 503 within 1 s while webhooks are still answered 200 until the delay is
+/// over; it exits 0; then it starts again (the next replica) and takes the burst.
+pub async fn hookstream_rolled_out() -> Outcome {
+    const DELAY: Duration = Duration::from_secs(3);
+    /// Requests due this close to the end of the delay may meet the closing listener.
+    const EDGE: Duration = Duration::from_millis(300);
+    let broker = Broker::start(Storage::Memory).await;
+    let mut hookstream = Hookstream::start_with(
+        &broker.brokers(),
+        "faults-rollout",
+        &[("HOOKSTREAM__SERVER__SHUTDOWN_DELAY", "3s")],
+    )
+    .await;
+    let load = tokio::spawn(run_load(load_options(
+        &hookstream.url(),
+        "rollout",
+        rate(),
+        LEAD + DELAY + Duration::from_secs(1) + CALM,
+    )));
+    let t0 = Instant::now();
+    tokio::time::sleep(LEAD).await;
+    let readyz = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    let terminated = since(t0);
+    hookstream.signal("TERM");
+    let mut not_ready_after = None;
+    while since(t0) < terminated + DELAY {
+        let answer = readyz.get(hookstream.admin_url("/readyz")).send().await;
+        if let Ok(answer) = answer {
+            if answer.status() == 503
+                && answer
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .contains("shutting_down")
+            {
+                not_ready_after = Some(since(t0) - terminated);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let code = hookstream.wait_exit(Duration::from_secs(30)).await;
+    let exited = since(t0);
+    let mut problems = vec![];
+    match not_ready_after {
+        Some(after) if after <= Duration::from_secs(1) => {}
+        other => problems.push(format!(
+            "/readyz was not 503 shutting_down within 1 s: {other:?}"
+        )),
+    }
+    if code != Some(0) {
+        problems.push(format!("exit code after SIGTERM: {code:?}"));
+    }
+    if exited < terminated + DELAY {
+        problems.push(format!(
+            "exited {:.1} s after SIGTERM, before the {} s delay was over",
+            (exited - terminated).as_secs_f64(),
+            DELAY.as_secs()
+        ));
+    }
+    hookstream.restart().await;
+    let back = since(t0);
+    let load = load.await.expect("load task");
+    let during_delay: Vec<Option<u16>> = load
+        .outcomes
+        .iter()
+        .filter(|o| o.sent_at >= terminated && o.sent_at < terminated + DELAY - EDGE)
+        .map(|o| o.status)
+        .collect();
+    let served = during_delay.iter().filter(|s| **s == Some(200)).count();
+    if served != during_delay.len() || during_delay.is_empty() {
+        problems.push(format!(
+            "during the shutdown delay only {served} of {} webhooks were answered 200",
+            during_delay.len()
+        ));
+    }
+    let burst = burst(&hookstream.url(), "burst", BURST).await;
+    Run {
+        hookstream: &hookstream,
+        brokers: broker.brokers(),
+        recoveries: vec![recovery_after(&load, back, back + CALM - SETTLE)],
+        load,
+        load_prefix: "rollout",
+        burst,
+        problems,
+        notes: vec![format!(
+            "/readyz 503 {:.2} s after SIGTERM; {served}/{} webhooks answered 200 during the delay; exit code {code:?}",
+            not_ready_after.map_or(f64::NAN, |d| d.as_secs_f64()),
+            during_delay.len()
+        )],
+        inconclusive: None,
+    }
+    .check()
+    .await
+}

@@ -1,0 +1,108 @@
+//! `hookstream config check --connect`: can this configuration reach what it names? One line per
+//! check, as a person reading a deploy log wants it: what was checked, and ok or why not.
+
+use crate::avro::RegistryClient;
+use crate::configuration::Settings;
+use crate::dedupe::Dedupe;
+use crate::kafka::KafkaSink;
+use crate::metrics::Metrics;
+use std::sync::Arc;
+
+/// One check and its outcome.
+pub struct Checked {
+    pub what: String,
+    pub outcome: Result<String, String>,
+}
+
+impl std::fmt::Display for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.outcome {
+            Ok(detail) => write!(f, "ok      {}: {detail}", self.what),
+            Err(why) => write!(f, "FAILED  {}: {why}", self.what),
+        }
+    }
+}
+
+/// Runs every check that applies to `settings`: the broker's metadata, a write to a topic
+/// hookstream may create, Redis (with `dedupe.backend = "redis"`) and the Schema Registry (when
+/// configured). Each is bounded by `kafka.ack_timeout`.
+pub async fn connect(settings: &Settings) -> Vec<Checked> {
+    let timeout = settings.kafka.ack_timeout;
+    let mut checks = Vec::new();
+    let metrics = match Metrics::new() {
+        Ok(metrics) => Arc::new(metrics),
+        Err(e) => {
+            checks.push(Checked {
+                what: "metrics".into(),
+                outcome: Err(e.to_string()),
+            });
+            return checks;
+        }
+    };
+    match KafkaSink::new(&settings.kafka, metrics.clone()) {
+        Ok(sink) => {
+            let sink = Arc::new(sink);
+            let probe = sink.clone();
+            let brokers = tokio::task::spawn_blocking(move || probe.probe(timeout))
+                .await
+                .unwrap_or(false);
+            checks.push(Checked {
+                what: format!("kafka metadata from {}", settings.kafka.brokers),
+                outcome: if brokers {
+                    Ok("the cluster answered".into())
+                } else {
+                    Err(format!(
+                        "no metadata within kafka.ack_timeout ({} ms)",
+                        timeout.as_millis()
+                    ))
+                },
+            });
+            let topic = sink.canary_topic().to_string();
+            checks.push(Checked {
+                what: format!("kafka write to {topic}"),
+                outcome: sink
+                    .write_canary()
+                    .await
+                    .map(|()| "created if missing, written and acknowledged".into())
+                    .map_err(|e| e.to_string()),
+            });
+        }
+        Err(e) => checks.push(Checked {
+            what: "kafka client".into(),
+            outcome: Err(e.to_string()),
+        }),
+    }
+    match Dedupe::new(&settings.dedupe, timeout, metrics) {
+        Ok(dedupe) => {
+            if let Some(reached) = dedupe.check_shared_store().await {
+                checks.push(Checked {
+                    what: "redis (dedupe)".into(),
+                    outcome: reached.map(|()| "PING answered".into()),
+                });
+            }
+        }
+        Err(e) => checks.push(Checked {
+            what: "redis (dedupe)".into(),
+            outcome: Err(e),
+        }),
+    }
+    if settings.schema_registry.enabled() {
+        let outcome = match RegistryClient::new(&settings.schema_registry) {
+            Ok(registry) => match tokio::time::timeout(timeout, registry.subjects()).await {
+                Ok(result) => result
+                    .map(|n| format!("answered, {n} subject(s)"))
+                    .map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "no answer within kafka.ack_timeout ({} ms)",
+                    timeout.as_millis()
+                )),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        checks.push(Checked {
+            what: format!("schema registry at {}", settings.schema_registry.url),
+            outcome,
+        });
+    }
+    checks
+}
