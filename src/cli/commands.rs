@@ -1,23 +1,28 @@
 //! What each command does.
 
-use super::{DeadLetterCommand, Failure, LoadArgs};
-use crate::configuration::{get_configuration, Settings};
+use super::{DeadLetterCommand, Failure, LoadArgs, SendArgs};
+use crate::configuration::{self, ConfigDir, Loaded, Settings};
+use crate::operations::tail::TailOptions;
 use crate::operations::{list, replay};
 use crate::providers;
 use crate::signature::Secret;
 use crate::startup::Application;
 use std::io::Read;
 use std::path::Path;
-use std::time::Duration;
 
-fn settings(config_dir: &Path) -> Result<Settings, Failure> {
-    get_configuration(config_dir).map_err(|e| Failure::new(1, e))
+fn loaded(config_dir: &ConfigDir) -> Result<Loaded, Failure> {
+    configuration::load(config_dir).map_err(|e| Failure::new(1, e))
+}
+
+fn settings(config_dir: &ConfigDir) -> Result<Settings, Failure> {
+    loaded(config_dir).map(|loaded| loaded.settings)
 }
 
 /// `hookstream serve`: runs the server until SIGTERM/SIGINT.
-pub(super) fn serve(config_dir: &Path) -> Result<(), Failure> {
-    let settings = settings(config_dir)?;
+pub(super) fn serve(config_dir: &ConfigDir) -> Result<(), Failure> {
+    let Loaded { settings, sources } = loaded(config_dir)?;
     crate::telemetry::init(&settings.log);
+    tracing::info!(sources = %sources.join(", "), "configuration loaded");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -30,31 +35,26 @@ pub(super) fn serve(config_dir: &Path) -> Result<(), Failure> {
     })
 }
 
-/// `hookstream tail`: prints a topic's records; fails when there are none in time.
+/// `hookstream tail`: prints a topic's records.
 pub(super) fn tail(
-    config_dir: &Path,
+    config_dir: &ConfigDir,
     topic: &str,
-    count: usize,
-    wait_secs: u64,
+    options: TailOptions,
 ) -> Result<(), Failure> {
+    use crate::operations::tail::{self, TailError};
     let settings = settings(config_dir)?;
-    match crate::operations::tail::tail(
-        &settings.kafka,
-        topic,
-        count,
-        Duration::from_secs(wait_secs),
-    ) {
-        Ok(0) => Err(Failure::new(
-            1,
-            format!("no records in {topic} within {wait_secs} s"),
-        )),
+    match tail::tail(&settings, topic, options, &mut std::io::stdout().lock()) {
         Ok(_) => Ok(()),
+        Err(e @ TailError::DeadLetterTopic(_)) => Err(Failure::new(2, e)),
         Err(e) => Err(Failure::new(1, e)),
     }
 }
 
 /// `hookstream dead-letters list|replay`.
-pub(super) fn dead_letters(config_dir: &Path, command: DeadLetterCommand) -> Result<(), Failure> {
+pub(super) fn dead_letters(
+    config_dir: &ConfigDir,
+    command: DeadLetterCommand,
+) -> Result<(), Failure> {
     let settings = settings(config_dir)?;
     match command {
         DeadLetterCommand::List { limit } => {
@@ -89,9 +89,11 @@ pub(super) fn dead_letters(config_dir: &Path, command: DeadLetterCommand) -> Res
 }
 
 /// `hookstream config check [--connect]`.
-pub(super) fn config_check(config_dir: &Path, connect: bool) -> Result<(), Failure> {
-    let settings = settings(config_dir)?;
-    let shown = crate::configuration::effective_toml(&settings).map_err(|e| Failure::new(1, e))?;
+pub(super) fn config_check(config_dir: &ConfigDir, connect: bool) -> Result<(), Failure> {
+    let Loaded { settings, sources } = loaded(config_dir)?;
+    let shown = configuration::effective_toml(&settings).map_err(|e| Failure::new(1, e))?;
+    println!("# hookstream's effective configuration, secrets redacted");
+    println!("# read from: {}", sources.join(", "));
     print!("{shown}");
     if !connect {
         return Ok(());
@@ -121,23 +123,29 @@ pub(super) fn sign(provider: &str, secret: &str, file: &Path) -> Result<(), Fail
         .map_err(|e| Failure::new(2, e))
 }
 
-fn signature_line(provider: &str, secret: &str, file: &Path) -> Result<String, String> {
-    let provider = providers::find(provider).ok_or_else(|| {
+fn provider(name: &str) -> Result<&'static dyn providers::Provider, String> {
+    providers::find(name).ok_or_else(|| {
         let known: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
-        format!(
-            "unknown provider {provider:?} (known: {})",
-            known.join(", ")
-        )
-    })?;
-    let body = if file.as_os_str() == "-" {
+        format!("unknown provider {name:?} (known: {})", known.join(", "))
+    })
+}
+
+/// FILE's bytes; `-` is standard input.
+fn read_body(file: &Path) -> Result<Vec<u8>, String> {
+    if file.as_os_str() == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
             .read_to_end(&mut buf)
             .map_err(|e| format!("cannot read standard input: {e}"))?;
-        buf
+        Ok(buf)
     } else {
-        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
-    };
+        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+    }
+}
+
+fn signature_line(provider_name: &str, secret: &str, file: &Path) -> Result<String, String> {
+    let provider = provider(provider_name)?;
+    let body = read_body(file)?;
     let scheme = provider.signature();
     Ok(format!(
         "{}: {}",
@@ -146,14 +154,108 @@ fn signature_line(provider: &str, secret: &str, file: &Path) -> Result<String, S
     ))
 }
 
-/// `hookstream load`: runs the load and prints the report.
-pub(super) fn load(args: LoadArgs) -> Result<(), Failure> {
-    run_load(args)
-        .map(|report| println!("{report}"))
-        .map_err(|e| Failure::new(2, e))
+/// `hookstream send`: signs FILE, POSTs it, prints the status and the answer; fails unless 2xx.
+pub(super) fn send(args: SendArgs) -> Result<(), Failure> {
+    let failed = |e: String| Failure::new(2, e);
+    let name = match &args.provider {
+        Some(name) => name.clone(),
+        None => args
+            .url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    let provider = provider(&name).map_err(|e| failed(format!("{e}: use --provider")))?;
+    let mut body = read_body(&args.file).map_err(failed)?;
+    if args.fresh_id {
+        let text = String::from_utf8(body)
+            .map_err(|_| failed("--fresh-id needs a UTF-8 JSON body".into()))?;
+        let span = crate::load::event_id_span(provider, &text).map_err(failed)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let fresh = format!("send-{now:x}");
+        body = [&text[..span.start], &fresh, &text[span.end..]]
+            .concat()
+            .into_bytes();
+        eprintln!("hookstream send: event id {fresh}");
+    }
+    let scheme = provider.signature();
+    let signature = scheme.sign(&body, &Secret::new(&args.secret));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed(format!("cannot start the runtime: {e}")))?;
+    let (status, answer) = runtime
+        .block_on(async {
+            let response = reqwest::Client::new()
+                .post(&args.url)
+                .header("content-type", "application/json")
+                .header(scheme.primary_header(), signature)
+                .body(body)
+                .send()
+                .await?;
+            let status = response.status();
+            Ok::<_, reqwest::Error>((status, response.text().await?))
+        })
+        .map_err(|e| Failure::new(1, format!("no answer from {}: {e}", args.url)))?;
+    println!("{} {answer}", status.as_u16());
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(Failure::new(1, format!("answered {status}")))
+    }
 }
 
-fn run_load(args: LoadArgs) -> Result<String, String> {
+/// `hookstream load`: runs the load and prints the report. Exits 1 when a request failed or was
+/// answered otherwise than expected (2xx; 401 with `--wrong-signature`), unless
+/// `--allow-errors`.
+pub(super) fn load(args: LoadArgs) -> Result<(), Failure> {
+    let (json, allow_errors, wrong_signature) =
+        (args.json, args.allow_errors, args.wrong_signature);
+    let report = run_load(args).map_err(|e| Failure::new(2, e))?;
+    println!(
+        "{}",
+        if json {
+            report.to_json().to_string()
+        } else {
+            report.to_text()
+        }
+    );
+    let expected = |status: u16| {
+        if wrong_signature {
+            status == 401
+        } else {
+            (200..300).contains(&status)
+        }
+    };
+    let unexpected = report.unexpected(expected);
+    if unexpected == 0 || allow_errors {
+        return Ok(());
+    }
+    let causes: Vec<String> = report
+        .first_failures
+        .iter()
+        .map(|(kind, detail)| format!("{kind} ({detail})"))
+        .collect();
+    Err(Failure::new(
+        1,
+        format!(
+            "{unexpected} of {} requests were not answered {}{}",
+            report.requests,
+            if wrong_signature { "401" } else { "2xx" },
+            if causes.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", causes.join("; "))
+            }
+        ),
+    ))
+}
+
+fn run_load(args: LoadArgs) -> Result<crate::load::Report, String> {
     use crate::load::{self, Limit, LoadOptions, Target};
     let target = Target::parse(&args.url)?;
     let provider_name = match &args.provider {
@@ -197,10 +299,5 @@ fn run_load(args: LoadArgs) -> Result<String, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let report = runtime.block_on(load::run(options))?;
-    Ok(if args.json {
-        report.to_json().to_string()
-    } else {
-        report.to_text()
-    })
+    runtime.block_on(load::run(options))
 }

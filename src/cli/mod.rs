@@ -1,8 +1,11 @@
-//! The command line: `hookstream serve | sign | tail | load | dead-letters | config`. The binary calls
+//! The command line: `hookstream serve | sign | send | tail | load | dead-letters | config`. The binary calls
 //! [`run`]; [`commands`] holds what each command does.
 
 mod commands;
 
+use crate::configuration::ConfigDir;
+use crate::operations::reader::Start;
+use crate::operations::tail::TailOptions;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,14 +17,11 @@ use std::process::ExitCode;
     about = "Verified webhooks in, one Avro event stream on Kafka out"
 )]
 pub struct Cli {
-    /// Directory holding default.toml and $HOOKSTREAM_ENV.toml.
-    #[arg(
-        long,
-        env = "HOOKSTREAM_CONFIG_DIR",
-        default_value = "config",
-        global = true
-    )]
-    pub config_dir: PathBuf,
+    /// The directory holding default.toml and $HOOKSTREAM_ENV.toml (default: ./config when it
+    /// exists, else the compiled-in defaults alone). A directory given here must exist and hold
+    /// default.toml.
+    #[arg(long, env = "HOOKSTREAM_CONFIG_DIR", global = true)]
+    pub config_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -41,15 +41,25 @@ pub enum Command {
         /// The request body, byte for byte; `-` reads standard input.
         file: PathBuf,
     },
-    /// Print the records of TOPIC as JSON lines (from the beginning), decoded with the schema.
+    /// Sign FILE as the provider would and POST it to a hookstream webhook URL; print the answer.
+    Send(SendArgs),
+    /// Print the records of TOPIC as JSON lines, decoded with the schema, from every partition,
+    /// like `kcat -C`: from --from to the end the topic has now, then exit (or go on with
+    /// --follow).
     Tail {
         topic: String,
+        /// Where to start in each partition: beginning, end, an offset, or -N (the last N).
+        #[arg(long, default_value = "beginning", allow_hyphen_values = true)]
+        from: Start,
+        /// Keep printing new records as they arrive, until interrupted.
+        #[arg(short, long)]
+        follow: bool,
         /// Stop after this many records.
-        #[arg(long, default_value_t = 10)]
-        count: usize,
-        /// Stop after this many seconds.
-        #[arg(long, default_value_t = 10)]
-        wait_secs: u64,
+        #[arg(short = 'c', long)]
+        count: Option<u64>,
+        /// Print each record's headers too.
+        #[arg(long)]
+        headers: bool,
     },
     /// Send signed webhooks to a hookstream deployment and report throughput and latency.
     Load(LoadArgs),
@@ -106,6 +116,25 @@ pub enum DeadLetterCommand {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Webhook URL, e.g. http://127.0.0.1:8080/webhooks/livesession.
+    #[arg(long)]
+    pub url: String,
+    /// Provider whose signature scheme to use (default: the URL's last segment).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Signing secret (or set HOOKSTREAM_SIGN_SECRET to keep it out of the process list).
+    #[arg(long, env = "HOOKSTREAM_SIGN_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// Replace the body's event id with a fresh one, so each send is a new event rather than a
+    /// duplicate of the last (every other byte stays as it is).
+    #[arg(long)]
+    pub fresh_id: bool,
+    /// The request body; `-` reads standard input.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct LoadArgs {
     /// Webhook URL, e.g. http://127.0.0.1:8080/webhooks/livesession.
     #[arg(long)]
@@ -132,7 +161,8 @@ pub struct LoadArgs {
     /// Send for this long first without counting (e.g. 3s).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
     pub warmup: std::time::Duration,
-    /// Sign with a wrong key: every request should be answered 401 (the HTTP + HMAC baseline).
+    /// Sign with a wrong key: every request should be answered 401 (the HTTP + HMAC baseline);
+    /// a 401 is then what is expected.
     #[arg(long)]
     pub wrong_signature: bool,
     /// Longest wait for one response.
@@ -144,6 +174,10 @@ pub struct LoadArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Exit 0 even when requests failed or were answered otherwise than expected (by default
+    /// that exits 1, naming the first failure of each kind).
+    #[arg(long)]
+    pub allow_errors: bool,
 }
 
 /// Why a command failed: the message, and the exit code it ends with.
@@ -164,8 +198,12 @@ impl Failure {
 /// Parses the command line and runs the command (`serve` when none is given).
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    let config_dir = match cli.config_dir {
+        Some(dir) => ConfigDir::Given(dir),
+        None => ConfigDir::Default,
+    };
     let (name, result) = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => ("hookstream", commands::serve(&cli.config_dir)),
+        Command::Serve => ("hookstream", commands::serve(&config_dir)),
         Command::Sign {
             provider,
             secret,
@@ -173,20 +211,32 @@ pub fn run() -> ExitCode {
         } => ("hookstream sign", commands::sign(&provider, &secret, &file)),
         Command::Tail {
             topic,
+            from,
+            follow,
             count,
-            wait_secs,
+            headers,
         } => (
             "hookstream tail",
-            commands::tail(&cli.config_dir, &topic, count, wait_secs),
+            commands::tail(
+                &config_dir,
+                &topic,
+                TailOptions {
+                    from,
+                    follow,
+                    count,
+                    headers,
+                },
+            ),
         ),
         Command::Load(args) => ("hookstream load", commands::load(args)),
+        Command::Send(args) => ("hookstream send", commands::send(args)),
         Command::DeadLetters(command) => (
             "hookstream dead-letters",
-            commands::dead_letters(&cli.config_dir, command),
+            commands::dead_letters(&config_dir, command),
         ),
         Command::Config(ConfigCommand::Check { connect }) => (
             "hookstream config check",
-            commands::config_check(&cli.config_dir, connect),
+            commands::config_check(&config_dir, connect),
         ),
     };
     match result {

@@ -55,8 +55,11 @@ mod tests {
 
     #[test]
     fn every_secret_is_redacted_and_everything_else_shown() {
-        let mut settings =
-            super::super::get_configuration(std::path::Path::new("config")).expect("defaults");
+        let mut settings = super::super::get_configuration(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config"
+        )))
+        .expect("defaults");
         settings.providers.insert(
             "livesession".into(),
             super::super::ProviderSettings::with_secrets("provider-secret"),

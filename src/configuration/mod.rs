@@ -3,19 +3,22 @@
 //! Layers, later ones overriding earlier ones:
 //! 1. the defaults compiled into the binary (a copy of `config/default.toml`, so the binary runs
 //!    anywhere);
-//! 2. `{config_dir}/default.toml`, if present (normally that same file);
-//! 3. `{config_dir}/{HOOKSTREAM_ENV}.toml`, if `HOOKSTREAM_ENV` is set and the file exists;
+//! 2. `{config_dir}/default.toml` (normally that same file);
+//! 3. `{config_dir}/{HOOKSTREAM_ENV}.toml`, when `HOOKSTREAM_ENV` is set;
 //! 4. environment variables `HOOKSTREAM__SECTION__KEY` (e.g. `HOOKSTREAM__KAFKA__BROKERS`).
 //!
 //! A key that does not exist — a typo in a file or in a variable's name — stops startup with a
 //! message naming it and the nearest valid key ([`strict`]), and so does an invalid value
-//! ([`validate`]).
+//! ([`validate`]), a layer that was asked for but is missing, and a `HOOKSTREAM_…` variable one
+//! underscore short of one that is read ([`layers`]).
 
 mod effective;
+mod layers;
 mod strict;
 mod validate;
 
 pub use effective::effective_toml;
+pub use layers::ConfigDir;
 
 use crate::signature::Secret;
 pub use crate::telemetry::LogSettings;
@@ -234,6 +237,8 @@ pub enum ConfigError {
     Load(#[from] config::ConfigError),
     #[error("configuration key `{0}` {1}")]
     Invalid(String, String),
+    #[error("configuration: {0}")]
+    Layer(String),
     #[error("unknown configuration key `{key}`{}{}",
         .from.as_ref().map(|f| format!(" (from {f})")).unwrap_or_default(),
         .nearest.as_ref().map(|n| format!(": did you mean `{n}`?")).unwrap_or_default())]
@@ -245,17 +250,30 @@ pub enum ConfigError {
     },
 }
 
+/// Valid settings, and the layers they were read from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// The sources actually read, in order (`compiled-in defaults`, files, variables).
+    pub sources: Vec<String>,
+}
+
 /// Loads settings from the layers described in the module docs.
-pub fn get_configuration(config_dir: &Path) -> Result<Settings, ConfigError> {
+pub fn load(dir: &ConfigDir) -> Result<Loaded, ConfigError> {
+    let env = std::env::var("HOOKSTREAM_ENV").ok();
+    let layers::Files { files } = layers::files(dir, env.as_deref())?;
+    let variables = layers::check_variables(
+        std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
+    )?;
+    let mut sources = vec!["compiled-in defaults".to_string()];
     let mut builder = config::Config::builder()
-        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
-        .add_source(config::File::from(config_dir.join("default.toml")).required(false));
-    if let Ok(env) = std::env::var("HOOKSTREAM_ENV") {
-        if !env.trim().is_empty() {
-            builder = builder.add_source(
-                config::File::from(config_dir.join(format!("{}.toml", env.trim()))).required(false),
-            );
-        }
+        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+    for file in files {
+        sources.push(file.display().to_string());
+        builder = builder.add_source(config::File::from(file));
+    }
+    if variables > 0 {
+        sources.push(format!("{variables} HOOKSTREAM__ variable(s)"));
     }
     let config = builder
         .add_source(
@@ -266,7 +284,12 @@ pub fn get_configuration(config_dir: &Path) -> Result<Settings, ConfigError> {
         .build()?;
     let settings = strict::deserialize(config)?;
     settings.validate()?;
-    Ok(settings)
+    Ok(Loaded { settings, sources })
+}
+
+/// Loads settings with `config_dir` holding the files.
+pub fn get_configuration(config_dir: &Path) -> Result<Settings, ConfigError> {
+    load(&ConfigDir::Given(config_dir.to_path_buf())).map(|loaded| loaded.settings)
 }
 
 #[cfg(test)]
@@ -274,7 +297,8 @@ mod tests {
     use super::*;
 
     fn defaults() -> Settings {
-        get_configuration(Path::new("/nonexistent")).expect("defaults load")
+        get_configuration(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config")))
+            .expect("defaults load")
     }
 
     /// The compiled-in defaults with `overlay` (TOML) on top.

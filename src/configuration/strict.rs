@@ -40,7 +40,7 @@ fn origin(config: &config::Config, key: &str) -> Option<String> {
 }
 
 /// Every key there is: the compiled-in defaults name them all.
-fn known_keys() -> BTreeSet<String> {
+pub(super) fn known_keys() -> BTreeSet<String> {
     let defaults = config::Config::builder()
         .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
         .build()
@@ -78,7 +78,7 @@ fn nearest(key: &str, known: &BTreeSet<String>) -> Option<String> {
 }
 
 /// Levenshtein distance, in characters.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

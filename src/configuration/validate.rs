@@ -169,7 +169,11 @@ mod tests {
     use super::*;
 
     fn defaults() -> Settings {
-        super::super::get_configuration(std::path::Path::new("/nonexistent")).expect("defaults")
+        super::super::get_configuration(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config"
+        )))
+        .expect("defaults")
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod body;
 mod http;
 mod report;
 
+pub(crate) use body::event_id_span;
 pub use http::Target;
 pub use report::{Outcome, Report};
 
@@ -193,7 +194,14 @@ async fn drive(connection: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Conne
             break;
         }
         plan.request(seq, &mut request);
-        let status = exchange(&mut conn, &plan, &request).await;
+        let answer = exchange(&mut conn, &plan, &request).await;
+        let status = match answer {
+            Ok(status) => Some(status),
+            Err((kind, detail)) => {
+                stats.failed(kind, detail);
+                None
+            }
+        };
         let counter = match status {
             Some(s) if (200..300).contains(&s) => &shared.answered,
             _ => &shared.failed,
@@ -215,9 +223,13 @@ async fn drive(connection: usize, plan: Arc<Plan>, shared: Arc<Shared>) -> Conne
     stats
 }
 
-/// Sends one request within the timeout; its status, or `None` (the connection is then dropped,
-/// to be opened again).
-async fn exchange(conn: &mut Option<Connection>, plan: &Plan, request: &[u8]) -> Option<u16> {
+/// Sends one request within the timeout; its status, or the kind of failure and its detail (the
+/// connection is then dropped, to be opened again).
+async fn exchange(
+    conn: &mut Option<Connection>,
+    plan: &Plan,
+    request: &[u8],
+) -> Result<u16, (&'static str, String)> {
     let sent = tokio::time::timeout(
         plan.options.timeout,
         send(conn, &plan.options.target.authority, request),
@@ -228,12 +240,35 @@ async fn exchange(conn: &mut Option<Connection>, plan: &Plan, request: &[u8]) ->
             if response.close {
                 *conn = None;
             }
-            Some(response.status)
+            Ok(response.status)
         }
-        Ok(Err(_)) | Err(_) => {
+        Ok(Err(e)) => {
             *conn = None;
-            None
+            Err((failure_kind(&e), e.to_string()))
         }
+        Err(_) => {
+            *conn = None;
+            Err((
+                "timeout",
+                format!(
+                    "no response within --timeout {}",
+                    humantime::format_duration(plan.options.timeout)
+                ),
+            ))
+        }
+    }
+}
+
+/// A few kinds a person tells apart when a run fails.
+fn failure_kind(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused",
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => "connection reset",
+        io::ErrorKind::TimedOut => "timeout",
+        _ => "I/O error",
     }
 }
 

@@ -31,6 +31,8 @@ fn histogram() -> Histogram<u64> {
 pub(super) struct ConnectionStats {
     statuses: BTreeMap<u16, u64>,
     io_errors: u64,
+    /// The first failure of each kind, warm-up included.
+    first_failures: BTreeMap<&'static str, String>,
     latency: Histogram<u64>,
     /// Latest completion, from the start of the run.
     last_done: Duration,
@@ -42,10 +44,16 @@ impl ConnectionStats {
         Self {
             statuses: BTreeMap::new(),
             io_errors: 0,
+            first_failures: BTreeMap::new(),
             latency: histogram(),
             last_done: Duration::ZERO,
             outcomes: record_outcomes.then(Vec::new),
         }
+    }
+
+    /// Remembers the first failure of its kind.
+    pub(super) fn failed(&mut self, kind: &'static str, detail: String) {
+        self.first_failures.entry(kind).or_insert(detail);
     }
 
     pub(super) fn record(&mut self, outcome: Outcome) {
@@ -71,6 +79,9 @@ pub struct Report {
     pub statuses: BTreeMap<u16, u64>,
     /// Requests without an HTTP response.
     pub io_errors: u64,
+    /// The first request failure of each kind (connection refused, timeout, connection reset,
+    /// I/O error), warm-up included.
+    pub first_failures: BTreeMap<&'static str, String>,
     /// From the end of the warm-up to the last completion.
     pub elapsed: Duration,
     /// Response latency in microseconds (I/O errors excluded).
@@ -85,6 +96,7 @@ impl Report {
             requests: 0,
             statuses: BTreeMap::new(),
             io_errors: 0,
+            first_failures: BTreeMap::new(),
             elapsed: Duration::ZERO,
             latency: histogram(),
             outcomes: Vec::new(),
@@ -97,6 +109,9 @@ impl Report {
             }
             report.io_errors += s.io_errors;
             report.requests += s.io_errors;
+            for (kind, detail) in s.first_failures {
+                report.first_failures.entry(kind).or_insert(detail);
+            }
             // Same bounds on both sides: adding cannot fail.
             let _ = report.latency.add(&s.latency);
             last_done = last_done.max(s.last_done);
@@ -131,6 +146,17 @@ impl Report {
         self.latency.max() as f64 / 1000.0
     }
 
+    /// Requests answered with a status outside `expected`, or not answered at all.
+    pub fn unexpected(&self, expected: impl Fn(u16) -> bool) -> u64 {
+        let answered: u64 = self
+            .statuses
+            .iter()
+            .filter(|(status, _)| !expected(**status))
+            .map(|(_, n)| n)
+            .sum();
+        answered + self.io_errors
+    }
+
     /// The report as one JSON object.
     pub fn to_json(&self) -> serde_json::Value {
         let statuses: serde_json::Map<String, serde_json::Value> = self
@@ -142,6 +168,7 @@ impl Report {
             "requests": self.requests,
             "statuses": statuses,
             "io_errors": self.io_errors,
+            "first_failures": self.first_failures,
             "duration_s": round3(self.elapsed.as_secs_f64()),
             "throughput_per_s": round3(self.throughput()),
             "latency_ms": {
@@ -161,19 +188,30 @@ impl Report {
             .iter()
             .map(|(s, n)| format!("{s}: {n}"))
             .collect();
-        format!(
-            "requests    {} in {:.2} s ({:.0}/s)\nstatuses    {}\nio errors   {}\nlatency     p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        let latency = if self.latency.is_empty() {
+            "none: no request was answered".to_string()
+        } else {
+            format!(
+                "p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+                self.latency_ms(0.5),
+                self.latency_ms(0.9),
+                self.latency_ms(0.99),
+                self.latency_ms(0.999),
+                self.max_latency_ms(),
+            )
+        };
+        let mut text = format!(
+            "requests    {} in {:.2} s ({:.0}/s)\nstatuses    {}\nio errors   {}\nlatency     {latency}",
             self.requests,
             self.elapsed.as_secs_f64(),
             self.throughput(),
             if statuses.is_empty() { "none".to_string() } else { statuses.join(", ") },
             self.io_errors,
-            self.latency_ms(0.5),
-            self.latency_ms(0.9),
-            self.latency_ms(0.99),
-            self.latency_ms(0.999),
-            self.max_latency_ms(),
-        )
+        );
+        for (kind, detail) in &self.first_failures {
+            text.push_str(&format!("\nfirst {kind}: {detail}"));
+        }
+        text
     }
 }
 

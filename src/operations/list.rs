@@ -1,6 +1,6 @@
 //! `hookstream dead-letters list`: dead letters as JSON lines, oldest first per partition.
 
-use super::reader::{Reader, Start};
+use super::reader::{ReadError, Reader, Start};
 use crate::configuration::Settings;
 use std::io::Write;
 
@@ -11,7 +11,12 @@ const GROUP: &str = "hookstream-dead-letters-list";
 /// Blocking.
 pub fn list(settings: &Settings, limit: usize, out: &mut dyn Write) -> Result<usize, String> {
     let topic = settings.dead_letter.topic(&settings.kafka.topic_prefix);
-    let mut reader = Reader::open(&settings.kafka, GROUP, &topic, Start::Beginning)?;
+    let mut reader = match Reader::open(&settings.kafka, GROUP, &topic, Start::Beginning, false) {
+        Ok(reader) => reader,
+        // No dead letter was ever written.
+        Err(ReadError::NoSuchTopic(_)) => return Ok(0),
+        Err(e) => return Err(e.to_string()),
+    };
     let mut printed = 0;
     while printed < limit && !reader.done() {
         if let Some(letter) = reader.next()? {

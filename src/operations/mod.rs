@@ -5,6 +5,6 @@
 
 pub mod check;
 pub mod list;
-mod reader;
+pub(crate) mod reader;
 pub mod replay;
 pub(crate) mod tail;

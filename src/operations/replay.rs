@@ -17,7 +17,7 @@
 //! (replayed, or failed and written again further on) are replayed once more if they succeed now,
 //! and never written to the dead-letter topic a second time; the rest are handled as above.
 
-use super::reader::{Reader, Start};
+use super::reader::{ReadError, Reader, Start};
 use crate::avro::{Framing, RegistryClient};
 use crate::codes::{ErrorCode, FailureClass};
 use crate::configuration::Settings;
@@ -134,12 +134,22 @@ pub async fn replay(settings: &Settings, options: ReplayOptions) -> Result<Repla
         settings.dead_letter.replay_group.clone(),
     );
     let open_topic = topic.clone();
-    let mut reader = blocking(move || Reader::open(&kafka, &group, &open_topic, start)).await?;
-    let replayer = Replayer::new(settings, topic)?;
     let mut summary = ReplaySummary {
         dry_run: options.dry_run,
         ..ReplaySummary::default()
     };
+    let opened = tokio::task::spawn_blocking(move || {
+        Reader::open(&kafka, &group, &open_topic, start, false)
+    })
+    .await
+    .map_err(|e| format!("a reader task failed: {e}"))?;
+    let mut reader = match opened {
+        Ok(reader) => reader,
+        // No dead letter was ever written: nothing to replay.
+        Err(ReadError::NoSuchTopic(_)) => return Ok(summary),
+        Err(e) => return Err(e.to_string()),
+    };
+    let replayer = Replayer::new(settings, topic)?;
     let mut progress = Progress::new(reader.remaining());
     while !reader.done() {
         let batch_bytes = replayer.batch_bytes;

@@ -1,70 +1,101 @@
-//! `hookstream tail`: print the records of a topic as JSON lines, decoded with the shipped schema.
+//! `hookstream tail`: a topic's records as JSON lines, decoded with the shipped schema — read
+//! like `kcat -C` or `rpk topic consume`: from a starting point to the end (or on, following),
+//! every partition.
 
+use super::reader::{ReadError, Reader, Start};
 use crate::avro::{datum_of, schema};
-use crate::configuration::KafkaSettings;
-use crate::kafka::consumer_config;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
-use std::time::{Duration, Instant};
+use crate::configuration::Settings;
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use std::io::Write;
 
-/// Prints up to `count` records from every partition of `topic`, from the beginning, waiting at
-/// most `wait` for them. Returns how many were printed.
+/// A group that never commits: tailing changes nothing.
+const GROUP: &str = "hookstream-tail";
+
+#[derive(Debug, Clone, Copy)]
+pub struct TailOptions {
+    pub from: Start,
+    /// Keep reading new records after the end (until interrupted).
+    pub follow: bool,
+    /// Stop after this many records.
+    pub count: Option<u64>,
+    /// Print each record's headers too.
+    pub headers: bool,
+}
+
+/// Why nothing (more) could be printed.
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("{0}")]
+    Read(#[from] ReadError),
+    #[error("{0} is the dead-letter topic: its records are request bodies kept as received, not Avro records; `hookstream dead-letters list` prints them")]
+    DeadLetterTopic(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Prints the records of `topic` to `out`; returns how many. Blocking.
 pub fn tail(
-    settings: &KafkaSettings,
+    settings: &Settings,
     topic: &str,
-    count: usize,
-    wait: Duration,
-) -> Result<usize, String> {
-    let consumer: BaseConsumer = consumer_config(settings, "hookstream-tail")
-        .create()
-        .map_err(|e| format!("cannot create a consumer: {e}"))?;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .map_err(|e| format!("cannot fetch metadata for {topic}: {e}"))?;
-    let mut assignment = TopicPartitionList::new();
-    for t in metadata.topics() {
-        if let Some(err) = t.error() {
-            return Err(format!("topic {topic}: {err:?}"));
-        }
-        for p in t.partitions() {
-            assignment
-                .add_partition_offset(topic, p.id(), Offset::Beginning)
-                .map_err(|e| e.to_string())?;
-        }
+    options: TailOptions,
+    out: &mut dyn Write,
+) -> Result<u64, TailError> {
+    if topic == settings.dead_letter.topic(&settings.kafka.topic_prefix) {
+        return Err(TailError::DeadLetterTopic(topic.to_string()));
     }
-    consumer.assign(&assignment).map_err(|e| e.to_string())?;
-
-    let deadline = Instant::now() + wait;
+    let mut reader = Reader::open(&settings.kafka, GROUP, topic, options.from, options.follow)?;
     let mut printed = 0;
-    while printed < count && Instant::now() < deadline {
-        let Some(result) = consumer.poll(Duration::from_millis(200)) else {
+    while !reader.done() && options.count.is_none_or(|n| printed < n) {
+        let Some(message) = reader.next_message().map_err(TailError::Other)? else {
             continue;
         };
-        let message = result.map_err(|e| format!("consume: {e}"))?;
-        let key = message
-            .key()
-            .map(|k| String::from_utf8_lossy(k).into_owned());
-        let record = match message.payload().map(datum_of) {
-            Some(Some(datum)) => decode(datum)?,
-            _ => serde_json::json!({"undecodable": true}),
-        };
-        println!(
-            "{}",
-            serde_json::json!({
-                "partition": message.partition(),
-                "offset": message.offset(),
-                "key": key,
-                "value": record,
-            })
-        );
+        writeln!(out, "{}", line(&message, options.headers))
+            .and_then(|()| out.flush())
+            .map_err(|e| TailError::Other(format!("cannot write: {e}")))?;
         printed += 1;
     }
     Ok(printed)
 }
 
-fn decode(mut datum: &[u8]) -> Result<serde_json::Value, String> {
-    let value = apache_avro::from_avro_datum(schema(), &mut datum, None)
-        .map_err(|e| format!("value does not decode with avro/webhook_event.avsc: {e}"))?;
-    serde_json::Value::try_from(value).map_err(|e| e.to_string())
+/// One record as a JSON object.
+fn line(message: &OwnedMessage, with_headers: bool) -> serde_json::Value {
+    let key = message
+        .key()
+        .map(|k| String::from_utf8_lossy(k).into_owned());
+    let mut line = serde_json::json!({
+        "partition": message.partition(),
+        "offset": message.offset(),
+        "timestamp": message.timestamp().to_millis(),
+        "key": key,
+    });
+    if with_headers {
+        let headers: serde_json::Map<String, serde_json::Value> = message
+            .headers()
+            .into_iter()
+            .flat_map(|h| h.iter())
+            .map(|h| {
+                let value = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                (h.key.to_string(), value.into())
+            })
+            .collect();
+        line["headers"] = headers.into();
+    }
+    match message.payload().map(decode) {
+        Some(Ok(value)) => line["value"] = value,
+        Some(Err(why)) => line["undecodable"] = why.into(),
+        None => line["value"] = serde_json::Value::Null,
+    }
+    line
+}
+
+/// The record in a value hookstream wrote, or why it is not one.
+fn decode(value: &[u8]) -> Result<serde_json::Value, String> {
+    let Some(mut datum) = datum_of(value) else {
+        return Err(
+            "not a value hookstream wrote: neither Avro single-object encoding of avro/webhook_event.avsc nor the Confluent wire format".into(),
+        );
+    };
+    let record = apache_avro::from_avro_datum(schema(), &mut datum, None)
+        .map_err(|e| format!("does not decode with avro/webhook_event.avsc: {e}"))?;
+    serde_json::Value::try_from(record).map_err(|e| e.to_string())
 }

@@ -81,6 +81,64 @@ fn bad_configuration_stops_startup_with_a_message_naming_the_key() {
     }
 }
 
+/// Runs `hookstream [ARGS] config check` with `env`; (success, stderr).
+fn check_with(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .args(["config", "check"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("hookstream runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_layer_that_was_asked_for_but_is_missing_stops_startup() {
+    // One underscore where two belong: read by nobody, so it is an error naming the right one.
+    let (ok, err) = check_with(&[], &[("HOOKSTREAM_KAFKA_BROKERS", "broker:9092")]);
+    assert!(!ok);
+    assert!(
+        err.contains("did you mean HOOKSTREAM__KAFKA__BROKERS?"),
+        "{err}"
+    );
+    let (ok, err) = check_with(&[], &[("HOOKSTREAM_ENV", "producton")]);
+    assert!(!ok);
+    assert!(err.contains("producton.toml does not exist"), "{err}");
+    let (ok, err) = check_with(&["--config-dir", "/nonexistent"], &[]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent does not exist"), "{err}");
+    let empty = temp_dir("no-default-toml");
+    let (ok, err) = check_with(&["--config-dir", &empty.to_string_lossy()], &[]);
+    assert!(!ok);
+    assert!(err.contains("has no default.toml"), "{err}");
+    let (ok, err) = check_with(&[], &[("HOOKSTREAM_CONFIG_DIR", "/nonexistent")]);
+    assert!(!ok, "{err}");
+}
+
+#[test]
+fn variables_hookstream_does_not_own_leave_it_alone() {
+    // What Kubernetes injects into every pod of a namespace with a Service named hookstream, and
+    // the test suite's own variables.
+    let (ok, err) = check_with(
+        &[],
+        &[
+            ("HOOKSTREAM_SERVICE_HOST", "10.0.0.7"),
+            ("HOOKSTREAM_SERVICE_PORT", "80"),
+            ("HOOKSTREAM_SERVICE_PORT_HTTP", "80"),
+            ("HOOKSTREAM_PORT", "tcp://10.0.0.7:80"),
+            ("HOOKSTREAM_PORT_80_TCP", "tcp://10.0.0.7:80"),
+            ("HOOKSTREAM_PORT_80_TCP_ADDR", "10.0.0.7"),
+            ("HOOKSTREAM_PORT_80_TCP_PORT", "80"),
+            ("HOOKSTREAM_PORT_80_TCP_PROTO", "tcp"),
+            ("HOOKSTREAM_TEST_BROKERS", "127.0.0.1:1"),
+        ],
+    );
+    assert!(ok, "{err}");
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_server_and_flushes_the_producer() {
     let port = free_port();
@@ -142,6 +200,10 @@ async fn sigterm_stops_the_server_and_flushes_the_producer() {
         .read_to_string(&mut log)
         .expect("log");
     assert!(log.contains("producer flushed"), "{log}");
+    assert!(
+        log.contains("configuration loaded") && log.contains("compiled-in defaults"),
+        "startup names the configuration sources: {log}"
+    );
     assert!(
         tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -365,4 +427,121 @@ async fn config_check_connect_tries_the_broker_a_write_and_redis() {
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
+}
+
+/// Runs `hookstream load ARGS` against `url` with the test secret, off the test's runtime (which
+/// may be serving `url`); (exit code, stdout, stderr).
+async fn load(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(BIN);
+    command
+        .args(["load", "--url", url, "--connections", "2"])
+        .args(args)
+        .env("HOOKSTREAM_LOAD_SECRET", SECRET);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("hookstream load runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn load_exits_non_zero_naming_the_first_failure_of_each_kind() {
+    let closed = format!("http://127.0.0.1:{}/webhooks/livesession", free_port());
+    let (code, out, err) = load(&closed, &["--requests", "10"]).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("first connection refused:"), "{out}");
+    assert!(
+        out.contains("latency     none"),
+        "no made-up latency: {out}"
+    );
+    assert!(
+        err.contains("10 of 10 requests were not answered 2xx"),
+        "{err}"
+    );
+    assert!(err.contains("connection refused"), "{err}");
+    let (code, ..) = load(&closed, &["--requests", "4", "--allow-errors"]).await;
+    assert_eq!(code, Some(0), "--allow-errors says failures are expected");
+
+    let app = spawn_app().await;
+    let url = format!("{}/webhooks/livesession", app.address);
+    let (code, out, err) = load(&url, &["--requests", "20"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("200: 20"), "{out}");
+    let (code, out, err) = load(&url, &["--requests", "20", "--wrong-signature"]).await;
+    assert_eq!(
+        code,
+        Some(0),
+        "401 is what --wrong-signature expects: {out}{err}"
+    );
+    let nobody = format!("{}/webhooks/nobody", app.address);
+    let (code, out, err) = load(
+        &nobody,
+        &[
+            "--requests",
+            "5",
+            "--wrong-signature",
+            "--provider",
+            "livesession",
+        ],
+    )
+    .await;
+    assert_eq!(
+        code,
+        Some(1),
+        "with --wrong-signature a 401 is expected, a 404 is not: {out}{err}"
+    );
+}
+
+/// Runs `hookstream send ARGS` off the test's runtime; (exit code, stdout, stderr).
+async fn send_command(args: &[&str]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(BIN);
+    command
+        .arg("send")
+        .args(args)
+        .env("HOOKSTREAM_SIGN_SECRET", SECRET);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("hookstream send runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_with_fresh_ids_lands_every_sample_and_without_them_the_second_is_a_duplicate() {
+    let app = spawn_app().await;
+    for (provider, fixture) in [
+        ("livesession", "js_error"),
+        ("livesession", "rage_click"),
+        ("lasoexperience", "user_login"),
+        ("seismic", "email_v3"),
+    ] {
+        let url = format!("{}/webhooks/{provider}", app.address);
+        let file = format!("tests/fixtures/{provider}/{fixture}.json");
+        for _ in 0..2 {
+            let (code, out, err) = send_command(&["--url", &url, "--fresh-id", &file]).await;
+            assert_eq!(code, Some(0), "{provider}/{fixture}: {out}{err}");
+            assert!(out.starts_with("200 "), "{out}");
+            assert!(out.contains("\"accepted\""), "{provider}/{fixture}: {out}");
+            assert!(err.contains("event id send-"), "{err}");
+        }
+    }
+    let url = format!("{}/webhooks/livesession", app.address);
+    let file = "tests/fixtures/livesession/net_error.json";
+    let (_, first, _) = send_command(&["--url", &url, file]).await;
+    assert!(first.contains("\"accepted\""), "{first}");
+    let (code, again, _) = send_command(&["--url", &url, file]).await;
+    assert_eq!(code, Some(0));
+    assert!(again.contains("\"duplicate\""), "{again}");
+    let (code, out, err) = send_command(&["--url", &url, "--secret", "wrong", file]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("401 "), "{out}");
+    assert!(err.contains("answered 401"), "{err}");
 }

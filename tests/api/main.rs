@@ -16,3 +16,4 @@ mod schema_registry;
 mod seismic;
 #[path = "../support/mod.rs"]
 mod support;
+mod tail;

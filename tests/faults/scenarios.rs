@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Steady load: requests per second, open loop.
 pub fn rate() -> f64 {
-    std::env::var("HOOKSTREAM_FAULTS_RATE")
+    std::env::var("HOOKSTREAM_TEST_FAULTS_RATE")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(500.0)

@@ -25,7 +25,7 @@ impl Drop for ChildGuard {
 /// Without it, the test process ends with one line saying what to do, rather than every test
 /// failing on its own.
 pub fn tool(name: &str) -> std::path::PathBuf {
-    let env_name = format!("HOOKSTREAM_{}", name.to_uppercase().replace('-', "_"));
+    let env_name = format!("HOOKSTREAM_TEST_{}", name.to_uppercase().replace('-', "_"));
     if let Some(path) = std::env::var_os(&env_name) {
         return path.into();
     }

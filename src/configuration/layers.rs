@@ -1,0 +1,229 @@
+//! Which layers a configuration is read from, and the checks that no layer is silently missing:
+//! a configuration directory that does not exist, a `HOOKSTREAM_ENV` naming no file, and a
+//! `HOOKSTREAM_…` variable that looks meant for hookstream but would be ignored (one underscore
+//! where two belong) each stop startup with a message saying so.
+
+use super::strict::{edit_distance, known_keys};
+use super::ConfigError;
+use std::path::{Path, PathBuf};
+
+/// Where the configuration files are.
+#[derive(Debug, Clone)]
+pub enum ConfigDir {
+    /// Given with `--config-dir` or `HOOKSTREAM_CONFIG_DIR`: it must exist and hold
+    /// `default.toml`.
+    Given(PathBuf),
+    /// Nothing given: `./config` if it exists, else the compiled-in defaults alone.
+    Default,
+}
+
+/// The variables hookstream reads under its own name besides `HOOKSTREAM__SECTION__KEY`.
+const OWN_VARIABLES: &[&str] = &[
+    "HOOKSTREAM_ENV",
+    "HOOKSTREAM_CONFIG_DIR",
+    "HOOKSTREAM_SIGN_SECRET",
+    "HOOKSTREAM_LOAD_SECRET",
+];
+
+/// Prefixes of variables others set under hookstream's name: Kubernetes' service links (every
+/// pod in a namespace with a Service called `hookstream` gets `HOOKSTREAM_SERVICE_HOST`,
+/// `HOOKSTREAM_PORT_8080_TCP`, …) and the test suite's own.
+const NOT_OURS: &[&str] = &["HOOKSTREAM_SERVICE_", "HOOKSTREAM_PORT", "HOOKSTREAM_TEST_"];
+
+/// The files to read, in order, and the sources to name in the startup line.
+pub(super) struct Files {
+    /// `default.toml`, then `{HOOKSTREAM_ENV}.toml`, when they are to be read.
+    pub files: Vec<PathBuf>,
+}
+
+/// The files of `dir` to read for `env` (`HOOKSTREAM_ENV`), or why they cannot be.
+pub(super) fn files(dir: &ConfigDir, env: Option<&str>) -> Result<Files, ConfigError> {
+    let env = env.map(str::trim).filter(|e| !e.is_empty());
+    let dir = match dir {
+        ConfigDir::Given(dir) => {
+            if !dir.is_dir() {
+                return Err(ConfigError::Layer(format!(
+                    "the configuration directory {} does not exist (--config-dir or HOOKSTREAM_CONFIG_DIR)",
+                    dir.display()
+                )));
+            }
+            if !dir.join("default.toml").is_file() {
+                return Err(ConfigError::Layer(format!(
+                    "the configuration directory {} has no default.toml: --config-dir names the directory holding it",
+                    dir.display()
+                )));
+            }
+            Some(dir.clone())
+        }
+        ConfigDir::Default => Some(PathBuf::from("config")).filter(|d| d.is_dir()),
+    };
+    let mut files = Vec::new();
+    if let Some(dir) = &dir {
+        let default = dir.join("default.toml");
+        if default.is_file() {
+            files.push(default);
+        }
+    }
+    if let Some(env) = env {
+        let Some(dir) = &dir else {
+            return Err(ConfigError::Layer(format!(
+                "HOOKSTREAM_ENV={env}, but there is no configuration directory to find {env}.toml in (--config-dir)"
+            )));
+        };
+        let file = dir.join(format!("{env}.toml"));
+        if !file.is_file() {
+            return Err(ConfigError::Layer(format!(
+                "HOOKSTREAM_ENV={env}, but {} does not exist (there: {})",
+                file.display(),
+                toml_files(dir).join(", ")
+            )));
+        }
+        files.push(file);
+    }
+    Ok(Files { files })
+}
+
+fn toml_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `HOOKSTREAM__…` variables that are read, and an error for the first `HOOKSTREAM_…` one that
+/// would be ignored although it is a near miss of one that is read.
+pub(super) fn check_variables(
+    variables: impl IntoIterator<Item = String>,
+) -> Result<usize, ConfigError> {
+    let mut read = 0;
+    let known: Vec<(String, String)> = known_keys()
+        .into_iter()
+        .map(|key| {
+            let variable = format!("HOOKSTREAM__{}", key.replace('.', "__").to_uppercase());
+            (flattened(&variable), variable)
+        })
+        .collect();
+    for name in variables {
+        if name.starts_with("HOOKSTREAM__") {
+            read += 1;
+            continue;
+        }
+        if !name.starts_with("HOOKSTREAM_")
+            || OWN_VARIABLES.contains(&name.as_str())
+            || NOT_OURS.iter().any(|prefix| name.starts_with(prefix))
+        {
+            continue;
+        }
+        let flat = flattened(&name);
+        let nearest = known
+            .iter()
+            .map(|(flat_known, variable)| (edit_distance(&flat, flat_known), variable))
+            .filter(|(distance, _)| *distance <= 2)
+            .min();
+        if let Some((_, variable)) = nearest {
+            return Err(ConfigError::Layer(format!(
+                "the environment variable {name} is not read by hookstream: did you mean {variable}? (sections and keys are separated by two underscores)"
+            )));
+        }
+    }
+    Ok(read)
+}
+
+/// A variable name with every run of underscores made one, uppercase: how it reads to a person.
+fn flattened(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c == '_' && out.ends_with('_') {
+            continue;
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(names: &[&str]) -> Result<usize, String> {
+        check_variables(names.iter().map(|n| n.to_string())).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn single_underscores_are_refused_naming_the_variable_meant() {
+        let err = check(&["HOOKSTREAM_KAFKA_BROKERS"]).unwrap_err();
+        assert!(
+            err.contains("did you mean HOOKSTREAM__KAFKA__BROKERS?"),
+            "{err}"
+        );
+        let err = check(&["HOOKSTREAM_KAFKA_ACK_TIMOUT"]).unwrap_err();
+        assert!(err.contains("HOOKSTREAM__KAFKA__ACK_TIMEOUT"), "{err}");
+        let err = check(&["HOOKSTREAM_DEDUPE__REDIS_URL"]).unwrap_err();
+        assert!(err.contains("HOOKSTREAM__DEDUPE__REDIS__URL"), "{err}");
+    }
+
+    #[test]
+    fn variables_hookstream_does_not_own_are_left_alone() {
+        // What Kubernetes injects for a Service named hookstream, and the test suite's own.
+        let others = [
+            "HOOKSTREAM_SERVICE_HOST",
+            "HOOKSTREAM_SERVICE_PORT",
+            "HOOKSTREAM_SERVICE_PORT_HTTP",
+            "HOOKSTREAM_PORT",
+            "HOOKSTREAM_PORT_8080_TCP",
+            "HOOKSTREAM_PORT_8080_TCP_ADDR",
+            "HOOKSTREAM_PORT_8080_TCP_PORT",
+            "HOOKSTREAM_PORT_8080_TCP_PROTO",
+            "HOOKSTREAM_TEST_BROKERS",
+            "HOOKSTREAM_TEST_REDIS",
+            "HOOKSTREAM_ENV",
+            "HOOKSTREAM_CONFIG_DIR",
+            "HOOKSTREAM_SIGN_SECRET",
+            "HOOKSTREAM_LOAD_SECRET",
+            "HOOKSTREAM_SOMETHING_ELSE_ENTIRELY",
+            "PATH",
+        ];
+        assert_eq!(check(&others), Ok(0));
+        assert_eq!(check(&["HOOKSTREAM__KAFKA__BROKERS", "PATH"]), Ok(1));
+    }
+
+    #[test]
+    fn a_named_environment_file_must_exist() {
+        let dir = ConfigDir::Given(PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config"
+        )));
+        let err = files(&dir, Some("producton"))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("producton.toml does not exist"), "{err}");
+        assert!(err.contains("docker.toml"), "it lists what is there: {err}");
+        assert_eq!(files(&dir, Some("docker")).expect("exists").files.len(), 2);
+        assert_eq!(
+            files(&dir, Some(" ")).expect("blank is unset").files.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_given_directory_must_exist_and_hold_default_toml() {
+        let missing = ConfigDir::Given(PathBuf::from("/nonexistent"));
+        let err = files(&missing, None).err().expect("refused").to_string();
+        assert!(err.contains("/nonexistent does not exist"), "{err}");
+        let dir =
+            std::env::temp_dir().join(format!("hookstream-empty-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let err = files(&ConfigDir::Given(dir.clone()), None)
+            .err()
+            .expect("refused")
+            .to_string();
+        let _ = std::fs::remove_dir(&dir);
+        assert!(err.contains("has no default.toml"), "{err}");
+    }
+}
