@@ -27,7 +27,8 @@
 //! 8. **Infrastructure**: `kafka` — the producer and its replacement, topic creation, one
 //!    deadline per write, produce error classification; `avro` — the record's encoding, value
 //!    framing, the Schema Registry client; `dedupe` — the bounded cache of written event ids;
-//!    `dead_letter` — the format of a dead letter.
+//!    `dead_letter` — the format of a dead letter; `tls` — the public listener's certificate,
+//!    reloaded without a restart.
 //! 9. **Configuration**: `configuration` — layered, strict settings.
 //! 10. **Domain**: `providers` — one module per provider behind [`providers::Provider`], and
 //!     [`providers::normalize`]; `signature` — HMAC verification and the
@@ -62,6 +63,7 @@ pub(crate) mod routes;
 pub mod signature;
 pub mod startup;
 pub mod telemetry;
+pub(crate) mod tls;
 
 #[cfg(test)]
 mod test_alloc;

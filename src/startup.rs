@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::providers;
 use crate::readiness::{self, Dependencies, Readiness};
 use crate::routes::{self, AppState};
+use crate::tls::Certificates;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
@@ -29,6 +30,8 @@ pub enum StartupError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("could not create the schema registry client: {0}")]
     SchemaRegistry(#[from] RegistryError),
+    #[error("could not set up TLS: {0}")]
+    Tls(String),
     #[error("could not set up deduplication: {0}")]
     Dedupe(String),
     #[error("could not set up metrics: {0}")]
@@ -61,14 +64,15 @@ fn bind(host: &str, port: u16) -> Result<(TcpListener, u16), StartupError> {
     Ok((listener, port))
 }
 
-/// The HTTP server with its routes, limits and timeouts.
+/// The HTTP server with its routes, limits and timeouts (over TLS when `tls` is given).
 fn http_server(
     listener: TcpListener,
     server: &ServerSettings,
     state: web::Data<AppState>,
+    tls: Option<&Certificates>,
 ) -> Result<Server, StartupError> {
     let limits = state.limits.clone();
-    Ok(
+    let http =
         HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::public))
             // Every connection takes a slot; those beyond `max_connections` are answered 503.
             .on_connect(move |_, extensions| {
@@ -82,11 +86,12 @@ fn http_server(
             // in-flight requests by `shutdown_timeout` to the millisecond; actix's own bound (whole
             // seconds) only backs it up.
             .disable_signals()
-            .shutdown_timeout(server.shutdown_timeout.as_secs() + 1)
-            .listen(listener)
-            .map_err(StartupError::Server)?
-            .run(),
-    )
+            .shutdown_timeout(server.shutdown_timeout.as_secs() + 1);
+    let http = match tls {
+        Some(certificates) => http.listen_rustls_0_23(listener, certificates.server_config()),
+        None => http.listen(listener),
+    };
+    Ok(http.map_err(StartupError::Server)?.run())
 }
 
 /// The admin server: metrics and probes, on a port that is never published.
@@ -115,6 +120,8 @@ pub struct Application {
     server: Server,
     /// `/metrics`, `/healthz`, `/readyz`: never published.
     admin: Server,
+    /// The public listener's certificate, when it speaks TLS; reloaded while serving.
+    tls: Option<Arc<Certificates>>,
     dedupe: Arc<Dedupe>,
     sink: Arc<KafkaSink>,
     registry: Option<Arc<RegistryClient>>,
@@ -160,6 +167,7 @@ impl Application {
         tracing::info!(
             port,
             admin_port,
+            tls = settings.server.tls.enabled(),
             providers = ?enabled,
             brokers = %settings.kafka.brokers,
             schema_registry = registry.is_some(),
@@ -178,7 +186,10 @@ impl Application {
             ),
             readiness: readiness.clone(),
         });
-        let server = http_server(listener, &settings.server, state.clone())?;
+        let tls = Certificates::load(&settings.server.tls)
+            .map_err(StartupError::Tls)?
+            .map(Arc::new);
+        let server = http_server(listener, &settings.server, state.clone(), tls.as_deref())?;
         let admin = admin_server(admin_listener, &settings.server, state)?;
         Ok(Self {
             port,
@@ -186,6 +197,7 @@ impl Application {
             server,
             admin,
             dedupe,
+            tls,
             sink,
             registry,
             readiness,
@@ -230,6 +242,7 @@ impl Application {
             self.metrics.clone(),
             self.readiness_interval,
         ));
+        let reload = self.tls.clone().map(|tls| tokio::spawn(tls.watch()));
         let admin_handle = self.admin.handle();
         let admin = tokio::spawn(self.admin);
         let handle = self.server.handle();
@@ -247,6 +260,9 @@ impl Application {
             }
         };
         probe.abort();
+        if let Some(reload) = reload {
+            reload.abort();
+        }
         admin_handle.stop(true).await;
         let _ = admin.await;
         let sink = self.sink.clone();

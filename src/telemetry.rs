@@ -32,7 +32,10 @@ pub fn init(settings: &LogSettings) {
         .and_then(|directives| filter(&directives).ok())
         .or_else(|| filter(&settings.level).ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
-    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only on a terminal: a file or a log collector gets plain text.
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let registry = tracing_subscriber::registry().with(filter);
     // A second initialization (tests) is harmless: the first subscriber stays.
     let _ = if settings.format == "json" {

@@ -258,6 +258,7 @@ pub(super) fn load(args: LoadArgs) -> Result<(), Failure> {
 fn run_load(args: LoadArgs) -> Result<crate::load::Report, String> {
     use crate::load::{self, Limit, LoadOptions, Target};
     let target = Target::parse(&args.url)?;
+    let target_tls = target.tls;
     let provider_name = match &args.provider {
         Some(p) => p.clone(),
         None => target
@@ -290,6 +291,14 @@ fn run_load(args: LoadArgs) -> Result<crate::load::Report, String> {
         id_prefix: format!("load-{started}"),
         record_outcomes: false,
         progress: true,
+        tls: if target_tls {
+            Some(load::client_config(
+                args.ca_file.as_deref(),
+                args.tls_insecure,
+            )?)
+        } else {
+            None
+        },
     };
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(threads) = args.threads {

@@ -178,6 +178,13 @@ pub struct LoadArgs {
     /// that exits 1, naming the first failure of each kind).
     #[arg(long)]
     pub allow_errors: bool,
+    /// For an https:// URL: trust the certificates in this PEM file (e.g. a self-signed one)
+    /// instead of the system's.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// For an https:// URL: accept any certificate (tests only).
+    #[arg(long, conflicts_with = "ca_file")]
+    pub tls_insecure: bool,
 }
 
 /// Why a command failed: the message, and the exit code it ends with.

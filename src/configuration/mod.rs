@@ -79,6 +79,22 @@ pub struct ServerSettings {
     /// Webhook requests processed at once; one more is answered `503 overloaded` at once
     /// instead of waiting in an unbounded queue.
     pub max_in_flight: usize,
+    /// TLS on the public port, for deployments without a terminating proxy.
+    pub tls: TlsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct TlsSettings {
+    /// PEM certificate chain (leaf first); empty means plain HTTP.
+    pub cert_file: String,
+    /// PEM private key of the leaf certificate.
+    pub key_file: String,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.trim().is_empty() || !self.key_file.trim().is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

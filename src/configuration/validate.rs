@@ -58,7 +58,16 @@ impl Settings {
         positive("server.header_timeout", s.header_timeout.as_secs_f64())?;
         positive("server.body_timeout", s.body_timeout.as_secs_f64())?;
         positive("server.max_connections", s.max_connections as f64)?;
-        positive("server.max_in_flight", s.max_in_flight as f64)
+        positive("server.max_in_flight", s.max_in_flight as f64)?;
+        if s.tls.enabled()
+            && (s.tls.cert_file.trim().is_empty() || s.tls.key_file.trim().is_empty())
+        {
+            return invalid(
+                "server.tls",
+                "needs both cert_file and key_file (or neither, for plain HTTP)",
+            );
+        }
+        Ok(())
     }
 
     fn validate_rest(&self) -> Checked {

@@ -1,14 +1,17 @@
-//! A minimal HTTP/1.1 keep-alive client: one request at a time per connection, responses framed
-//! by `Content-Length`. Small enough that the generator is never the bottleneck.
+//! A minimal HTTP/1.1 keep-alive client, plain or over TLS: one request at a time per connection,
+//! responses framed by `Content-Length`. Small enough that the generator is never the
+//! bottleneck.
 
+use rustls::pki_types::ServerName;
 use std::io;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 
-/// Where requests go: `http://host[:port]/path`.
+/// Where requests go: `http://host[:port]/path` or `https://…`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// `host:port`, for connecting.
@@ -16,13 +19,21 @@ pub struct Target {
     /// The `Host` header value.
     pub host: String,
     pub path: String,
+    /// `https://`: connections speak TLS.
+    pub tls: bool,
 }
 
 impl Target {
     pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("{url:?}: only http:// URLs are supported (point it at hookstream's own port)")
-        })?;
+        let (rest, tls) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (rest, false),
+            (_, Some(rest)) => (rest, true),
+            _ => {
+                return Err(format!(
+                    "{url:?}: only http:// and https:// URLs are supported (point it at hookstream's own port)"
+                ))
+            }
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -36,15 +47,31 @@ impl Target {
         {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if tls { 443 } else { 80 })
         };
         Ok(Self {
             authority: with_port,
             host: authority.to_string(),
             path: path.to_string(),
+            tls,
         })
     }
+
+    /// The host name to verify the server's certificate against.
+    fn server_name(&self) -> io::Result<ServerName<'static>> {
+        let host = self
+            .host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.parse::<u16>().is_ok())
+            .map_or(self.host.as_str(), |(host, _)| host);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        ServerName::try_from(host.to_string()).map_err(|e| invalid_input(&e.to_string()))
+    }
 }
+
+/// A byte stream, plain or TLS.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// What came back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,14 +82,28 @@ pub struct Response {
 }
 
 pub struct Connection {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     buf: Vec<u8>,
 }
 
 impl Connection {
-    pub async fn open(authority: &str) -> io::Result<Self> {
-        let stream = TcpStream::connect(authority).await?;
-        stream.set_nodelay(true)?;
+    /// Connects to `target`, with a TLS handshake when it is `https://` (`tls` then says whom to
+    /// trust).
+    pub async fn open(
+        target: &Target,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> io::Result<Self> {
+        let tcp = TcpStream::connect(&target.authority).await?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = match (target.tls, tls) {
+            (false, _) => Box::new(tcp),
+            (true, Some(config)) => Box::new(
+                tokio_rustls::TlsConnector::from(config.clone())
+                    .connect(target.server_name()?, tcp)
+                    .await?,
+            ),
+            (true, None) => return Err(invalid_input("an https:// URL needs a TLS configuration")),
+        };
         Ok(Self {
             stream,
             buf: Vec::with_capacity(4096),
@@ -147,6 +188,10 @@ fn parse_head(head: &[u8]) -> io::Result<Head> {
         content_length,
         close,
     })
+}
+
+fn invalid_input(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, what.to_string())
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

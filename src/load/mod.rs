@@ -9,10 +9,12 @@
 mod body;
 mod http;
 mod report;
+mod tls;
 
 pub(crate) use body::event_id_span;
 pub use http::Target;
 pub use report::{Outcome, Report};
+pub use tls::client_config;
 
 use crate::providers::Provider;
 use crate::signature::Secret;
@@ -54,6 +56,8 @@ pub struct LoadOptions {
     pub record_outcomes: bool,
     /// Show progress on stderr while running.
     pub progress: bool,
+    /// Whom to trust when the target is `https://` ([`client_config`]).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// The event id of request number `seq`.
@@ -230,11 +234,7 @@ async fn exchange(
     plan: &Plan,
     request: &[u8],
 ) -> Result<u16, (&'static str, String)> {
-    let sent = tokio::time::timeout(
-        plan.options.timeout,
-        send(conn, &plan.options.target.authority, request),
-    )
-    .await;
+    let sent = tokio::time::timeout(plan.options.timeout, send(conn, plan, request)).await;
     match sent {
         Ok(Ok(response)) => {
             if response.close {
@@ -274,12 +274,14 @@ fn failure_kind(error: &io::Error) -> &'static str {
 
 async fn send(
     conn: &mut Option<Connection>,
-    authority: &str,
+    plan: &Plan,
     request: &[u8],
 ) -> io::Result<http::Response> {
     let connection = match conn {
         Some(c) => c,
-        None => conn.insert(Connection::open(authority).await?),
+        None => {
+            conn.insert(Connection::open(&plan.options.target, plan.options.tls.as_ref()).await?)
+        }
     };
     connection.round_trip(request).await
 }

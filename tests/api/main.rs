@@ -11,9 +11,11 @@ mod lasoexperience;
 mod limits;
 mod livesession;
 mod operations;
+mod quickstart;
 mod replicas;
 mod schema_registry;
 mod seismic;
 #[path = "../support/mod.rs"]
 mod support;
 mod tail;
+mod tls;

@@ -28,6 +28,7 @@ pub fn load_options(url: &str, id_prefix: &str, rate: f64, duration: Duration) -
         id_prefix: id_prefix.to_string(),
         record_outcomes: true,
         progress: false,
+        tls: None,
     }
 }
 

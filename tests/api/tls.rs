@@ -1,0 +1,220 @@
+//! TLS on the public listener: webhooks over HTTPS with a self-signed certificate made here; the
+//! certificate replaced and reloaded on SIGHUP while a connection stays open (it is not dropped,
+//! and new connections get the new certificate); `hookstream load --ca-file` against it.
+
+use crate::support::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
+
+/// A self-signed certificate for 127.0.0.1 and localhost, written to `dir` as
+/// `{name}.crt` and `{name}.key`; returns the certificate's PEM.
+fn certificate(dir: &Path, name: &str) -> String {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("a certificate");
+    let pem = cert.cert.pem();
+    std::fs::write(dir.join(format!("{name}.crt")), &pem).expect("written");
+    std::fs::write(
+        dir.join(format!("{name}.key")),
+        cert.signing_key.serialize_pem(),
+    )
+    .expect("written");
+    pem
+}
+
+/// A TLS client trusting only `pem`.
+fn trusting(pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        roots.add(cert.expect("PEM")).expect("a root");
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
+type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+async fn connect(port: u16, config: Arc<rustls::ClientConfig>) -> std::io::Result<Tls> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("127.0.0.1").expect("name"), tcp)
+        .await
+}
+
+/// One signed webhook on an open connection; the status.
+async fn deliver(stream: &mut Tls, id: &str) -> u16 {
+    let body = with_json(&fixture("livesession", "js_error"), |j| {
+        j["message_id"] = id.into()
+    });
+    let (header, value) = sign("livesession", &body, SECRET);
+    let head = format!(
+        "POST /webhooks/livesession HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{header}: {value}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("written");
+    stream.write_all(&body).await.expect("written");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(n > 0, "the connection was closed");
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                return text[9..12].parse().expect("status");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_arrive_over_tls_and_a_new_certificate_is_taken_without_dropping_connections() {
+    let dir = temp_dir("tls");
+    let first = certificate(&dir, "first");
+    let second = certificate(&dir, "second");
+    std::fs::copy(dir.join("first.crt"), dir.join("tls.crt")).expect("copied");
+    std::fs::copy(dir.join("first.key"), dir.join("tls.key")).expect("copied");
+    let port = free_port();
+    let prefix = format!("tls-{port}");
+    let child = ChildGuard(
+        Command::new(BIN)
+            .arg("serve")
+            .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
+            .env("HOOKSTREAM__SERVER__PORT", port.to_string())
+            .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
+            .env("HOOKSTREAM__SERVER__TLS__CERT_FILE", dir.join("tls.crt"))
+            .env("HOOKSTREAM__SERVER__TLS__KEY_FILE", dir.join("tls.key"))
+            .env("HOOKSTREAM__KAFKA__BROKERS", test_brokers())
+            .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &prefix)
+            .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hookstream starts"),
+    );
+    wait_for_port(port).await;
+    let mut kept = connect(port, trusting(&first))
+        .await
+        .expect("TLS with the first certificate");
+    assert_eq!(deliver(&mut kept, "over-tls-1").await, 200);
+
+    // The certificate is replaced, and hookstream told.
+    std::fs::copy(dir.join("second.crt"), dir.join("tls.crt")).expect("copied");
+    std::fs::copy(dir.join("second.key"), dir.join("tls.key")).expect("copied");
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut fresh = loop {
+        if let Ok(stream) = connect(port, trusting(&second)).await {
+            break stream;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second certificate was never served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(deliver(&mut fresh, "over-tls-2").await, 200);
+    assert!(
+        connect(port, trusting(&first)).await.is_err(),
+        "new connections get the new certificate"
+    );
+    assert_eq!(
+        deliver(&mut kept, "over-tls-3").await,
+        200,
+        "the connection opened before the reload is still served"
+    );
+
+    // The load generator, trusting the certificate in use.
+    let url = format!("https://127.0.0.1:{port}/webhooks/livesession");
+    let ca = dir.join("second.crt");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(BIN)
+            .args([
+                "load",
+                "--url",
+                &url,
+                "--requests",
+                "50",
+                "--connections",
+                "2",
+                "--ca-file",
+            ])
+            .arg(ca)
+            .env("HOOKSTREAM_LOAD_SECRET", SECRET)
+            .output()
+    })
+    .await
+    .expect("task")
+    .expect("load runs");
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(out.contains("200: 50"), "{out}");
+
+    let app = TestApp {
+        address: String::new(),
+        port,
+        admin_address: String::new(),
+        brokers: test_brokers(),
+        prefix,
+        client: reqwest::Client::new(),
+        sink: None,
+    };
+    app.read_messages(&app.topic("livesession", "js_error"), 53)
+        .await;
+}
+
+#[test]
+fn a_certificate_that_does_not_load_stops_startup_naming_the_file() {
+    let dir = temp_dir("tls-bad");
+    std::fs::write(dir.join("bad.crt"), "not a certificate").expect("written");
+    std::fs::write(dir.join("bad.key"), "not a key").expect("written");
+    let output = Command::new(BIN)
+        .args(["serve"])
+        .env("HOOKSTREAM__SERVER__PORT", "0")
+        .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
+        .env("HOOKSTREAM__SERVER__TLS__CERT_FILE", dir.join("bad.crt"))
+        .env("HOOKSTREAM__SERVER__TLS__KEY_FILE", dir.join("bad.key"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(err.contains("server.tls.cert_file"), "{err}");
+    let output = Command::new(BIN)
+        .args(["config", "check"])
+        .env("HOOKSTREAM__SERVER__TLS__CERT_FILE", dir.join("bad.crt"))
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("needs both cert_file and key_file"), "{err}");
+}
