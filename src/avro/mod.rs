@@ -5,6 +5,7 @@
 //! front of it so a consumer can tell which schema wrote it; [`record`] builds the same record as a
 //! generic Avro value, the reference the encoder is tested against.
 
+pub mod canonical;
 mod encoder;
 pub mod framing;
 #[cfg(test)]
@@ -22,6 +23,14 @@ use std::sync::OnceLock;
 
 /// The schema text, exactly as shipped in `avro/webhook_event.avsc`.
 pub const SCHEMA_JSON: &str = include_str!("../../avro/webhook_event.avsc");
+
+/// The schema as JSON (for its canonical form and fingerprint, [`canonical`]).
+pub fn schema_json() -> serde_json::Value {
+    match serde_json::from_str(SCHEMA_JSON) {
+        Ok(json) => json,
+        Err(e) => panic!("avro/webhook_event.avsc is not JSON: {e}"),
+    }
+}
 
 /// The parsed schema. Parsing a schema compiled into the binary can only fail if the file in the
 /// repository is broken, which the unit tests catch.

@@ -10,10 +10,8 @@
 //! `schema_registry_unavailable`). An id that names another schema is dropped and the schema
 //! registered again.
 
-use super::{schema, SCHEMA_JSON};
+use super::{canonical, schema_json, SCHEMA_JSON};
 use crate::configuration::SchemaRegistrySettings;
-use apache_avro::rabin::Rabin;
-use apache_avro::Schema;
 use parking_lot::RwLock;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -42,7 +40,7 @@ pub struct RegistryClient {
     /// Subject → schema id, filled on first use of each topic.
     ids: RwLock<HashMap<String, Cached>>,
     /// The fingerprint (CRC-64-AVRO of the canonical form) of hookstream's schema.
-    fingerprint: Vec<u8>,
+    fingerprint: [u8; 8],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +69,7 @@ impl RegistryClient {
             base_url: settings.url.trim_end_matches('/').to_string(),
             basic_auth: settings.basic_auth(),
             ids: RwLock::new(HashMap::new()),
-            fingerprint: schema().fingerprint::<Rabin>().bytes,
+            fingerprint: canonical::fingerprint(&schema_json()),
         })
     }
 
@@ -127,8 +125,8 @@ impl RegistryClient {
             .get("schema")
             .and_then(serde_json::Value::as_str)
             .ok_or(RegistryError::BadAnswer)?;
-        Ok(Schema::parse_str(text)
-            .is_ok_and(|theirs| theirs.fingerprint::<Rabin>().bytes == self.fingerprint))
+        Ok(serde_json::from_str::<serde_json::Value>(text)
+            .is_ok_and(|theirs| canonical::fingerprint(&theirs) == self.fingerprint))
     }
 
     fn cache(&self, subject: &str, id: u32) {

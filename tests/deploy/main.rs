@@ -1,11 +1,13 @@
 //! Deployment checks with the real tools: a Prometheus server scraping hookstream evaluates every
 //! query of the shipped Grafana dashboard; promtool checks the Prometheus configuration and the
 //! metrics exposition; the compose file is validated against the Compose specification; the
-//! Kubernetes manifests are validated, rendered and checked against the program.
+//! Kubernetes manifests are validated, rendered and checked against the program; the Python
+//! consumer example decodes what hookstream wrote.
 //! `scripts/test` installs the tools.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod consumer_example;
 mod kubernetes;
 mod observability;

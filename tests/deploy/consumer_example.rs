@@ -1,0 +1,192 @@
+//! The Python consumer example (`examples/consumer-python`) reads what hookstream wrote: every
+//! golden fixture is sent through the real server into the real broker, in both framings (Avro
+//! single-object encoding, and the Confluent wire format through a Schema Registry), and the
+//! records the example prints must be the expected records of the fixtures.
+
+use crate::support::registry::{start_registry, PASSWORD, USER};
+use crate::support::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+/// The fixture received at this fixed time in the expected files.
+const GOLDEN_RECEIVED_AT: i64 = 1_700_000_000_000;
+
+/// Every golden fixture that is an event (not a handshake): (provider, body, expected record).
+fn golden_events() -> Vec<(String, Vec<u8>, Value)> {
+    let mut events = Vec::new();
+    for provider in ["livesession", "lasoexperience", "seismic"] {
+        let dir = Path::new("tests/fixtures").join(provider);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("fixtures")
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "json")
+                    && !p.to_string_lossy().ends_with(".expected.json")
+            })
+            .collect();
+        files.sort();
+        for file in files {
+            let expected: Value = serde_json::from_str(
+                &std::fs::read_to_string(file.with_extension("expected.json")).expect("expected"),
+            )
+            .expect("expected JSON");
+            if expected.get("handshake").is_some() {
+                continue;
+            }
+            // Samples of one provider share ids: each gets its own, or it would be a duplicate.
+            let stem = file
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            let id = format!("example-{provider}-{stem}");
+            let keys = hookstream::providers::find(provider)
+                .expect("provider")
+                .spec()
+                .event_id_keys;
+            let body = with_json(&std::fs::read(&file).expect("fixture"), |j| {
+                for key in keys {
+                    if j.get(key).is_some() {
+                        j[key] = id.clone().into();
+                    }
+                }
+            });
+            let mut expected = expected;
+            expected["event_id"] = id.into();
+            events.push((provider.to_string(), body, expected));
+        }
+    }
+    events
+}
+
+/// Runs the example on `topic`; the records it printed, by event id.
+async fn consume(
+    app: &TestApp,
+    topic: &str,
+    expected: usize,
+    registry: Option<&str>,
+) -> BTreeMap<String, Value> {
+    let mut command = Command::new(tool("python"));
+    command
+        .arg("examples/consumer-python/consumer.py")
+        .args(["--brokers", &app.brokers, "--topic", topic])
+        .args(["--count", &expected.to_string(), "--idle", "20"]);
+    if let Some(url) = registry {
+        command.args([
+            "--registry",
+            url,
+            "--registry-auth",
+            &format!("{USER}:{PASSWORD}"),
+        ]);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("the example runs");
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(output.status.success(), "{err}");
+    out.lines()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert!(line.get("undecodable").is_none(), "{line}");
+            let value = line["value"].clone();
+            (
+                value["event_id"].as_str().expect("event_id").to_string(),
+                value,
+            )
+        })
+        .collect()
+}
+
+/// What the example printed, compared with the expected record: `raw_payload` must be the body;
+/// `received_at` (and an `event_time` that fell back to it) are the time of this run.
+fn assert_same(provider: &str, body: &[u8], expected: &Value, printed: &Value) {
+    let mut printed = printed.clone();
+    let object = printed.as_object_mut().expect("a record");
+    assert_eq!(
+        object
+            .remove("raw_payload")
+            .and_then(|v| v.as_str().map(str::to_string)),
+        Some(String::from_utf8_lossy(body).into_owned()),
+        "{provider}: raw_payload is the body"
+    );
+    let received_at = object
+        .remove("received_at")
+        .and_then(|v| v.as_i64())
+        .expect("received_at");
+    let mut expected = expected.clone();
+    let wanted = expected.as_object_mut().expect("expected record");
+    wanted.remove("received_at");
+    if wanted["event_time"] == GOLDEN_RECEIVED_AT {
+        assert_eq!(
+            object.remove("event_time").and_then(|v| v.as_i64()),
+            Some(received_at)
+        );
+        wanted.remove("event_time");
+    }
+    assert_eq!(&printed, &expected, "{provider}");
+}
+
+async fn send_all(app: &TestApp, events: &[(String, Vec<u8>, Value)]) -> BTreeMap<String, usize> {
+    let mut per_topic = BTreeMap::new();
+    for (provider, body, expected) in events {
+        let reply = app.post_signed(provider, body.clone()).await;
+        assert_eq!(reply.status, 200, "{provider}: {}", reply.text);
+        let topic = app.topic(
+            provider,
+            expected["event_name"].as_str().expect("event_name"),
+        );
+        *per_topic.entry(topic).or_default() += 1;
+    }
+    per_topic
+}
+
+fn check(events: &[(String, Vec<u8>, Value)], printed: &BTreeMap<String, Value>) {
+    for (provider, body, expected) in events {
+        let id = expected["event_id"].as_str().expect("event_id");
+        let record = printed
+            .get(id)
+            .unwrap_or_else(|| panic!("{provider}: {id} was not printed"));
+        assert_same(provider, body, expected, record);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_consumer_decodes_single_object_values_into_the_expected_records() {
+    let app = spawn_app().await;
+    let events = golden_events();
+    assert!(events.len() >= 15, "{} fixtures", events.len());
+    let per_topic = send_all(&app, &events).await;
+    let mut printed = BTreeMap::new();
+    for (topic, n) in per_topic {
+        printed.extend(consume(&app, &topic, n, None).await);
+    }
+    check(&events, &printed);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_consumer_decodes_confluent_framed_values_through_the_registry() {
+    let (url, _registry) = start_registry().await;
+    let registry = url.clone();
+    let app = spawn_app_with(move |s| {
+        s.schema_registry.url = registry;
+        s.schema_registry.username = USER.into();
+        s.schema_registry.set_password(PASSWORD);
+    })
+    .await;
+    let events: Vec<_> = golden_events()
+        .into_iter()
+        .filter(|(provider, ..)| provider == "livesession")
+        .collect();
+    let per_topic = send_all(&app, &events).await;
+    let mut printed = BTreeMap::new();
+    for (topic, n) in per_topic {
+        printed.extend(consume(&app, &topic, n, Some(&url)).await);
+    }
+    check(&events, &printed);
+}
