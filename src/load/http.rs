@@ -215,7 +215,15 @@ mod tests {
         let t = Target::parse("http://example.com").expect("parses");
         assert_eq!(t.authority, "example.com:80");
         assert_eq!(t.path, "/");
-        assert!(Target::parse("https://example.com/").is_err());
+        assert!(!t.tls);
+        let t = Target::parse("https://example.com/hooks").expect("parses");
+        assert_eq!(t.authority, "example.com:443");
+        assert!(t.tls);
+        assert_eq!(
+            t.server_name().ok(),
+            ServerName::try_from("example.com").ok()
+        );
+        assert!(Target::parse("ftp://example.com/").is_err());
         assert!(Target::parse("http:///x").is_err());
     }
 
