@@ -14,6 +14,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     MissingSignature,
     InvalidSignature,
+    /// A signed timestamp too far from now: a replayed request (or a clock far off).
+    SignatureExpired,
     InvalidBody,
     InvalidJson,
     InvalidPayload,

@@ -14,6 +14,7 @@
 //! | `hookstream-event-id` | the event id, when it could be read |
 //! | `content-type` | the request's `Content-Type`, as received |
 //! | `hookstream-replay-attempts` | how many replays it failed (absent until the first) |
+//! | `hookstream-header-NAME` | each request header the provider reads besides its signature (a configured provider's `header:NAME` sources), so a replay reads it too |
 //!
 //! Only requests whose signature verified are dead-lettered, and only for reasons retrying
 //! cannot fix (one of [`crate::codes::DEAD_LETTER_REASONS`]). This module is the letter's format,
@@ -33,6 +34,8 @@ pub const HEADER_ERROR_DETAIL: &str = "hookstream-error-detail";
 pub const HEADER_RECEIVED_AT: &str = "hookstream-received-at";
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
 pub const HEADER_REPLAY_ATTEMPTS: &str = "hookstream-replay-attempts";
+/// Followed by a request header's lowercase name.
+pub const HEADER_REQUEST_PREFIX: &str = "hookstream-header-";
 
 /// A delivery to keep in the dead-letter topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,17 +49,25 @@ pub struct DeadLetter {
     pub received_at: i64,
     pub event_id: Option<String>,
     pub content_type: Option<Vec<u8>>,
+    /// `(lowercase name, value)` of the request headers the provider reads.
+    pub request_headers: Vec<(String, String)>,
     /// The exact request body.
     pub body: Vec<u8>,
     /// Replays it failed so far.
     pub replay_attempts: u32,
 }
 
+/// The text [`DeadLetter::headers`] writes that the letter does not hold as such.
+pub struct HeaderTexts {
+    received_at: String,
+    attempts: String,
+    request_header_keys: Vec<String>,
+}
+
 impl DeadLetter {
-    /// The record's headers; `numbers` holds the decimal text of [`DeadLetter::received_at`] and
-    /// of [`DeadLetter::replay_attempts`] ([`DeadLetter::numbers`]).
-    pub fn headers<'a>(&'a self, numbers: &'a [String; 2]) -> Vec<(&'static str, &'a [u8])> {
-        let [received_at, attempts] = numbers;
+    /// The record's headers; `texts` holds what they say as text ([`DeadLetter::texts`]).
+    pub fn headers<'a>(&'a self, texts: &'a HeaderTexts) -> Vec<(&'a str, &'a [u8])> {
+        let (received_at, attempts) = (&texts.received_at, &texts.attempts);
         let mut headers = vec![
             (HEADER_PROVIDER, self.provider.as_bytes()),
             (HEADER_ERROR, self.error.as_bytes()),
@@ -72,6 +83,9 @@ impl DeadLetter {
         if self.replay_attempts > 0 {
             headers.push((HEADER_REPLAY_ATTEMPTS, attempts.as_bytes()));
         }
+        for (key, (_, value)) in texts.request_header_keys.iter().zip(&self.request_headers) {
+            headers.push((key, value.as_bytes()));
+        }
         headers
     }
 
@@ -84,13 +98,13 @@ impl DeadLetter {
         label: &'static str,
         deadline: Instant,
     ) -> Result<Acknowledged, PublishError> {
-        let numbers = self.numbers();
+        let texts = self.texts();
         sink.publish(
             OutboundMessage {
                 topic,
                 key: self.event_id.as_deref(),
                 value: &self.body,
-                headers: &self.headers(&numbers),
+                headers: &self.headers(&texts),
                 provider: label,
                 event_name: None,
             },
@@ -99,12 +113,17 @@ impl DeadLetter {
         .await
     }
 
-    /// The numbers [`DeadLetter::headers`] writes as text.
-    pub fn numbers(&self) -> [String; 2] {
-        [
-            self.received_at.to_string(),
-            self.replay_attempts.to_string(),
-        ]
+    /// The text [`DeadLetter::headers`] needs.
+    pub fn texts(&self) -> HeaderTexts {
+        HeaderTexts {
+            received_at: self.received_at.to_string(),
+            attempts: self.replay_attempts.to_string(),
+            request_header_keys: self
+                .request_headers
+                .iter()
+                .map(|(name, _)| format!("{HEADER_REQUEST_PREFIX}{name}"))
+                .collect(),
+        }
     }
 }
 
@@ -120,6 +139,8 @@ pub struct StoredDeadLetter {
     pub received_at: Option<i64>,
     pub event_id: Option<String>,
     pub content_type: Option<String>,
+    /// `(lowercase name, value)` of the request headers kept with it.
+    pub request_headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     /// Replays it failed so far.
     pub replay_attempts: u32,
@@ -145,6 +166,21 @@ impl StoredDeadLetter {
             received_at: header(HEADER_RECEIVED_AT).and_then(|t| t.trim().parse().ok()),
             event_id: header(HEADER_EVENT_ID),
             content_type: header(HEADER_CONTENT_TYPE),
+            request_headers: message
+                .headers()
+                .map(|headers| {
+                    headers
+                        .iter()
+                        .filter_map(|h| {
+                            let name = h.key.strip_prefix(HEADER_REQUEST_PREFIX)?;
+                            Some((
+                                name.to_string(),
+                                String::from_utf8_lossy(h.value?).into_owned(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             body: message.payload().unwrap_or_default().to_vec(),
             replay_attempts: header(HEADER_REPLAY_ATTEMPTS)
                 .and_then(|n| n.trim().parse().ok())
@@ -172,6 +208,7 @@ impl StoredDeadLetter {
             received_at: self.received_at.unwrap_or_default(),
             event_id: self.event_id.clone(),
             content_type: self.content_type.clone().map(String::into_bytes),
+            request_headers: self.request_headers.clone(),
             body: self.body.clone(),
             replay_attempts: attempts,
         }
@@ -188,6 +225,11 @@ impl StoredDeadLetter {
             "received_at": self.received_at,
             "event_id": self.event_id,
             "content_type": self.content_type,
+            "request_headers": self
+                .request_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect::<serde_json::Map<_, _>>(),
             "replay_attempts": self.replay_attempts,
             "body": String::from_utf8_lossy(&self.body),
         })

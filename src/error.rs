@@ -19,7 +19,9 @@ pub fn status(code: ErrorCode) -> StatusCode {
             StatusCode::NOT_FOUND
         }
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::MissingSignature | ErrorCode::InvalidSignature => StatusCode::UNAUTHORIZED,
+        ErrorCode::MissingSignature | ErrorCode::InvalidSignature | ErrorCode::SignatureExpired => {
+            StatusCode::UNAUTHORIZED
+        }
         ErrorCode::InvalidBody | ErrorCode::InvalidJson | ErrorCode::InvalidPayload => {
             StatusCode::BAD_REQUEST
         }
@@ -104,6 +106,7 @@ impl ApiError {
             ApiError::RequestTimeout { .. } => ErrorCode::RequestTimeout,
             ApiError::Overloaded { .. } => ErrorCode::Overloaded,
             ApiError::Signature(SignatureError::Missing(_)) => ErrorCode::MissingSignature,
+            ApiError::Signature(SignatureError::Expired { .. }) => ErrorCode::SignatureExpired,
             ApiError::Signature(_) => ErrorCode::InvalidSignature,
             ApiError::Json(_) => ErrorCode::InvalidJson,
             ApiError::Payload(_) => ErrorCode::InvalidPayload,

@@ -10,14 +10,14 @@
 
 use crate::avro::{self, FrameError, Framing, RegistryError};
 use crate::codes::{FailureClass, FailureReason};
-use crate::configuration::Settings;
+use crate::configuration::{ConfigError, Settings};
 use crate::dead_letter::DeadLetter;
 use crate::dedupe::{Dedupe, Namespace, Unavailable, Verdict};
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
 use crate::kafka::{event_headers, Acknowledged, KafkaSink, OutboundMessage, PublishError};
 use crate::naming;
-use crate::providers::{self, Handshake, ParsedBody, Provider, VerifiedPayload};
+use crate::providers::{self, Handshake, ParsedBody, Provider, Registry, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -49,7 +49,9 @@ pub enum Outcome {
 }
 
 pub struct Ingest {
-    /// Secrets per registered provider; an empty list means the provider is disabled.
+    /// Every provider of the configuration, built-in or defined there.
+    registry: Registry,
+    /// Secrets per provider; an empty list means the provider is disabled.
     secrets: HashMap<&'static str, Vec<Secret>>,
     topic_prefix: String,
     writer: Arc<Writer>,
@@ -86,17 +88,20 @@ enum Unusable {
 }
 
 impl Ingest {
+    /// `Err` when a provider's secrets cannot be read (validated configurations never fail).
     pub fn new(
         settings: &Settings,
+        registry: Registry,
         sink: Arc<KafkaSink>,
         framing: Framing,
         dedupe: Arc<Dedupe>,
-    ) -> Self {
-        let secrets = providers::REGISTRY
+    ) -> Result<Self, ConfigError> {
+        let secrets = registry
             .iter()
-            .map(|p| (p.name(), settings.secrets_for(p.name())))
-            .collect();
-        Self {
+            .map(|p| Ok((p.name(), settings.secrets_for(p)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Self {
+            registry,
             secrets,
             topic_prefix: settings.kafka.topic_prefix.clone(),
             writer: Arc::new(Writer {
@@ -110,13 +115,20 @@ impl Ingest {
                 ack_timeout: settings.kafka.ack_timeout,
                 retry_after: settings.server.retry_after,
             }),
-        }
+        })
+    }
+
+    /// Every provider of the configuration.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The enabled provider called `name`.
     pub fn provider(&self, name: &str) -> Result<&'static dyn Provider, ApiError> {
-        let provider =
-            providers::find(name).ok_or_else(|| ApiError::UnknownProvider(name.to_string()))?;
+        let provider = self
+            .registry
+            .find(name)
+            .ok_or_else(|| ApiError::UnknownProvider(name.to_string()))?;
         if self.secrets_of(provider).is_empty() {
             return Err(ApiError::ProviderDisabled(provider.name()));
         }
@@ -125,7 +137,7 @@ impl Ingest {
 
     /// Names of the providers that have secrets configured.
     pub fn enabled_providers(&self) -> Vec<&'static str> {
-        providers::REGISTRY
+        self.registry
             .iter()
             .map(|p| p.name())
             .filter(|n| self.secrets.get(n).is_some_and(|s| !s.is_empty()))
@@ -178,11 +190,12 @@ impl Ingest {
             Err(e) => return Err(e.into()),
         };
         let content_type = headers.header("content-type").map(<[u8]>::to_vec);
+        let request_headers = capture(provider, headers);
         let writer = self.writer.clone();
         // Writes run as tasks of their own. If the client disconnects, the HTTP layer drops this
         // future, but the write goes on until its outcome is known, holding the dedupe claim —
         // so a retry waits for that outcome instead of producing a second copy.
-        let write = match prepare(provider, verified, received_at) {
+        let write = match prepare(provider, verified, &request_headers, received_at) {
             Ok(Prepared::Handshake(handshake)) => return Ok(Outcome::Handshake(handshake)),
             Ok(Prepared::Event(event)) => {
                 *event_id = Some(event.event_id.clone());
@@ -190,7 +203,12 @@ impl Ingest {
                     naming::topic_name(&self.topic_prefix, provider.name(), &event.event_name);
                 let span = write_span(provider, Some(&event.event_id));
                 tokio::spawn(
-                    async move { writer.write(*event, topic, content_type).await }.instrument(span),
+                    async move {
+                        writer
+                            .write(*event, topic, content_type, request_headers)
+                            .await
+                    }
+                    .instrument(span),
                 )
             }
             Err(Unusable::Refused(error)) => return Err(error),
@@ -212,6 +230,7 @@ impl Ingest {
                     received_at,
                     event_id: id,
                     content_type,
+                    request_headers,
                     body: body.to_vec(),
                     replay_attempts: 0,
                 };
@@ -239,26 +258,47 @@ fn write_span(provider: &dyn Provider, event_id: Option<&str>) -> tracing::Span 
     tracing::debug_span!("webhook", provider = provider.name(), event_id)
 }
 
+/// Longest value of a captured request header, in bytes (the HTTP server bounds headers too;
+/// this bounds what a dead letter keeps).
+const MAX_CAPTURED_HEADER_BYTES: usize = 1024;
+
+/// The headers `provider` reads besides its signature, as text (lowercase names).
+fn capture(provider: &dyn Provider, headers: &dyn HeaderSource) -> Vec<(String, String)> {
+    provider
+        .request_headers()
+        .iter()
+        .filter_map(|name| {
+            let value = headers.header(name)?;
+            let value = &value[..value.len().min(MAX_CAPTURED_HEADER_BYTES)];
+            Some((
+                (*name).to_string(),
+                String::from_utf8_lossy(value).into_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// Parses, recognizes a handshake, or normalizes a verified body.
 fn prepare(
     provider: &dyn Provider,
     verified: VerifiedBody<'_>,
+    headers: &[(String, String)],
     received_at: i64,
 ) -> Result<Prepared, Unusable> {
     let unprocessable = |error: ApiError, event_id| Unusable::Unprocessable { error, event_id };
     let payload = VerifiedPayload::parse(verified).map_err(|e| unprocessable(e.into(), None))?;
-    let object = payload
-        .object()
+    let request = payload
+        .request(headers)
         .map_err(|e| unprocessable(e.into(), None))?;
     if let Some(handshake) = provider
-        .handshake(object)
+        .handshake(&request)
         .map_err(|e| Unusable::Refused(e.into()))?
     {
         return Ok(Prepared::Handshake(handshake));
     }
-    providers::normalize(provider, &payload, received_at)
+    providers::normalize(provider, &payload, headers, received_at)
         .map(|event| Prepared::Event(Box::new(event)))
-        .map_err(|e| unprocessable(e.into(), provider.event_id(object)))
+        .map_err(|e| unprocessable(e.into(), provider.event_id(&request)))
 }
 
 impl Writer {
@@ -291,6 +331,7 @@ impl Writer {
         event: WebhookEvent,
         topic: String,
         content_type: Option<Vec<u8>>,
+        request_headers: Vec<(String, String)>,
     ) -> Result<Outcome, ApiError> {
         let deadline = Instant::now() + self.ack_timeout;
         match self.write_event(&event, &topic, deadline).await {
@@ -313,6 +354,7 @@ impl Writer {
                     received_at: event.received_at,
                     event_id: Some(event.event_id),
                     content_type,
+                    request_headers,
                     body: event.raw_payload.into_bytes(),
                     replay_attempts: 0,
                 };
@@ -480,8 +522,8 @@ pub(crate) async fn produce_event(
 /// `None`: not a handshake (the caller reports the missing signature).
 fn unsigned_handshake(provider: &dyn Provider, body: &[u8]) -> Option<Result<Outcome, ApiError>> {
     let parsed = ParsedBody::parse(body).ok()?;
-    let object = parsed.object().ok()?;
-    match provider.handshake(object) {
+    let request = parsed.request(&[]).ok()?;
+    match provider.handshake(&request) {
         Ok(Some(handshake)) => Some(Ok(Outcome::Handshake(handshake))),
         Ok(None) => None,
         Err(e) => Some(Err(e.into())),

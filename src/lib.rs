@@ -1,5 +1,5 @@
 //! hookstream receives webhooks from session-analytics providers (LiveSession, LasoExperience,
-//! Seismic), verifies their signatures, normalizes every payload into one Avro record
+//! Seismic, and any source defined in configuration), verifies their signatures, normalizes every payload into one Avro record
 //! (`avro/webhook_event.avsc`) and produces it to Kafka, answering 2xx only once the broker has
 //! acknowledged the write.
 //!
@@ -30,10 +30,11 @@
 //!    `dead_letter` — the format of a dead letter; `tls` — the public listener's certificate,
 //!    reloaded without a restart.
 //! 9. **Configuration**: `configuration` — layered, strict settings.
-//! 10. **Domain**: `providers` — one module per provider behind [`providers::Provider`], and
-//!     [`providers::normalize`]; `signature` — HMAC verification and the
-//!     [`signature::VerifiedBody`] type; `event` — the unified record; `naming` — event and
-//!     topic names.
+//! 10. **Domain**: `providers` — the built-ins, one module each behind [`providers::Provider`],
+//!     the providers defined in configuration (`providers::configured`: presets, field
+//!     mappings), the [`providers::Registry`] of both, and [`providers::normalize`]; `signature` —
+//!     HMAC, Standard Webhooks and Stripe verification, and the [`signature::VerifiedBody`] type;
+//!     `event` — the unified record; `naming` — event and topic names.
 //! 11. **Events**: `internal_events` — one type per outcome, logging and counting together; they
 //!     carry plain data (names, codes, reasons, `&dyn Display`), never an error type of a layer
 //!     above.

@@ -2,13 +2,13 @@
 
 use crate::avro::{Framing, RegistryClient, RegistryError};
 use crate::codes::{ErrorCode, FailureReason};
-use crate::configuration::{ServerSettings, Settings};
+use crate::configuration::{ConfigError, ServerSettings, Settings};
 use crate::dedupe::Dedupe;
 use crate::ingest::Ingest;
 use crate::kafka::KafkaSink;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::providers;
+use crate::providers::Registry;
 use crate::readiness::{self, Dependencies, Readiness};
 use crate::routes::{self, AppState};
 use crate::tls::Certificates;
@@ -38,12 +38,14 @@ pub enum StartupError {
     Metrics(#[from] prometheus::Error),
     #[error("could not start the HTTP server: {0}")]
     Server(std::io::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Every metric, with the series whose labels are known up front created at zero.
-fn metrics() -> Result<Arc<Metrics>, StartupError> {
+fn metrics(providers: &Registry) -> Result<Arc<Metrics>, StartupError> {
     let metrics = Arc::new(Metrics::new()?);
-    let providers: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
+    let providers = providers.names();
     let reasons: Vec<_> = FailureReason::iter().map(FailureReason::label).collect();
     let codes: Vec<_> = ErrorCode::iter().map(ErrorCode::as_str).collect();
     metrics.initialize(&providers, &codes, &reasons);
@@ -72,21 +74,25 @@ fn http_server(
     tls: Option<&Certificates>,
 ) -> Result<Server, StartupError> {
     let limits = state.limits.clone();
-    let http =
-        HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::public))
-            // Every connection takes a slot; those beyond `max_connections` are answered 503.
-            .on_connect(move |_, extensions| {
-                extensions.insert(limits.connection_opened());
-            })
-            // actix's own per-worker cap is a backstop above ours: connections beyond ours are
-            // accepted so they can be told 503, and the kernel's backlog holds the rest.
-            .max_connections(server.max_connections + 1024)
-            .client_request_timeout(server.header_timeout)
-            // Shutdown is driven by `Application::run_until_stopped`, which bounds the wait for
-            // in-flight requests by `shutdown_timeout` to the millisecond; actix's own bound (whole
-            // seconds) only backs it up.
-            .disable_signals()
-            .shutdown_timeout(server.shutdown_timeout.as_secs() + 1);
+    let http = HttpServer::new(move || {
+        let providers = state.ingest.registry().clone();
+        App::new()
+            .app_data(state.clone())
+            .configure(|cfg| routes::public(cfg, &providers))
+    })
+    // Every connection takes a slot; those beyond `max_connections` are answered 503.
+    .on_connect(move |_, extensions| {
+        extensions.insert(limits.connection_opened());
+    })
+    // actix's own per-worker cap is a backstop above ours: connections beyond ours are
+    // accepted so they can be told 503, and the kernel's backlog holds the rest.
+    .max_connections(server.max_connections + 1024)
+    .client_request_timeout(server.header_timeout)
+    // Shutdown is driven by `Application::run_until_stopped`, which bounds the wait for
+    // in-flight requests by `shutdown_timeout` to the millisecond; actix's own bound (whole
+    // seconds) only backs it up.
+    .disable_signals()
+    .shutdown_timeout(server.shutdown_timeout.as_secs() + 1);
     let http = match tls {
         Some(certificates) => http.listen_rustls_0_23(listener, certificates.server_config()),
         None => http.listen(listener),
@@ -135,7 +141,8 @@ pub struct Application {
 impl Application {
     /// Creates the Kafka clients and binds the listener (port 0 picks a free port).
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
-        let metrics = metrics()?;
+        let providers = settings.provider_registry()?;
+        let metrics = metrics(&providers)?;
         let sink = Arc::new(KafkaSink::new(&settings.kafka, metrics.clone())?);
         let registry = if settings.schema_registry.enabled() {
             Some(Arc::new(RegistryClient::new(&settings.schema_registry)?))
@@ -157,7 +164,7 @@ impl Application {
             )
             .map_err(StartupError::Dedupe)?,
         );
-        let ingest = Ingest::new(&settings, sink.clone(), framing, dedupe.clone());
+        let ingest = Ingest::new(&settings, providers, sink.clone(), framing, dedupe.clone())?;
         let enabled = ingest.enabled_providers();
         if enabled.is_empty() {
             tracing::warn!(

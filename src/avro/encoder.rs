@@ -11,12 +11,10 @@ use crate::event::{Attribute, Client, Geo, User, WebhookEvent};
 
 /// Appends the datum of `event` to `out`.
 pub fn encode_into(event: &WebhookEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let provider = super::provider_symbols()
-        .iter()
-        .position(|s| s == event.provider)
-        .ok_or(EncodeError::UnknownProvider(event.provider))?;
+    let provider = super::provider_index(event.provider)?;
     string(out, &event.event_id);
     long(out, provider as i64);
+    string(out, event.provider);
     string(out, &event.event_name);
     long(out, event.event_time);
     long(out, event.received_at);
@@ -168,9 +166,10 @@ mod tests {
     use apache_avro::Schema;
 
     /// Top-level fields, in schema order.
-    const FIELDS: [&str; 15] = [
+    const FIELDS: [&str; 16] = [
         "event_id",
         "provider",
+        "provider_name",
         "event_name",
         "event_time",
         "received_at",

@@ -94,7 +94,7 @@ mod tests {
         };
         assert_eq!(&header[..2], &[0xC3, 0x01]);
         // What fastavro computes for avro/webhook_event.avsc (see `canonical`).
-        assert_eq!(hex::encode(&header[2..]), "a3cbe620f4616190");
+        assert_eq!(hex::encode(&header[2..]), "c4da95d5449bc630");
     }
 
     #[tokio::test]

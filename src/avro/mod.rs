@@ -7,6 +7,8 @@
 
 pub mod canonical;
 mod encoder;
+#[cfg(test)]
+mod evolution_tests;
 pub mod framing;
 #[cfg(test)]
 mod golden_tests;
@@ -15,7 +17,7 @@ pub mod registry;
 
 pub use encoder::encode_into;
 pub use framing::{datum_of, Framing};
-pub use record::{provider_symbols, to_value};
+pub use record::{provider_index, provider_symbols, to_value, OTHER};
 pub use registry::{RegistryClient, RegistryError};
 
 use apache_avro::Schema;
@@ -45,7 +47,8 @@ pub fn schema() -> &'static Schema {
 /// Errors turning a record into bytes. Any of them is a bug in hookstream, not bad input.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
-    #[error("provider {0:?} is not a symbol of the schema's Provider enum")]
+    /// The schema cannot say which provider: a bug in the schema.
+    #[error("{0}")]
     UnknownProvider(&'static str),
 }
 

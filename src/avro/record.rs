@@ -10,6 +10,10 @@ pub fn to_value(e: &WebhookEvent) -> Value {
     Value::Record(vec![
         ("event_id".into(), Value::String(e.event_id.clone())),
         ("provider".into(), provider_symbol(e.provider)),
+        (
+            "provider_name".into(),
+            Value::String(e.provider.to_string()),
+        ),
         ("event_name".into(), Value::String(e.event_name.clone())),
         ("event_time".into(), Value::TimestampMillis(e.event_time)),
         ("received_at".into(), Value::TimestampMillis(e.received_at)),
@@ -37,15 +41,33 @@ pub fn to_value(e: &WebhookEvent) -> Value {
     ])
 }
 
-/// The `Provider` enum value; the index is looked up in the schema so the symbol list is written
-/// in one place only. An unknown name yields an index the encoder rejects.
+/// The `Provider` enum value: the provider's own symbol, or `other` for a provider defined in
+/// configuration. Indexes are looked up in the schema so the symbol list is written in one place.
 fn provider_symbol(name: &str) -> Value {
-    let index = provider_symbols()
+    let symbols = provider_symbols();
+    match provider_index(name) {
+        Ok(index) => Value::Enum(
+            u32::try_from(index).unwrap_or(u32::MAX),
+            symbols.get(index).cloned().unwrap_or_default(),
+        ),
+        Err(_) => Value::Enum(u32::MAX, name.to_string()),
+    }
+}
+
+/// The `Provider` symbol written for provider `name`: its own, or `other`.
+pub fn provider_index(name: &str) -> Result<usize, super::EncodeError> {
+    let symbols = provider_symbols();
+    symbols
         .iter()
         .position(|s| s == name)
-        .unwrap_or(usize::MAX);
-    Value::Enum(u32::try_from(index).unwrap_or(u32::MAX), name.to_string())
+        .or_else(|| symbols.iter().position(|s| s == OTHER))
+        .ok_or(super::EncodeError::UnknownProvider(
+            "the schema's Provider enum has no `other` symbol",
+        ))
 }
+
+/// The `Provider` symbol of every provider defined in configuration.
+pub const OTHER: &str = "other";
 
 /// The symbols of the schema's `Provider` enum.
 pub fn provider_symbols() -> &'static [String] {
@@ -206,17 +228,24 @@ mod tests {
     }
 
     #[test]
-    fn every_registered_provider_is_a_schema_enum_symbol() {
+    fn every_built_in_provider_is_a_schema_enum_symbol() {
         let symbols = provider_symbols();
-        for p in crate::providers::REGISTRY {
+        for p in crate::providers::BUILT_IN {
             assert!(symbols.iter().any(|s| s == p.name()), "{}", p.name());
         }
     }
 
     #[test]
-    fn an_unregistered_provider_cannot_be_encoded() {
+    fn a_configured_provider_is_written_as_other_with_its_name() {
         let mut event = sample();
-        event.provider = "nobody";
-        assert!(encode_datum(&event).is_err());
+        event.provider = "github";
+        let bytes = encode_datum(&event).expect("encodes");
+        let decoded =
+            apache_avro::from_avro_datum(schema(), &mut bytes.as_slice(), None).expect("decodes");
+        let Value::Record(fields) = decoded else {
+            panic!("a record")
+        };
+        assert_eq!(fields[1].1, Value::Enum(3, OTHER.into()));
+        assert_eq!(fields[2].1, Value::String("github".into()));
     }
 }

@@ -116,18 +116,51 @@ pub(super) fn config_check(config_dir: &ConfigDir, connect: bool) -> Result<(), 
     }
 }
 
-/// `hookstream sign`: prints the `Header: value` line.
-pub(super) fn sign(provider: &str, secret: &str, file: &Path) -> Result<(), Failure> {
-    signature_line(provider, secret, file)
-        .map(|line| println!("{line}"))
+/// `hookstream sign`: prints the `Header: value` lines.
+pub(super) fn sign(
+    config_dir: &ConfigDir,
+    provider: &str,
+    secret: &str,
+    file: &Path,
+) -> Result<(), Failure> {
+    signature_lines(config_dir, provider, secret, file)
+        .map(|lines| println!("{lines}"))
         .map_err(|e| Failure::new(2, e))
 }
 
-fn provider(name: &str) -> Result<&'static dyn providers::Provider, String> {
-    providers::find(name).ok_or_else(|| {
-        let known: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
-        format!("unknown provider {name:?} (known: {})", known.join(", "))
+/// A built-in provider, or one the configuration defines (then the configuration is loaded).
+fn provider(
+    config_dir: &ConfigDir,
+    name: &str,
+) -> Result<&'static dyn providers::Provider, String> {
+    if let Some(provider) = providers::built_in(name) {
+        return Ok(provider);
+    }
+    let registry = configuration::load(config_dir)
+        .and_then(|loaded| loaded.settings.provider_registry())
+        .map_err(|e| format!("{name:?} is not a built-in provider, and {e}"))?;
+    registry.find(name).ok_or_else(|| {
+        format!(
+            "unknown provider {name:?} (known: {})",
+            registry.names().join(", ")
+        )
     })
+}
+
+/// The headers that sign `body` as `provider` with `secret` (as its scheme reads secrets: a
+/// Standard Webhooks secret is `whsec_…`).
+fn signature_headers(
+    provider: &dyn providers::Provider,
+    secret: &str,
+    body: &[u8],
+) -> Result<Vec<(&'static str, String)>, String> {
+    let scheme = provider.signature();
+    let secret = scheme
+        .parse_secrets(secret)?
+        .into_iter()
+        .next()
+        .ok_or("the secret is empty")?;
+    Ok(scheme.sign(body, &secret))
 }
 
 /// FILE's bytes; `-` is standard input.
@@ -143,19 +176,23 @@ fn read_body(file: &Path) -> Result<Vec<u8>, String> {
     }
 }
 
-fn signature_line(provider_name: &str, secret: &str, file: &Path) -> Result<String, String> {
-    let provider = provider(provider_name)?;
+fn signature_lines(
+    config_dir: &ConfigDir,
+    provider_name: &str,
+    secret: &str,
+    file: &Path,
+) -> Result<String, String> {
+    let provider = provider(config_dir, provider_name)?;
     let body = read_body(file)?;
-    let scheme = provider.signature();
-    Ok(format!(
-        "{}: {}",
-        scheme.primary_header(),
-        scheme.sign(&body, &Secret::new(secret))
-    ))
+    Ok(signature_headers(provider, secret, &body)?
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}"))
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 /// `hookstream send`: signs FILE, POSTs it, prints the status and the answer; fails unless 2xx.
-pub(super) fn send(args: SendArgs) -> Result<(), Failure> {
+pub(super) fn send(config_dir: &ConfigDir, args: SendArgs) -> Result<(), Failure> {
     let failed = |e: String| Failure::new(2, e);
     let name = match &args.provider {
         Some(name) => name.clone(),
@@ -167,7 +204,8 @@ pub(super) fn send(args: SendArgs) -> Result<(), Failure> {
             .unwrap_or_default()
             .to_string(),
     };
-    let provider = provider(&name).map_err(|e| failed(format!("{e}: use --provider")))?;
+    let provider =
+        provider(config_dir, &name).map_err(|e| failed(format!("{e}: use --provider")))?;
     let mut body = read_body(&args.file).map_err(failed)?;
     if args.fresh_id {
         let text = String::from_utf8(body)
@@ -182,21 +220,30 @@ pub(super) fn send(args: SendArgs) -> Result<(), Failure> {
             .into_bytes();
         eprintln!("hookstream send: event id {fresh}");
     }
-    let scheme = provider.signature();
-    let signature = scheme.sign(&body, &Secret::new(&args.secret));
+    let mut headers: Vec<(String, String)> = signature_headers(provider, &args.secret, &body)
+        .map_err(failed)?
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect();
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| failed(format!("--header {header:?} is not NAME:VALUE")))?;
+        headers.push((name.trim().to_string(), value.trim().to_string()));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| failed(format!("cannot start the runtime: {e}")))?;
     let (status, answer) = runtime
         .block_on(async {
-            let response = reqwest::Client::new()
+            let mut request = reqwest::Client::new()
                 .post(&args.url)
-                .header("content-type", "application/json")
-                .header(scheme.primary_header(), signature)
-                .body(body)
-                .send()
-                .await?;
+                .header("content-type", "application/json");
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            let response = request.body(body).send().await?;
             let status = response.status();
             Ok::<_, reqwest::Error>((status, response.text().await?))
         })
@@ -268,8 +315,11 @@ fn run_load(args: LoadArgs) -> Result<crate::load::Report, String> {
             .unwrap_or_default()
             .to_string(),
     };
-    let provider = providers::find(&provider_name)
-        .ok_or_else(|| format!("unknown provider {provider_name:?}: use --provider"))?;
+    let provider = providers::built_in(&provider_name).ok_or_else(|| {
+        format!(
+            "{provider_name:?} is not a built-in provider: use --provider (the load generator writes the built-ins' payloads)"
+        )
+    })?;
     let limit = match (args.requests, args.duration) {
         (Some(n), _) => Limit::Requests(n),
         (None, Some(d)) => Limit::Duration(d),

@@ -32,7 +32,7 @@ pub enum Command {
     Serve,
     /// Print the signature header a provider would send with FILE as the body.
     Sign {
-        /// Provider name: livesession, lasoexperience or seismic.
+        /// Provider name: livesession, lasoexperience, seismic, or one the configuration defines.
         #[arg(long)]
         provider: String,
         /// Signing secret (or set HOOKSTREAM_SIGN_SECRET to keep it out of the process list).
@@ -130,6 +130,10 @@ pub struct SendArgs {
     /// duplicate of the last (every other byte stays as it is).
     #[arg(long)]
     pub fresh_id: bool,
+    /// An extra request header, `NAME:VALUE` (repeatable), e.g. the event name and delivery id
+    /// headers a GitHub-style provider reads.
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    pub headers: Vec<String>,
     /// The request body; `-` reads standard input.
     pub file: PathBuf,
 }
@@ -215,7 +219,10 @@ pub fn run() -> ExitCode {
             provider,
             secret,
             file,
-        } => ("hookstream sign", commands::sign(&provider, &secret, &file)),
+        } => (
+            "hookstream sign",
+            commands::sign(&config_dir, &provider, &secret, &file),
+        ),
         Command::Tail {
             topic,
             from,
@@ -236,7 +243,7 @@ pub fn run() -> ExitCode {
             ),
         ),
         Command::Load(args) => ("hookstream load", commands::load(args)),
-        Command::Send(args) => ("hookstream send", commands::send(args)),
+        Command::Send(args) => ("hookstream send", commands::send(&config_dir, args)),
         Command::DeadLetters(command) => (
             "hookstream dead-letters",
             commands::dead_letters(&config_dir, command),

@@ -20,6 +20,9 @@ mod validate;
 pub use effective::effective_toml;
 pub use layers::ConfigDir;
 
+use crate::providers::configured::definition::{FieldsDefinition, SignatureDefinition};
+use crate::providers::configured::Definition;
+use crate::providers::{self, Provider, Registry};
 use crate::signature::Secret;
 pub use crate::telemetry::LogSettings;
 use secrecy::{ExposeSecret, SecretString};
@@ -214,11 +217,27 @@ impl SchemaRegistrySettings {
     }
 }
 
+/// `[providers.NAME]`: a built-in provider's secrets, or a provider defined in configuration
+/// (a `preset`, or a `signature` and `fields`; see [`crate::providers::configured`]).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ProviderSettings {
     /// Comma-separated signing secrets; any one matching is accepted (rotation).
     #[serde(default = "no_secrets", serialize_with = "effective::redacted")]
     secrets: SecretString,
+    /// `standard-webhooks`, `github` or `stripe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub signature: SignatureDefinition,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub fields: FieldsDefinition,
+    /// Event names answered `200 {"status":"ping"}` and never written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ping_events: Option<Vec<String>>,
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 fn no_secrets() -> SecretString {
@@ -229,21 +248,61 @@ impl ProviderSettings {
     pub fn with_secrets(secrets: &str) -> Self {
         Self {
             secrets: SecretString::from(secrets),
+            preset: None,
+            signature: SignatureDefinition::default(),
+            fields: FieldsDefinition::default(),
+            ping_events: None,
         }
     }
 
-    pub fn secrets(&self) -> Vec<Secret> {
-        Secret::parse_list(self.secrets.expose_secret())
+    /// A provider from `preset` (`standard-webhooks`, `github`, `stripe`) with `secrets`.
+    pub fn with_preset(preset: &str, secrets: &str) -> Self {
+        Self {
+            preset: Some(preset.to_string()),
+            ..Self::with_secrets(secrets)
+        }
+    }
+
+    /// The definition of a provider configured here (empty for a built-in's settings).
+    pub fn definition(&self) -> Definition {
+        Definition {
+            preset: self.preset.clone(),
+            signature: self.signature.clone(),
+            fields: self.fields.clone(),
+            ping_events: self.ping_events.clone(),
+        }
+    }
+
+    fn secret_list(&self) -> &str {
+        self.secrets.expose_secret()
     }
 }
 
 impl Settings {
-    /// The signing secrets for `provider` (empty when it is disabled).
-    pub fn secrets_for(&self, provider: &str) -> Vec<Secret> {
-        self.providers
-            .get(provider)
-            .map(ProviderSettings::secrets)
-            .unwrap_or_default()
+    /// Every provider this configuration serves: the built-ins and those it defines.
+    pub fn provider_registry(&self) -> Result<Registry, ConfigError> {
+        let definitions: Vec<(&str, Definition)> = self
+            .providers
+            .iter()
+            .filter(|(name, _)| providers::built_in(name).is_none())
+            .map(|(name, p)| (name.as_str(), p.definition()))
+            .collect();
+        Registry::with_definitions(definitions.iter().map(|(n, d)| (*n, d)))
+            .map_err(|e| ConfigError::Invalid(e.key, e.problem))
+    }
+
+    /// The signing secrets of `provider`, parsed as its scheme reads them (empty when it is
+    /// disabled). `Err` names the problem, never a secret.
+    pub fn secrets_for(&self, provider: &dyn Provider) -> Result<Vec<Secret>, ConfigError> {
+        let Some(settings) = self.providers.get(provider.name()) else {
+            return Ok(Vec::new());
+        };
+        provider
+            .signature()
+            .parse_secrets(settings.secret_list())
+            .map_err(|why| {
+                ConfigError::Invalid(format!("providers.{}.secrets", provider.name()), why)
+            })
     }
 }
 
@@ -399,10 +458,75 @@ mod tests {
     }
 
     #[test]
+    fn the_default_file_documents_every_key_of_a_configured_provider() {
+        let section = &DEFAULTS[DEFAULTS.find("# Any other source").expect("documented")..];
+        for key in crate::providers::configured::definition::keys() {
+            let leaf = key.rsplit('.').next().unwrap_or_default();
+            let documented = section
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .any(|word| word == leaf);
+            assert!(
+                documented,
+                "providers.NAME.{key} is not documented in config/default.toml"
+            );
+        }
+        for preset in crate::providers::configured::PRESETS {
+            assert!(section.contains(preset), "preset {preset}");
+        }
+    }
+
+    #[test]
+    fn a_preset_is_enabled_with_a_name_and_secrets_alone() {
+        let s =
+            with_overlay("[providers.acme-billing]\npreset = \"stripe\"\nsecrets = \"whsec_x\"");
+        s.validate().expect("valid");
+        let registry = s.provider_registry().expect("registry");
+        let provider = registry.find("acme-billing").expect("configured");
+        assert_eq!(s.secrets_for(provider).map(|v| v.len()).ok(), Some(1));
+    }
+
+    #[test]
+    fn configured_providers_are_checked_naming_the_key() {
+        let cases = [
+            (
+                "[providers.github]\npreset = \"github\"",
+                "providers.github.secrets",
+                "must be set",
+            ),
+            (
+                "[providers.events]\npreset = \"standard-webhooks\"\nsecrets = \"whsec_%%%\"",
+                "providers.events.secrets",
+                "Standard Webhooks secret",
+            ),
+            (
+                "[providers.seismic]\nsecrets = \"x\"\npreset = \"github\"",
+                "providers.seismic",
+                "built-in",
+            ),
+            (
+                "[providers.acme]\nsecrets = \"x\"\n[providers.acme.signature]\nscheme = \"hmac\"\nheader = \"x-sig\"\n[providers.acme.fields]\nevent_name = \"type\"\nevent_id = \"/id\"",
+                "providers.acme.fields.event_name",
+                "JSON pointer",
+            ),
+        ];
+        for (overlay, key, says) in cases {
+            let err = with_overlay(overlay).validate().unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("`{key}`")) && err.contains(says),
+                "{overlay}: {err}"
+            );
+            assert!(!err.contains("%%%"), "a secret is never shown: {err}");
+        }
+    }
+
+    #[test]
     fn secrets_are_comma_separated_and_redacted_in_debug() {
-        let p = ProviderSettings::with_secrets("one, two");
-        assert_eq!(p.secrets().len(), 2);
+        let p = ProviderSettings::with_secrets("alpha, beta");
+        assert_eq!(Secret::parse_list(p.secret_list()).len(), 2);
         let shown = format!("{p:?}");
-        assert!(!shown.contains("one") && !shown.contains("two"), "{shown}");
+        assert!(
+            !shown.contains("alpha") && !shown.contains("beta"),
+            "{shown}"
+        );
     }
 }

@@ -19,7 +19,7 @@ pub(super) fn deserialize(config: config::Config) -> Result<Settings, ConfigErro
         None => Ok(settings),
         Some(key) => Err(ConfigError::UnknownKey {
             from: origin(&origins, &key),
-            nearest: nearest(&key, &known_keys()),
+            nearest: nearest(&key, &candidates(&key)),
             key,
         }),
     }
@@ -37,6 +37,22 @@ fn origin(config: &config::Config, key: &str) -> Option<String> {
         )),
         file => Some(file.to_string()),
     }
+}
+
+/// The keys `key` may have been meant as: every key there is, and, under `providers.NAME`, every
+/// key a provider table may have (a provider defined in configuration has a name of its own).
+fn candidates(key: &str) -> BTreeSet<String> {
+    let mut keys = known_keys();
+    let mut parts = key.splitn(3, '.');
+    if let (Some("providers"), Some(name)) = (parts.next(), parts.next()) {
+        keys.insert(format!("providers.{name}.secrets"));
+        keys.extend(
+            crate::providers::configured::definition::keys()
+                .into_iter()
+                .map(|k| format!("providers.{name}.{k}")),
+        );
+    }
+    keys
 }
 
 /// Every key there is: the compiled-in defaults name them all.
@@ -103,6 +119,25 @@ mod tests {
             .add_source(config::File::from_str(overlay, config::FileFormat::Toml))
             .build()?;
         deserialize(config)
+    }
+
+    #[test]
+    fn a_misspelled_key_of_a_configured_provider_is_refused_with_the_nearest_one() {
+        let err = load("[providers.acme]\npreset = \"stripe\"\nsecrets = \"x\"\n[providers.acme.fields]\nsubjet = \"/a\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`providers.acme.fields.subjet`")
+                && err.contains("did you mean `providers.acme.fields.subject`?"),
+            "{err}"
+        );
+        let err = load("[providers.acme.signature]\nalgoritm = \"sha1\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("did you mean `providers.acme.signature.algorithm`?"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -124,13 +124,24 @@ impl Settings {
         Ok(())
     }
 
+    /// Built-ins take secrets alone; every other provider is defined here, compiles, and has
+    /// secrets its scheme can read.
     fn validate_providers(&self) -> Checked {
-        for name in self.providers.keys() {
-            if providers::find(name).is_none() {
-                let known: Vec<_> = providers::REGISTRY.iter().map(|p| p.name()).collect();
+        for (name, settings) in &self.providers {
+            if providers::built_in(name).is_some() && !settings.definition().is_empty() {
                 return invalid(
                     format!("providers.{name}"),
-                    format!("is not a known provider (known: {})", known.join(", ")),
+                    "is a built-in provider, defined in code: only its `secrets` can be set",
+                );
+            }
+        }
+        let registry = self.provider_registry()?;
+        for provider in registry.iter() {
+            let secrets = self.secrets_for(provider)?;
+            if !provider.is_built_in() && secrets.is_empty() {
+                return invalid(
+                    format!("providers.{}.secrets", provider.name()),
+                    "must be set: a provider defined in configuration needs its signing secret(s)",
                 );
             }
         }

@@ -235,8 +235,10 @@ impl Replayer {
         } else {
             Framing::single_object()
         };
+        let registry = settings.provider_registry().map_err(|e| e.to_string())?;
         Ok(Self {
-            ingest: Ingest::new(settings, sink.clone(), framing, dedupe),
+            ingest: Ingest::new(settings, registry, sink.clone(), framing, dedupe)
+                .map_err(|e| e.to_string())?,
             sink,
             dead_letter_topic,
             ack_timeout: settings.kafka.ack_timeout,
@@ -257,18 +259,18 @@ impl Replayer {
             Ok(payload) => payload,
             Err(e) => return failing(e.into()),
         };
-        let object = match payload.object() {
-            Ok(object) => object,
+        let request = match payload.request(&letter.request_headers) {
+            Ok(request) => request,
             Err(e) => return failing(e.into()),
         };
-        if !matches!(provider.handshake(object), Ok(None)) {
+        if !matches!(provider.handshake(&request), Ok(None)) {
             return Verdict::Failing(
                 ErrorCode::InvalidPayload.as_str(),
                 "a URL-verification handshake, not an event".into(),
             );
         }
         let received_at = letter.received_at.unwrap_or_default();
-        match providers::normalize(provider, &payload, received_at) {
+        match providers::normalize(provider, &payload, &letter.request_headers, received_at) {
             Ok(event) => Verdict::Replay(Box::new(event)),
             Err(e) => failing(e.into()),
         }

@@ -9,7 +9,7 @@
 //! - `metadata.location.ll` is an object `{"0": lat, "1": lon}` (an array is accepted too).
 
 use super::json::{self, Flattener};
-use super::{Extracted, PayloadError, Provider, Spec};
+use super::{Extracted, PayloadError, Provider, Request, Spec};
 use crate::event::{Attribute, Client, Geo, User};
 use crate::naming::snake_case;
 use crate::signature::{Encoding, SignatureScheme};
@@ -21,10 +21,7 @@ pub struct LasoExperience;
 
 const SPEC: Spec = Spec {
     name: "lasoexperience",
-    signature: SignatureScheme {
-        headers: &[SIGNATURE_HEADER],
-        encoding: Encoding::Hex,
-    },
+    signature: SignatureScheme::body_hmac_sha256(&[SIGNATURE_HEADER], Encoding::Hex),
     event_id_keys: &["insertId", "insert_id"],
 };
 
@@ -33,7 +30,8 @@ impl Provider for LasoExperience {
         &SPEC
     }
 
-    fn extract(&self, body: &Map<String, Value>) -> Result<Extracted, PayloadError> {
+    fn extract(&self, request: &Request<'_>) -> Result<Extracted, PayloadError> {
+        let body = request.body;
         let raw_name = json::required_text(body, &["event"], "event")?;
         let event_id = json::event_id(body, SPEC.event_id_keys)?;
         let device = json::at_key(body, &["deviceMetadata", "device"]).unwrap_or(&Value::Null);
@@ -50,10 +48,10 @@ impl Provider for LasoExperience {
         Ok(Extracted {
             event_id,
             event_name: snake_case(&raw_name),
-            event_time: json::first_epoch_millis(
+            event_time: Some(json::first_epoch_millis(
                 [body.get("time"), meta.get("time")],
                 "neither time nor metadata.time is a usable epoch time",
-            ),
+            )),
             subject_id: distinct_id
                 .clone()
                 .or_else(|| json::text_at(device, &["deviceId"]))

@@ -9,7 +9,7 @@
 //!   `created_at` (seconds).
 
 use super::json::{self, Flattener};
-use super::{Extracted, PayloadError, Provider, Spec};
+use super::{Extracted, PayloadError, Provider, Request, Spec};
 use crate::event::{Attribute, Client, Geo, User};
 use crate::naming::snake_case;
 use crate::signature::{Encoding, SignatureScheme};
@@ -28,10 +28,7 @@ pub struct LiveSession;
 
 const SPEC: Spec = Spec {
     name: "livesession",
-    signature: SignatureScheme {
-        headers: &[SIGNATURE_HEADER],
-        encoding: Encoding::Base64,
-    },
+    signature: SignatureScheme::body_hmac_sha256(&[SIGNATURE_HEADER], Encoding::Base64),
     event_id_keys: &["message_id"],
 };
 
@@ -40,7 +37,8 @@ impl Provider for LiveSession {
         &SPEC
     }
 
-    fn extract(&self, body: &Map<String, Value>) -> Result<Extracted, PayloadError> {
+    fn extract(&self, request: &Request<'_>) -> Result<Extracted, PayloadError> {
+        let body = request.body;
         let event_id = json::event_id(body, SPEC.event_id_keys)?;
         let inner = json::required_object(body, "payload", "payload")?;
         let raw_name = json::required_text(inner, &["event_name"], "payload.event_name")?;
@@ -57,10 +55,10 @@ impl Provider for LiveSession {
         Ok(Extracted {
             event_id,
             event_name: snake_case(&raw_name),
-            event_time: json::first_epoch_millis(
+            event_time: Some(json::first_epoch_millis(
                 [inner.get("time"), body.get("created_at")],
                 "neither payload.time nor created_at is a usable epoch time",
-            ),
+            )),
             subject_id: user.id.clone().or_else(|| user.email.clone()),
             session_id: None,
             account_id: json::text(body.get("account_id")),

@@ -1,38 +1,77 @@
 //! Provider-specific rules, one module per provider behind [`Provider`].
 //!
 //! Nothing outside this module knows a vendor's field names, headers or quirks. The HTTP layer
-//! looks a provider up by name in [`REGISTRY`]; the ingest pipeline calls [`normalize`], which
+//! looks a provider up by name in a [`Registry`]; the ingest pipeline calls [`normalize`], which
 //! asks the provider for what is its own ([`Provider::extract`]) and finishes the record the same
 //! way for every provider.
+//!
+//! The three built-in providers are code ([`BUILT_IN`]): their quirks are what code is for. Any
+//! other source is defined in configuration ([`configured`]): a signature scheme and a field
+//! mapping, or a preset (Standard Webhooks, GitHub, Stripe).
 
+pub mod configured;
 mod json;
 pub mod lasoexperience;
 pub mod livesession;
+mod registry;
 pub mod seismic;
+
+pub use registry::{Registry, RegistryError};
 
 use crate::event::{Client, Geo, User, WebhookEvent};
 use crate::signature::{SignatureScheme, VerifiedBody};
 use json::Flattener;
 use serde_json::{Map, Value};
 
-/// Every provider hookstream serves. Adding a provider means one new module and one line here
-/// (plus its symbol in the schema's `Provider` enum, which a test of `crate::avro` checks).
-pub static REGISTRY: &[&dyn Provider] = &[
+/// The providers written in code. Adding one means one new module and one line here (plus its
+/// symbol in the schema's `Provider` enum, which a test of `crate::avro` checks).
+pub static BUILT_IN: &[&dyn Provider] = &[
     &livesession::LiveSession,
     &lasoexperience::LasoExperience,
     &seismic::Seismic,
 ];
 
-/// Looks a provider up by its registered name.
-pub fn find(name: &str) -> Option<&'static dyn Provider> {
-    REGISTRY.iter().copied().find(|p| p.name() == name)
+/// Looks a built-in provider up by name (a [`Registry`] knows the configured ones too).
+pub fn built_in(name: &str) -> Option<&'static dyn Provider> {
+    BUILT_IN.iter().copied().find(|p| p.name() == name)
+}
+
+/// What a provider reads of one delivery: the parsed body, and the request headers it asked for
+/// ([`Provider::request_headers`]), which dead letters keep so that a replay reads them too.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The exact body received.
+    pub raw: &'a str,
+    pub body: &'a Map<String, Value>,
+    /// `(lowercase name, value)` of each header the provider names that was present.
+    pub headers: &'a [(String, String)],
+}
+
+impl<'a> Request<'a> {
+    /// A request of `body` alone (no raw text, no headers), as the built-ins' tests make them.
+    #[cfg(test)]
+    pub(crate) fn of(body: &'a Map<String, Value>) -> Self {
+        Request {
+            raw: "",
+            body,
+            headers: &[],
+        }
+    }
+
+    /// The value of header `name` (lowercase), when it was present.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// What identifies a provider: its name, how it signs, where its event id is.
 #[derive(Debug)]
 pub struct Spec {
-    /// Lowercase name: route segment (`/webhooks/{name}`), topic part, config key and Avro
-    /// `Provider` enum symbol.
+    /// Lowercase name: route segment (`/webhooks/{name}`), topic part, config key, and the
+    /// record's `provider_name` (and its `provider` enum symbol, for a built-in).
     pub name: &'static str,
     /// Which headers carry the signature and how it is encoded.
     pub signature: SignatureScheme,
@@ -42,7 +81,7 @@ pub struct Spec {
 
 /// A webhook source.
 pub trait Provider: Send + Sync + 'static {
-    fn spec(&self) -> &'static Spec;
+    fn spec(&self) -> &Spec;
 
     fn name(&self) -> &'static str {
         self.spec().name
@@ -52,14 +91,20 @@ pub trait Provider: Send + Sync + 'static {
         self.spec().signature
     }
 
-    /// The event id of a body that may not normalize, when it can be read (a dead letter's key).
-    fn event_id(&self, body: &Map<String, Value>) -> Option<String> {
-        json::event_id(body, self.spec().event_id_keys).ok()
+    /// Request headers the provider reads besides its signature (lowercase): captured with the
+    /// body, and kept with a dead letter.
+    fn request_headers(&self) -> &[&'static str] {
+        &[]
     }
 
-    /// Recognizes a URL-verification handshake and returns the reply. A handshake is never an
-    /// event and never reaches Kafka. Most providers have none.
-    fn handshake(&self, _body: &Map<String, Value>) -> Result<Option<Handshake>, PayloadError> {
+    /// The event id of a body that may not normalize, when it can be read (a dead letter's key).
+    fn event_id(&self, request: &Request<'_>) -> Option<String> {
+        json::event_id(request.body, self.spec().event_id_keys).ok()
+    }
+
+    /// Recognizes a URL-verification handshake (or a ping) and returns the reply. A handshake is
+    /// never an event and never reaches Kafka. Most providers have none.
+    fn handshake(&self, _request: &Request<'_>) -> Result<Option<Handshake>, PayloadError> {
         Ok(None)
     }
 
@@ -71,7 +116,13 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Reads what the provider's payload says about the event; [`normalize`] finishes the
     /// record.
-    fn extract(&self, body: &Map<String, Value>) -> Result<Extracted, PayloadError>;
+    fn extract(&self, request: &Request<'_>) -> Result<Extracted, PayloadError>;
+
+    /// Whether the provider is one of [`BUILT_IN`], with a symbol of its own in the schema's
+    /// `Provider` enum (a configured one is written as `other`).
+    fn is_built_in(&self) -> bool {
+        true
+    }
 }
 
 /// What a provider reads out of its payload: everything of the record that is the provider's own.
@@ -80,8 +131,9 @@ pub struct Extracted {
     pub event_id: String,
     /// snake_case, as used in the topic.
     pub event_name: String,
-    /// Epoch milliseconds, or why the payload has no usable time (`received_at` is used then).
-    pub event_time: Result<i64, &'static str>,
+    /// Epoch milliseconds, or why the payload has no usable time (`received_at` is used then,
+    /// with a warning); `None` when the provider has no event time at all (`received_at`).
+    pub event_time: Option<Result<i64, &'static str>>,
     /// The person: the Kafka key.
     pub subject_id: Option<String>,
     pub session_id: Option<String>,
@@ -101,14 +153,19 @@ pub struct Extracted {
 pub fn normalize(
     provider: &dyn Provider,
     payload: &VerifiedPayload<'_>,
+    headers: &[(String, String)],
     received_at: i64,
 ) -> Result<WebhookEvent, PayloadError> {
-    let x = provider.extract(payload.object()?)?;
+    let x = provider.extract(&payload.request(headers)?)?;
     let mut warnings = Vec::with_capacity(x.warnings.len() + 1);
-    let event_time = x.event_time.unwrap_or_else(|why| {
-        warnings.push(format!("event_time: {why}; used received_at"));
-        received_at
-    });
+    let event_time = match x.event_time {
+        None => received_at,
+        Some(Ok(time)) => time,
+        Some(Err(why)) => {
+            warnings.push(format!("event_time: {why}; used received_at"));
+            received_at
+        }
+    };
     warnings.extend(x.warnings);
     let attributes = x.attributes.finish(&mut warnings);
     Ok(WebhookEvent {
@@ -137,6 +194,8 @@ pub enum Handshake {
     PlainText(String),
     /// `200 application/json` with `{"challenge": …}`.
     JsonChallenge(String),
+    /// A signed "are you there?" (GitHub's `ping`): `200 {"status":"ping"}`, nothing written.
+    Ping,
 }
 
 /// The body is valid JSON of the wrong shape. `field` is the dotted path of the offending field.
@@ -186,6 +245,18 @@ impl<'a> ParsedBody<'a> {
             .as_object()
             .ok_or_else(|| PayloadError::new("body", "expected a JSON object"))
     }
+
+    /// What a provider reads: the body and the captured `headers`.
+    pub fn request<'s>(
+        &'s self,
+        headers: &'s [(String, String)],
+    ) -> Result<Request<'s>, PayloadError> {
+        Ok(Request {
+            raw: self.raw,
+            body: self.object()?,
+            headers,
+        })
+    }
 }
 
 /// A payload whose signature was verified and whose body parsed as JSON. Only
@@ -206,6 +277,14 @@ impl<'a> VerifiedPayload<'a> {
     pub fn object(&self) -> Result<&Map<String, Value>, PayloadError> {
         self.0.object()
     }
+
+    /// What a provider reads: the body and the captured `headers`.
+    pub fn request<'s>(
+        &'s self,
+        headers: &'s [(String, String)],
+    ) -> Result<Request<'s>, PayloadError> {
+        self.0.request(headers)
+    }
 }
 
 #[cfg(test)]
@@ -213,14 +292,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn registered_names_are_unique_and_lowercase() {
-        let mut names: Vec<_> = REGISTRY.iter().map(|p| p.name()).collect();
+    fn built_in_names_are_unique_and_lowercase() {
+        let mut names: Vec<_> = BUILT_IN.iter().map(|p| p.name()).collect();
         assert!(names
             .iter()
             .all(|n| n.chars().all(|c| c.is_ascii_lowercase())));
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), REGISTRY.len());
+        assert_eq!(names.len(), BUILT_IN.len());
     }
 
     #[test]

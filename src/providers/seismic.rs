@@ -16,7 +16,7 @@
 //!   `SessionEndedAt` may be `MM/dd/yyyy HH:mm:ss` (UTC).
 
 use super::json::{self, Flattener};
-use super::{Extracted, Handshake, PayloadError, Provider, Spec};
+use super::{Extracted, Handshake, PayloadError, Provider, Request, Spec};
 use crate::event::{Attribute, Client, Geo, User};
 use crate::naming::snake_case;
 use crate::signature::{Encoding, SignatureScheme};
@@ -35,10 +35,10 @@ pub struct Seismic;
 
 const SPEC: Spec = Spec {
     name: "seismic",
-    signature: SignatureScheme {
-        headers: &[SIGNATURE_HEADER, ROTATION_SIGNATURE_HEADER],
-        encoding: Encoding::Hex,
-    },
+    signature: SignatureScheme::body_hmac_sha256(
+        &[SIGNATURE_HEADER, ROTATION_SIGNATURE_HEADER],
+        Encoding::Hex,
+    ),
     event_id_keys: &["id"],
 };
 
@@ -51,7 +51,8 @@ impl Provider for Seismic {
         true
     }
 
-    fn handshake(&self, body: &Map<String, Value>) -> Result<Option<Handshake>, PayloadError> {
+    fn handshake(&self, request: &Request<'_>) -> Result<Option<Handshake>, PayloadError> {
+        let body = request.body;
         if body.get("type").and_then(Value::as_str) == Some("verification") {
             return challenge(body.get("challenge"), "challenge")
                 .map(|c| Some(Handshake::PlainText(c)));
@@ -64,7 +65,8 @@ impl Provider for Seismic {
         Ok(None)
     }
 
-    fn extract(&self, body: &Map<String, Value>) -> Result<Extracted, PayloadError> {
+    fn extract(&self, request: &Request<'_>) -> Result<Extracted, PayloadError> {
+        let body = request.body;
         let event_id = json::event_id(body, SPEC.event_id_keys)?;
         let version = json::required_text(body, &["version"], "version")?;
         let event_name = event_name_from_version(&version);
@@ -87,14 +89,16 @@ impl Provider for Seismic {
         Ok(Extracted {
             event_id,
             event_name,
-            event_time: match body
-                .get("occurredAt")
-                .and_then(Value::as_str)
-                .map(parse_time)
-            {
-                Some(Ok(Some(t))) => Ok(t),
-                _ => Err("occurredAt is missing or not a time"),
-            },
+            event_time: Some(
+                match body
+                    .get("occurredAt")
+                    .and_then(Value::as_str)
+                    .map(parse_time)
+                {
+                    Some(Ok(Some(t))) => Ok(t),
+                    _ => Err("occurredAt is missing or not a time"),
+                },
+            ),
             subject_id: person.subject_id(),
             session_id: person.session_id.clone(),
             account_id: json::text(body.get("tenantId")),
@@ -362,15 +366,17 @@ mod tests {
         let envelope = json!({"version": "WebhookChallengeV1", "data": {"challenge": "xyz"}});
         let s = Seismic;
         assert_eq!(
-            s.handshake(legacy.as_object().unwrap()),
+            s.handshake(&Request::of(legacy.as_object().unwrap())),
             Ok(Some(Handshake::PlainText("abc-123".into())))
         );
         assert_eq!(
-            s.handshake(envelope.as_object().unwrap()),
+            s.handshake(&Request::of(envelope.as_object().unwrap())),
             Ok(Some(Handshake::JsonChallenge("xyz".into())))
         );
         assert_eq!(
-            s.handshake(json!({"version": "email-v3"}).as_object().unwrap()),
+            s.handshake(&Request::of(
+                json!({"version": "email-v3"}).as_object().unwrap()
+            )),
             Ok(None)
         );
     }
@@ -386,9 +392,13 @@ mod tests {
             json!("a b"),
         ] {
             let body = json!({"type": "verification", "challenge": bad});
-            assert!(s.handshake(body.as_object().unwrap()).is_err(), "{bad}");
+            assert!(
+                s.handshake(&Request::of(body.as_object().unwrap()))
+                    .is_err(),
+                "{bad}"
+            );
         }
         let ok = json!({"type": "verification", "challenge": "a".repeat(1024)});
-        assert!(s.handshake(ok.as_object().unwrap()).is_ok());
+        assert!(s.handshake(&Request::of(ok.as_object().unwrap())).is_ok());
     }
 }

@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::ingest::Ingest;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::providers;
+use crate::providers::Registry;
 use crate::readiness::Readiness;
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::Arc;
@@ -32,11 +32,11 @@ pub struct AppState {
 
 /// The public port: webhooks, and `/healthz` for load balancers. Metrics and readiness are on
 /// the admin port only ([`admin`]): anyone could read traffic figures here.
-pub fn public(cfg: &mut web::ServiceConfig) {
+pub fn public(cfg: &mut web::ServiceConfig, registry: &Registry) {
     let post_only = || web::to(|| async { ApiError::MethodNotAllowed("POST").into_response() });
     // One plain path per provider: matched by comparing strings, not by a pattern (matching the
     // pattern cost 5 % of a webhook's CPU).
-    for provider in providers::REGISTRY {
+    for provider in registry.iter() {
         let name = provider.name();
         cfg.service(
             web::resource(format!("/webhooks/{name}"))

@@ -9,7 +9,7 @@ use crate::internal_events::{
 };
 use crate::limits::{ConnectionSlot, Progress};
 use crate::metrics::Metrics;
-use crate::providers::{self, Handshake};
+use crate::providers::Handshake;
 use crate::signature::{HeaderSource, SignatureError};
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -48,7 +48,11 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let provider = providers::find(name).map_or("unknown", |p| p.name());
+    let provider = state
+        .ingest
+        .registry()
+        .find(name)
+        .map_or("unknown", |p| p.name());
     let mut event_id = None;
     let result = handle(&req, name, payload, &state, &mut event_id).await;
     let m = &state.metrics;
@@ -231,9 +235,19 @@ async fn read_body(
 #[derive(serde::Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 enum Answer<'a> {
-    Accepted { event_id: &'a str, topic: &'a str },
-    Duplicate { event_id: &'a str },
-    DeadLettered { error: &'a str, detail: &'a str },
+    Accepted {
+        event_id: &'a str,
+        topic: &'a str,
+    },
+    Duplicate {
+        event_id: &'a str,
+    },
+    DeadLettered {
+        error: &'a str,
+        detail: &'a str,
+    },
+    /// A signed ping (GitHub's): the endpoint is there and the secret is right.
+    Ping,
 }
 
 fn success_response(outcome: &Outcome) -> HttpResponse {
@@ -243,6 +257,7 @@ fn success_response(outcome: &Outcome) -> HttpResponse {
         } => Answer::Accepted { event_id, topic },
         Outcome::Duplicate { event_id } => Answer::Duplicate { event_id },
         Outcome::DeadLettered { error, detail, .. } => Answer::DeadLettered { error, detail },
+        Outcome::Handshake(Handshake::Ping) => Answer::Ping,
         Outcome::Handshake(Handshake::PlainText(challenge)) => {
             return HttpResponse::Ok()
                 .content_type("text/plain; charset=utf-8")

@@ -4,6 +4,7 @@
 //! one of the test process's own). `HOOKSTREAM_TEST_LOG=debug` shows the apps' logs.
 
 mod binary;
+mod configured;
 mod dead_letters;
 mod errors;
 mod foul_weather;
@@ -11,6 +12,7 @@ mod lasoexperience;
 mod limits;
 mod livesession;
 mod operations;
+mod presets;
 mod quickstart;
 mod replicas;
 mod schema_registry;

@@ -85,10 +85,10 @@ async fn deliver(port: u16, id: &str) -> u16 {
     let body = with_json(&fixture("livesession", "js_error"), |j| {
         j["message_id"] = id.into()
     });
-    let scheme = hookstream::providers::find("livesession")
+    let scheme = hookstream::providers::built_in("livesession")
         .expect("provider")
         .signature();
-    let signature = scheme.sign(
+    let signature = scheme.sign_value(
         &body,
         &hookstream::signature::Secret::new("quickstart-livesession-secret"),
     );

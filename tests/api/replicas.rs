@@ -24,10 +24,10 @@ fn js_error(id: &str) -> Vec<u8> {
 
 /// Posts a signed LiveSession body to a replica; (status, "status" or "error" of the answer).
 async fn deliver(client: &reqwest::Client, replica: &Hookstream, body: Vec<u8>) -> (u16, String) {
-    let scheme = hookstream::providers::find("livesession")
+    let scheme = hookstream::providers::built_in("livesession")
         .expect("provider")
         .signature();
-    let signature = scheme.sign(&body, &hookstream::signature::Secret::new(PROCESS_SECRET));
+    let signature = scheme.sign_value(&body, &hookstream::signature::Secret::new(PROCESS_SECRET));
     let response = client
         .post(replica.url())
         .header("content-type", "application/json")
@@ -156,10 +156,11 @@ async fn a_claim_whose_replica_died_is_written_once_by_another_within_one_claim_
     proxied.set(Fault::StallProduce);
     let stuck = {
         let (client, url, body) = (client.clone(), a.url(), js_error("orphan"));
-        let scheme = hookstream::providers::find("livesession")
+        let scheme = hookstream::providers::built_in("livesession")
             .expect("provider")
             .signature();
-        let signature = scheme.sign(&body, &hookstream::signature::Secret::new(PROCESS_SECRET));
+        let signature =
+            scheme.sign_value(&body, &hookstream::signature::Secret::new(PROCESS_SECRET));
         tokio::spawn(async move {
             client
                 .post(url)

@@ -42,7 +42,7 @@ fn golden_events() -> Vec<(String, Vec<u8>, Value)> {
                 .and_then(|s| s.to_str())
                 .unwrap_or_default();
             let id = format!("example-{provider}-{stem}");
-            let keys = hookstream::providers::find(provider)
+            let keys = hookstream::providers::built_in(provider)
                 .expect("provider")
                 .spec()
                 .event_id_keys;

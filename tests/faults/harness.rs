@@ -17,7 +17,7 @@ pub use crate::support::process::SECRET;
 pub fn load_options(url: &str, id_prefix: &str, rate: f64, duration: Duration) -> LoadOptions {
     LoadOptions {
         target: Target::parse(url).expect("url"),
-        provider: providers::find("livesession").expect("provider"),
+        provider: providers::built_in("livesession").expect("provider"),
         secret: Secret::new(SECRET),
         connections: 32,
         limit: Limit::Duration(duration),

@@ -51,14 +51,14 @@ async fn send_signed(port: u16, id: &str, pace: Pace) -> u16 {
         Pace::PerSecond32KiB { bytes } | Pace::TwoHalves { bytes } => bytes,
     };
     let body = body(id, bytes);
-    let scheme = providers::find("livesession")
+    let scheme = providers::built_in("livesession")
         .expect("provider")
         .signature();
     let head = format!(
         "POST /webhooks/livesession HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}: {}\r\n\r\n",
         body.len(),
         scheme.primary_header(),
-        scheme.sign(&body, &Secret::new(SECRET))
+        scheme.sign_value(&body, &Secret::new(SECRET))
     );
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)).await else {
         return 0;

@@ -175,7 +175,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
     settings.kafka.topic_prefix = unique_prefix();
     settings.kafka.topic_partitions = 1;
     settings.kafka.ack_timeout = Duration::from_secs(15);
-    for p in providers::REGISTRY {
+    for p in providers::BUILT_IN {
         settings
             .providers
             .insert(p.name().to_string(), ProviderSettings::with_secrets(SECRET));
@@ -202,10 +202,10 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// The primary signature header name and value a provider would send for `body`.
 pub fn sign(provider: &str, body: &[u8], secret: &str) -> (String, String) {
-    let scheme = providers::find(provider).expect("provider").signature();
+    let scheme = providers::built_in(provider).expect("provider").signature();
     (
         scheme.primary_header().to_string(),
-        scheme.sign(body, &Secret::new(secret)),
+        scheme.sign_value(body, &Secret::new(secret)),
     )
 }
 

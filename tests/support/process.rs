@@ -114,7 +114,12 @@ impl Hookstream {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/webhooks/livesession", self.port)
+        self.webhook_url("livesession")
+    }
+
+    /// The webhook URL of `provider`.
+    pub fn webhook_url(&self, provider: &str) -> String {
+        format!("http://127.0.0.1:{}/webhooks/{provider}", self.port)
     }
 
     /// The admin port's URL of `path`.
