@@ -136,7 +136,7 @@ impl Metrics {
             webhooks_duplicates: r.counter_vec("webhooks_duplicates_total", "Redeliveries answered as duplicates (nothing produced).", &["provider"])?,
             webhooks_rejected: r.counter_vec("webhooks_rejected_total", "Webhooks answered with an error, by reason (the error code).", &["provider", "reason"])?,
             webhooks_dead_lettered: r.counter_vec("webhooks_dead_lettered_total", "Verified webhooks that could not be normalized, kept in the dead-letter topic, by error code.", &["provider", "reason"])?,
-            handshakes: r.counter_vec("handshakes_total", "URL-verification handshakes answered.", &["provider"])?,
+            handshakes: r.counter_vec("handshakes_total", "URL-verification handshakes and signed pings answered (nothing produced).", &["provider"])?,
             messages_produced: r.counter_vec("kafka_messages_produced_total", "Messages acknowledged by the broker.", &["provider", "event_name"])?,
             produce_duration: r.histogram("kafka_produce_duration_seconds", "Time from enqueueing a message to the broker's acknowledgement.")?,
             produce_failures: r.counter_vec("kafka_produce_failures_total", "Writes that were not acknowledged, by reason.", &["provider", "reason"])?,
