@@ -7,6 +7,35 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
 
 #[test]
+fn sign_uses_a_provider_the_configuration_defines() {
+    // GitHub's documented example, signed as the `github` preset defined in a config file.
+    let dir = temp_dir("sign-configured");
+    std::fs::write(
+        dir.join("default.toml"),
+        "[providers.github]\npreset = \"github\"\nsecrets = \"unused-here\"\n",
+    )
+    .expect("config written");
+    let file = dir.join("body");
+    std::fs::write(&file, "Hello, World!").expect("body written");
+    let output = Command::new(BIN)
+        .args(["sign", "--provider", "github"])
+        .args(["--secret", "It's a Secret to Everybody"])
+        .arg(&file)
+        .env("HOOKSTREAM_CONFIG_DIR", &dir)
+        .output()
+        .expect("hookstream sign runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim_end(),
+        "x-hub-signature-256: sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    );
+}
+
+#[test]
 fn sign_prints_the_header_line_a_provider_would_send() {
     // RFC 4231 test case 2 as the body and secret.
     let dir = temp_dir("sign");
