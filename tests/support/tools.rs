@@ -107,15 +107,98 @@ pub enum Storage {
     Sqlite,
 }
 
-/// A Tansu broker of a test's own. Killed when dropped, and when the thread that started it ends.
+/// A server process of a test's own: a directory of its own, a log per run, signals, kill and
+/// restart. Killed when dropped, and when the thread that started it ends.
+pub struct OwnProcess {
+    pub dir: std::path::PathBuf,
+    /// Names its log files (`{name}-{run}.log`) and its panics.
+    name: &'static str,
+    child: Option<ChildGuard>,
+    starts: u32,
+}
+
+impl OwnProcess {
+    fn new(name: &'static str, port: u16) -> Self {
+        OwnProcess {
+            dir: temp_dir(&format!("{name}-{port}")),
+            name,
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Runs `command` in the directory, logging to a file of this run, and waits for `port`.
+    async fn launch(&mut self, mut command: std::process::Command, port: u16) {
+        use std::os::unix::process::CommandExt;
+        self.starts += 1;
+        let log =
+            std::fs::File::create(self.dir.join(format!("{}-{}.log", self.name, self.starts)))
+                .expect("log file");
+        command
+            .current_dir(&self.dir)
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; it only asks for SIGKILL when the parent goes.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} does not start: {e}", self.name));
+        self.child = Some(ChildGuard(child));
+        wait_for_port(port).await;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(|c| c.0.id())
+            .unwrap_or_else(|| panic!("{} is not running", self.name))
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, …).
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// SIGKILL, and wait until it is gone.
+    pub fn kill(&mut self) {
+        drop(self.child.take());
+    }
+
+    /// Everything it printed, every run.
+    pub fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                std::fs::read_to_string(self.dir.join(format!("{}-{n}.log", self.name)))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for OwnProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Tansu broker of a test's own.
 pub struct Broker {
     pub port: u16,
     /// The port clients are told to connect to (a proxy's, or `port`).
     advertised_port: u16,
     storage: Storage,
-    pub dir: std::path::PathBuf,
-    child: Option<ChildGuard>,
-    starts: u32,
+    process: OwnProcess,
 }
 
 impl Broker {
@@ -130,46 +213,28 @@ impl Broker {
             port,
             advertised_port,
             storage,
-            dir: temp_dir(&format!("broker-{port}")),
-            child: None,
-            starts: 0,
+            process: OwnProcess::new("tansu", port),
         };
         broker.launch().await;
         broker
     }
 
     async fn launch(&mut self) {
-        use std::os::unix::process::CommandExt;
-        self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("tansu-{}.log", self.starts)))
-            .expect("broker log");
         let storage = match self.storage {
             Storage::Memory => "memory://tansu/",
             Storage::Sqlite => "sqlite://tansu.db",
         };
         let mut command = std::process::Command::new(tool("tansu"));
-        command
-            .current_dir(&self.dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{}", self.port),
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{}", self.advertised_port),
-                "--storage-engine",
-                storage,
-            ])
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; it only asks for SIGKILL when the parent goes.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        self.child = Some(ChildGuard(command.spawn().expect("tansu starts")));
-        wait_for_port(self.port).await;
+        command.args([
+            "broker",
+            "--listener-url",
+            &format!("tcp://127.0.0.1:{}", self.port),
+            "--advertised-listener-url",
+            &format!("tcp://127.0.0.1:{}", self.advertised_port),
+            "--storage-engine",
+            storage,
+        ]);
+        self.process.launch(command, self.port).await;
     }
 
     pub fn brokers(&self) -> String {
@@ -177,24 +242,17 @@ impl Broker {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(|c| c.0.id())
-            .expect("broker running")
+        self.process.pid()
     }
 
     /// Sends a signal by name (`STOP`, `CONT`, …).
     pub fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .args([format!("-{name}"), self.pid().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{name} failed");
+        self.process.signal(name)
     }
 
     /// SIGKILL, and wait until it is gone.
     pub fn kill(&mut self) {
-        drop(self.child.take());
+        self.process.kill()
     }
 
     /// Starts it again on the same port and storage.
@@ -205,19 +263,7 @@ impl Broker {
 
     /// Everything the broker printed, every run.
     pub fn log(&self) -> String {
-        (1..=self.starts)
-            .map(|n| {
-                std::fs::read_to_string(self.dir.join(format!("tansu-{n}.log"))).unwrap_or_default()
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.process.log()
     }
 }
 
@@ -227,13 +273,10 @@ pub async fn start_own_broker(port: u16) -> Broker {
 }
 
 /// A Redis server of a test's own, on a free port with a throwaway directory and no
-/// persistence (a restart starts it empty). Killed when dropped, and when the thread that started
-/// it ends.
+/// persistence (a restart starts it empty).
 pub struct RedisServer {
     pub port: u16,
-    pub dir: std::path::PathBuf,
-    child: Option<ChildGuard>,
-    starts: u32,
+    process: OwnProcess,
 }
 
 impl RedisServer {
@@ -244,45 +287,27 @@ impl RedisServer {
     pub async fn start_on(port: u16) -> RedisServer {
         let mut redis = RedisServer {
             port,
-            dir: temp_dir(&format!("redis-{port}")),
-            child: None,
-            starts: 0,
+            process: OwnProcess::new("redis", port),
         };
         redis.launch().await;
         redis
     }
 
     async fn launch(&mut self) {
-        use std::os::unix::process::CommandExt;
-        self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("redis-{}.log", self.starts)))
-            .expect("redis log");
         let mut command = std::process::Command::new(tool("redis-server"));
-        command
-            .current_dir(&self.dir)
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                &self.dir.to_string_lossy(),
-            ])
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; it only asks for SIGKILL when the parent goes.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        self.child = Some(ChildGuard(command.spawn().expect("redis-server starts")));
-        wait_for_port(self.port).await;
+        command.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &self.process.dir.to_string_lossy(),
+        ]);
+        self.process.launch(command, self.port).await;
     }
 
     pub fn url(&self) -> String {
@@ -290,24 +315,17 @@ impl RedisServer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .map(|c| c.0.id())
-            .expect("redis running")
+        self.process.pid()
     }
 
     /// Sends a signal by name (`STOP`, `CONT`, …).
     pub fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .args([format!("-{name}"), self.pid().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{name} failed");
+        self.process.signal(name)
     }
 
     /// SIGKILL, and wait until it is gone.
     pub fn kill(&mut self) {
-        drop(self.child.take());
+        self.process.kill()
     }
 
     /// Starts it again on the same port (empty).
@@ -386,12 +404,5 @@ fn complete_resp(reply: &[u8]) -> bool {
             len < 0 || reply.len() >= end + 2 + len as usize + 2
         }
         _ => true,
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
