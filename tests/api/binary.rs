@@ -466,15 +466,7 @@ async fn load(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
         .args(["load", "--url", url, "--connections", "2"])
         .args(args)
         .env("HOOKSTREAM_LOAD_SECRET", SECRET);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("hookstream load runs");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    run_off_runtime(command).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -532,15 +524,7 @@ async fn send_command(args: &[&str]) -> (Option<i32>, String, String) {
         .arg("send")
         .args(args)
         .env("HOOKSTREAM_SIGN_SECRET", SECRET);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("hookstream send runs");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    run_off_runtime(command).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

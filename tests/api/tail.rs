@@ -21,22 +21,13 @@ fn tail_command(app: &TestApp, args: &[&str]) -> Command {
 
 /// Runs `hookstream tail ARGS` off the test's runtime; (exit code, JSON lines, stderr, seconds).
 async fn tail(app: &TestApp, args: &[&str]) -> (Option<i32>, Vec<serde_json::Value>, String, f64) {
-    let mut command = tail_command(app, args);
     let started = Instant::now();
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("tail runs");
-    let lines = String::from_utf8_lossy(&output.stdout)
+    let (code, out, err) = run_off_runtime(tail_command(app, args)).await;
+    let lines = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
-    (
-        output.status.code(),
-        lines,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-        started.elapsed().as_secs_f64(),
-    )
+    (code, lines, err, started.elapsed().as_secs_f64())
 }
 
 async fn send(app: &TestApp, ids: &[&str]) {

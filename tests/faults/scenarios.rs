@@ -33,6 +33,20 @@ pub struct Outcome {
     pub inconclusive: Option<String>,
 }
 
+impl Outcome {
+    /// Passed when there are no `problems`; the summary then names them.
+    pub fn judged(mut summary: String, problems: &[String]) -> Outcome {
+        if !problems.is_empty() {
+            summary.push_str(&format!("; PROBLEMS: {}", problems.join("; ")));
+        }
+        Outcome {
+            passed: problems.is_empty(),
+            summary,
+            inconclusive: None,
+        }
+    }
+}
+
 /// Everything a scenario measured, checked the same way for every scenario.
 pub(crate) struct Run<'a> {
     pub hookstream: &'a Hookstream,
@@ -78,23 +92,17 @@ impl Run<'_> {
             .collect();
         let notes: String = self.notes.iter().map(|n| format!("; {n}")).collect();
         let summary = format!(
-            "sent {} ({}); {kafka}; 200 again after {}; burst {burst_ok}/{BURST} 200{notes}{}",
+            "sent {} ({}); {kafka}; 200 again after {}; burst {burst_ok}/{BURST} 200{notes}",
             self.load.requests,
             statuses(&self.load),
             recoveries.join(", "),
-            if problems.is_empty() {
-                String::new()
-            } else {
-                format!("; PROBLEMS: {}", problems.join("; "))
-            }
         );
         if !problems.is_empty() {
             print_log_tail(self.hookstream);
         }
         Outcome {
-            passed: problems.is_empty(),
-            summary,
             inconclusive: self.inconclusive,
+            ..Outcome::judged(summary, &problems)
         }
     }
 }

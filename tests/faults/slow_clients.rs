@@ -191,7 +191,7 @@ fn verdict(watched: &Watched, signed: &Report, warm: &Report, connections: u64) 
         problems.push(format!("warm-up: {}", statuses(warm)));
     }
     let summary = format!(
-        "{CLIENTS} slow clients, {connections} connections in {} s; RSS idle {} MiB, peak {} MiB (+{} MiB, bound +{} MiB); /healthz {}/{} OK; signed webhooks {} ({}), p99 {:.1} ms{}",
+        "{CLIENTS} slow clients, {connections} connections in {} s; RSS idle {} MiB, peak {} MiB (+{} MiB, bound +{} MiB); /healthz {}/{} OK; signed webhooks {} ({}), p99 {:.1} ms",
         ATTACK.as_secs(),
         watched.idle / 1024,
         watched.peak / 1024,
@@ -202,15 +202,6 @@ fn verdict(watched: &Watched, signed: &Report, warm: &Report, connections: u64) 
         signed.requests,
         statuses(signed),
         signed.latency_ms(0.99),
-        if problems.is_empty() {
-            String::new()
-        } else {
-            format!("; PROBLEMS: {}", problems.join("; "))
-        }
     );
-    Outcome {
-        passed: problems.is_empty(),
-        summary,
-        inconclusive: None,
-    }
+    Outcome::judged(summary, &problems)
 }

@@ -193,21 +193,12 @@ pub async fn slow_signed_bodies() -> Outcome {
     let kafka = check_kafka(&hookstream, &broker.brokers(), &accepted, &mut problems).await;
     let ok = answers.iter().filter(|(_, _, s)| *s == 200).count();
     let summary = format!(
-        "{CLIENTS} forged slow clients from one address, then from four; signed slow bodies answered 200: {ok}/{} (32 KiB/s and two halves 1 s apart); {kafka}; RSS idle {} MiB, peak {} MiB (+{} MiB, bound +{} MiB){}",
+        "{CLIENTS} forged slow clients from one address, then from four; signed slow bodies answered 200: {ok}/{} (32 KiB/s and two halves 1 s apart); {kafka}; RSS idle {} MiB, peak {} MiB (+{} MiB, bound +{} MiB)",
         answers.len(),
         idle / 1024,
         peak / 1024,
         growth / 1024,
         MEMORY_BOUND_KIB / 1024,
-        if problems.is_empty() {
-            String::new()
-        } else {
-            format!("; PROBLEMS: {}", problems.join("; "))
-        }
     );
-    Outcome {
-        passed: problems.is_empty(),
-        summary,
-        inconclusive: None,
-    }
+    Outcome::judged(summary, &problems)
 }

@@ -85,23 +85,36 @@ pub fn test_brokers() -> String {
 
 fn own_test_broker() -> String {
     let port = free_port();
-    // A thread of its own that never ends: the broker is started with a parent-death signal,
-    // which follows the thread that started it.
+    for_the_whole_process(
+        move || start_own_broker(port),
+        move |_| format!("127.0.0.1:{port}"),
+    )
+}
+
+/// Starts what `start` makes on a thread of its own that never ends, and returns `address` of it:
+/// it is started with a parent-death signal, which follows the thread that started it.
+fn for_the_whole_process<T, F>(
+    start: impl FnOnce() -> F + Send + 'static,
+    address: impl FnOnce(&T) -> String + Send + 'static,
+) -> String
+where
+    F: std::future::Future<Output = T>,
+    T: 'static,
+{
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        let guard: Broker = runtime.block_on(start_own_broker(port));
-        let _ = tx.send(());
+        let guard = runtime.block_on(start());
+        let _ = tx.send(address(&guard));
         loop {
             std::thread::park();
             let _ = &guard;
         }
     });
-    rx.recv().expect("the test broker started");
-    format!("127.0.0.1:{port}")
+    rx.recv().expect("started for the whole test process")
 }
 
 /// The Redis every test that needs one shares: `HOOKSTREAM_TEST_REDIS` (a `redis://` URL set by
@@ -118,20 +131,10 @@ pub fn test_redis() -> String {
 }
 
 fn own_test_redis() -> String {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let redis = runtime.block_on(super::tools::RedisServer::start());
-        let _ = tx.send(redis.url());
-        loop {
-            std::thread::park();
-            let _ = &redis;
-        }
-    });
-    rx.recv().expect("the test redis started")
+    for_the_whole_process(
+        super::tools::RedisServer::start,
+        super::tools::RedisServer::url,
+    )
 }
 
 pub fn unique_prefix() -> String {

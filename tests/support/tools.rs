@@ -21,6 +21,20 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Runs `command` to its end off the test's runtime (which may be serving what it talks to);
+/// (exit code, stdout, stderr).
+pub async fn run_off_runtime(mut command: std::process::Command) -> (Option<i32>, String, String) {
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .unwrap_or_else(|e| panic!("the command does not run: {e}"));
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// An external program the tests need; `scripts/test` installs them.
 /// Without it, the test process ends with one line saying what to do, rather than every test
 /// failing on its own.
