@@ -80,7 +80,7 @@ pub enum ApiError {
         NotReady::Writes => "the latest write to Kafka was not acknowledged",
         NotReady::SchemaRegistry => "the schema registry did not answer the last request",
         NotReady::ShuttingDown => "hookstream is shutting down: send no more requests here",
-        NotReady::Dedupe => "redis (dedupe.backend) did not answer the last check, and dedupe.redis.on_unavailable is \"reject\"",
+        NotReady::Dedupe => "redis (dedupe.backend) did not carry out the last check (a claim, release and commit on a probe key), and dedupe.redis.on_unavailable is \"reject\"",
     })]
     NotReady(NotReady),
     /// A bug: a record that does not match the schema.

@@ -34,6 +34,17 @@ pub struct WebhookEvent {
     pub warnings: Vec<String>,
     /// The exact body received.
     pub raw_payload: String,
+    /// What deduplication keys on instead of `event_id`, when that is not covered by the
+    /// signature ([`crate::providers::Provider::dedupe_key`]). Not part of the record.
+    #[serde(skip)]
+    pub dedupe_key: Option<String>,
+}
+
+impl WebhookEvent {
+    /// The id deduplication keys on: [`WebhookEvent::dedupe_key`] when set, else `event_id`.
+    pub fn dedupe_id(&self) -> &str {
+        self.dedupe_key.as_deref().unwrap_or(&self.event_id)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -157,7 +157,7 @@ impl Ingest {
     ) -> Result<Written, ProduceError> {
         let topic = naming::topic_name(&self.topic_prefix, event.provider, &event.event_name);
         let deadline = Instant::now() + self.writer.ack_timeout;
-        self.writer.write_event(event, &topic, deadline).await
+        self.writer.write_event(event, topic, deadline).await
     }
 
     fn secrets_of(&self, provider: &dyn Provider) -> &[Secret] {
@@ -334,8 +334,8 @@ impl Writer {
         request_headers: Vec<(String, String)>,
     ) -> Result<Outcome, ApiError> {
         let deadline = Instant::now() + self.ack_timeout;
-        match self.write_event(&event, &topic, deadline).await {
-            Ok(Written::Accepted(ack)) => Ok(Outcome::Accepted {
+        match self.write_event(&event, topic, deadline).await {
+            Ok(Written::Accepted { ack, topic }) => Ok(Outcome::Accepted {
                 event_id: event.event_id,
                 topic,
                 partition: ack.partition,
@@ -365,19 +365,20 @@ impl Writer {
         }
     }
 
-    /// Claims the event's id, produces the event and records the id, by `deadline`. Any error
+    /// Claims the event's id, produces the event to `topic` (or its provider's overflow topic,
+    /// past `kafka.max_topics_per_provider`) and records the id, by `deadline`. Any error
     /// releases the claim, so the provider's retry (or the next replay) gets a fresh attempt.
     async fn write_event(
         &self,
         event: &WebhookEvent,
-        topic: &str,
+        topic: String,
         deadline: Instant,
     ) -> Result<Written, ProduceError> {
         // Duplicates are decided before any encoding work.
         let claim = match tokio::time::timeout_at(
             deadline,
             self.dedupe
-                .claim(Namespace::Event, event.provider, &event.event_id),
+                .claim(Namespace::Event, event.provider, event.dedupe_id()),
         )
         .await
         {
@@ -386,9 +387,10 @@ impl Writer {
             Ok(Err(unavailable)) => return Err(ProduceError::Dedupe(unavailable)),
             Err(_) => return Err(ProduceError::Publish(claim_timed_out())),
         };
-        let ack = produce_event(&self.sink, &self.framing, event, topic, deadline).await?;
+        let topic = self.sink.event_topic(event.provider, topic, deadline).await;
+        let ack = produce_event(&self.sink, &self.framing, event, &topic, deadline).await?;
         claim.commit().await;
-        Ok(Written::Accepted(ack))
+        Ok(Written::Accepted { ack, topic })
     }
 
     /// Claims `event_id` in `namespace`, waiting for another delivery's write of it until
@@ -465,9 +467,10 @@ fn claim_timed_out() -> PublishError {
 }
 
 /// What writing an event did.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum Written {
-    Accepted(Acknowledged),
+    /// Acknowledged, in `topic` (the event's own, or its provider's overflow topic).
+    Accepted { ack: Acknowledged, topic: String },
     /// Already written within the dedupe window: nothing written.
     Duplicate,
 }

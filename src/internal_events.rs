@@ -186,6 +186,32 @@ impl TopicCreated<'_> {
     }
 }
 
+/// An event went to its provider's overflow topic: the provider has
+/// `kafka.max_topics_per_provider` topics already. Logged at most once a minute.
+pub struct TopicOverflowed<'a> {
+    pub provider: &'a str,
+    pub topic: &'a str,
+    pub overflow: &'a str,
+    pub max: usize,
+}
+
+impl TopicOverflowed<'_> {
+    pub fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = m.topic_overflow_log.admit("topic_overflow") {
+            tracing::warn!(
+                provider = self.provider,
+                topic = self.topic,
+                overflow = self.overflow,
+                suppressed,
+                "provider has kafka.max_topics_per_provider ({}) topics: event written to {} instead of a new topic (raise the cap to give such events topics of their own)",
+                self.max,
+                self.overflow
+            );
+        }
+        m.topic_overflows.with_label_values(&[self.provider]).inc();
+    }
+}
+
 /// The producer was replaced with a fresh instance.
 pub struct ProducerReplaced<'a> {
     pub why: &'a str,

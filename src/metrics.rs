@@ -39,6 +39,7 @@ pub struct Metrics {
     pub produce_duration: Histogram,
     pub produce_failures: IntCounterVec,
     pub topics_created: IntCounterVec,
+    pub topic_overflows: IntCounterVec,
     pub producer_resets: IntCounter,
     pub open_connections: IntGauge,
     pub requests_in_flight: IntGauge,
@@ -57,6 +58,8 @@ pub struct Metrics {
     /// At most one warning a minute that the dedupe horizon is short.
     pub dedupe_horizon_log: LogBudget,
     pub dedupe_error_log: LogBudget,
+    /// One overflow warning a minute: a sender of free-form event names can send thousands.
+    pub topic_overflow_log: LogBudget,
     event_names: Mutex<HashSet<String>>,
 }
 
@@ -141,6 +144,7 @@ impl Metrics {
             produce_duration: r.histogram("kafka_produce_duration_seconds", "Time from enqueueing a message to the broker's acknowledgement.")?,
             produce_failures: r.counter_vec("kafka_produce_failures_total", "Writes that were not acknowledged, by reason.", &["provider", "reason"])?,
             topics_created: r.counter_vec("kafka_topics_created_total", "Topics created through the Admin API.", &["provider"])?,
+            topic_overflows: r.counter_vec("kafka_topic_overflow_total", "Events written to their provider's overflow topic ({prefix}.{provider}.OVERFLOW) because it had kafka.max_topics_per_provider topics.", &["provider"])?,
             producer_resets: r.counter("kafka_producer_resets_total", "Times the producer was replaced with a fresh instance (a write timed out, or the producer became unusable).")?,
             open_connections: r.gauge("http_connections", "Open HTTP connections (bounded by server.max_connections).")?,
             requests_in_flight: r.gauge("http_requests_in_flight", "Webhook requests being processed (bounded by server.max_in_flight).")?,
@@ -157,6 +161,7 @@ impl Metrics {
             dead_letter_log: LogBudget::default(),
             dedupe_horizon_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
             dedupe_error_log: LogBudget::default(),
+            topic_overflow_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
             event_names: Mutex::new(HashSet::new()),
             registry,
         })

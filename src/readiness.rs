@@ -124,7 +124,8 @@ pub async fn probe_loop(
             }
             None => true,
         };
-        let redis_up = dedupe.shared_store_up().await;
+        let redis_checked = dedupe.check_shared_store().await;
+        let redis_up = redis_checked.as_ref().map(Result::is_ok);
         if let Some(up) = redis_up {
             DependencyChecked {
                 dependency: "redis",
@@ -132,13 +133,19 @@ pub async fn probe_loop(
             }
             .emit(&metrics);
             if redis_was_up != Some(up) {
+                let why = match &redis_checked {
+                    Some(Err(why)) => why.as_str(),
+                    _ => "",
+                };
                 match (up, dedupe.needs_shared_store()) {
                     (true, _) => tracing::info!("redis (dedupe) reachable"),
                     (false, true) => tracing::warn!(
-                        "redis (dedupe) unreachable: not ready, deliveries answered 503 dedupe_unavailable until it is back"
+                        error = why,
+                        "redis (dedupe) unusable: not ready, deliveries answered 503 dedupe_unavailable until it is back"
                     ),
                     (false, false) => tracing::warn!(
-                        "redis (dedupe) unreachable: deliveries are written without shared deduplication until it is back"
+                        error = why,
+                        "redis (dedupe) unusable: deliveries are written without shared deduplication until it is back"
                     ),
                 }
                 redis_was_up = Some(up);

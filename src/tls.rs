@@ -89,6 +89,9 @@ impl Certificates {
             }
         };
         let mut seen = self.modified();
+        // A failed reload is tried again on every tick until one succeeds: the write that
+        // completes a half-written file may land within the same mtime tick as the first part.
+        let mut failing = false;
         loop {
             let why = tokio::select! {
                 Some(()) = async {
@@ -99,20 +102,31 @@ impl Certificates {
                 } => "SIGHUP",
                 () = tokio::time::sleep(POLL) => {
                     let now = self.modified();
-                    if now == seen {
+                    if now == seen && !failing {
                         continue;
                     }
+                    let why = if now == seen { "retrying a failed reload" } else { "the files changed" };
                     seen = now;
-                    "the files changed"
+                    why
                 }
             };
             match self.reload() {
-                Ok(()) => tracing::info!(reason = why, "TLS certificate reloaded"),
-                Err(e) => tracing::warn!(
-                    reason = why,
-                    error = %e,
-                    "TLS certificate not reloaded: the one in use stays"
-                ),
+                Ok(()) => {
+                    failing = false;
+                    tracing::info!(reason = why, "TLS certificate reloaded");
+                }
+                // Warned once per failing spell, not on every retry.
+                Err(e) if failing => {
+                    tracing::debug!(reason = why, error = %e, "TLS certificate still not reloaded")
+                }
+                Err(e) => {
+                    failing = true;
+                    tracing::warn!(
+                        reason = why,
+                        error = %e,
+                        "TLS certificate not reloaded: the one in use stays; retried until the files are whole"
+                    );
+                }
             }
         }
     }

@@ -68,6 +68,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             account_id: sources(lines.next()),
             attributes: lines.next().map(|l| l.split('|').map(str::to_string).collect()),
             event_id_from_body_digest: Some(selector.get(5).is_some_and(|b| b % 2 == 1)),
+            allow_unsigned_headers: lines
+                .next()
+                .map(|l| l.split('|').map(str::to_string).collect()),
             ..FieldsDefinition::default()
         },
         ping_events: None,

@@ -208,6 +208,7 @@ fn sample(provider: &'static str) -> WebhookEvent {
         attributes: BTreeMap::new(),
         warnings: Vec::new(),
         raw_payload: "{}".into(),
+        dedupe_key: None,
     }
 }
 

@@ -189,6 +189,7 @@ mod tests {
             attributes,
             warnings: vec!["w".into()],
             raw_payload: "{}".into(),
+            dedupe_key: None,
         }
     }
 

@@ -58,16 +58,44 @@ impl std::fmt::Debug for RegistryClient {
     }
 }
 
+/// `http://user:password@host/x` → (`http://host/x`, the decoded user and password).
+fn split_userinfo(url: &str) -> (String, Option<(String, SecretString)>) {
+    let Some(scheme_end) = url.find("://") else {
+        return (url.to_string(), None);
+    };
+    let start = scheme_end + 3;
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return (url.to_string(), None);
+    };
+    let (user, password) = authority[..at]
+        .split_once(':')
+        .unwrap_or((&authority[..at], ""));
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    (
+        format!("{}{}", &url[..start], &rest[at + 1..]),
+        Some((decode(user), SecretString::from(decode(password)))),
+    )
+}
+
 impl RegistryClient {
     pub fn new(settings: &SchemaRegistrySettings) -> Result<Self, RegistryError> {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .build()
             .map_err(RegistryError::Unreachable)?;
+        // Credentials in the URL become basic auth, so that no request's URL (which errors
+        // print) carries them.
+        let (base_url, url_auth) = split_userinfo(settings.url.trim_end_matches('/'));
         Ok(Self {
             http,
-            base_url: settings.url.trim_end_matches('/').to_string(),
-            basic_auth: settings.basic_auth(),
+            base_url,
+            basic_auth: settings.basic_auth().or(url_auth),
             ids: RwLock::new(HashMap::new()),
             fingerprint: canonical::fingerprint(&schema_json()),
         })
@@ -214,5 +242,23 @@ impl RegistryClient {
             });
         }
         response.json().await.map_err(|_| RegistryError::BadAnswer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_userinfo;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn credentials_in_the_url_become_basic_auth_and_leave_the_url() {
+        let (url, auth) = split_userinfo("https://us%40er:pa%3Ass@registry:8081/base");
+        assert_eq!(url, "https://registry:8081/base");
+        let (user, password) = auth.expect("credentials");
+        assert_eq!(user, "us@er");
+        assert_eq!(password.expose_secret(), "pa:ss");
+        let (url, auth) = split_userinfo("http://registry:8081");
+        assert_eq!(url, "http://registry:8081");
+        assert!(auth.is_none());
     }
 }

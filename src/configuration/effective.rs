@@ -21,18 +21,19 @@ pub(super) fn redacted<S: Serializer>(secret: &SecretString, out: S) -> Result<S
     })
 }
 
-/// librdkafka options, with the values of those that hold credentials redacted.
+/// librdkafka options, shown only when known to be harmless ([`SHOWN_OPTIONS`]); every other
+/// value is redacted, whatever its name. A URL's userinfo is removed.
 pub(super) fn redacted_options<S: Serializer>(
     options: &BTreeMap<String, String>,
     out: S,
 ) -> Result<S::Ok, S::Error> {
-    let shown: BTreeMap<&str, &str> = options
+    let shown: BTreeMap<&str, String> = options
         .iter()
         .map(|(key, value)| {
-            let value = if is_secret_option(key) {
-                REDACTED
+            let value = if SHOWN_OPTIONS.contains(&key.as_str()) {
+                without_userinfo(value)
             } else {
-                value.as_str()
+                REDACTED.to_string()
             };
             (key.as_str(), value)
         })
@@ -40,13 +41,78 @@ pub(super) fn redacted_options<S: Serializer>(
     out.collect_map(shown)
 }
 
-/// librdkafka properties that carry credentials: passwords, client secrets, inline keys and
-/// the OAUTHBEARER configuration.
-fn is_secret_option(key: &str) -> bool {
-    key.contains("password")
-        || key.contains("secret")
-        || key.ends_with(".pem")
-        || key == "sasl.oauthbearer.config"
+/// librdkafka properties whose values are printed: an allowlist, so that a credential under a
+/// name nobody thought of (a passphrase, an assertion, a token) is redacted too.
+pub const SHOWN_OPTIONS: &[&str] = &[
+    "api.version.request",
+    "batch.num.messages",
+    "batch.size",
+    "bootstrap.servers",
+    "broker.address.family",
+    "broker.address.ttl",
+    "client.id",
+    "client.rack",
+    "compression.codec",
+    "compression.level",
+    "compression.type",
+    "connections.max.idle.ms",
+    "debug",
+    "enable.ssl.certificate.verification",
+    "linger.ms",
+    "log.connection.close",
+    "message.max.bytes",
+    "metadata.max.age.ms",
+    "queue.buffering.max.kbytes",
+    "queue.buffering.max.messages",
+    "queue.buffering.max.ms",
+    "reconnect.backoff.max.ms",
+    "reconnect.backoff.ms",
+    "retry.backoff.max.ms",
+    "retry.backoff.ms",
+    "sasl.kerberos.service.name",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.oauthbearer.method",
+    "sasl.oauthbearer.scope",
+    "sasl.oauthbearer.token.endpoint.url",
+    "security.protocol",
+    "socket.connection.setup.timeout.ms",
+    "socket.keepalive.enable",
+    "socket.receive.buffer.bytes",
+    "socket.send.buffer.bytes",
+    "socket.timeout.ms",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.endpoint.identification.algorithm",
+    "ssl.key.location",
+    "sticky.partitioning.linger.ms",
+    "topic.metadata.refresh.interval.ms",
+];
+
+/// `url` without the userinfo of its authority (`https://user:pw@host/x` →
+/// `https://<redacted>@host/x`): how every URL is printed or logged. Text that is not a URL is
+/// returned as it is.
+pub fn without_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &url[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_len].rfind('@') {
+        Some(at) => format!("{}{REDACTED}{}", &url[..authority_start], &rest[at..]),
+        None => url.to_string(),
+    }
+}
+
+/// A URL field, printed without its userinfo.
+pub(super) fn url_without_userinfo<S: Serializer>(url: &str, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(&without_userinfo(url))
+}
+
+/// A URL that is a secret as a whole (it may hold a password): printed without its userinfo.
+pub(super) fn secret_url<S: Serializer>(url: &SecretString, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(&without_userinfo(url.expose_secret()))
 }
 
 #[cfg(test)]
@@ -66,10 +132,16 @@ mod tests {
         );
         settings.schema_registry.set_password("registry-password");
         settings.dedupe.redis.url = "redis://:redis-password@redis:6379".to_string().into();
+        settings.schema_registry.url = "https://registry-user:url-password@registry:8081".into();
         for (key, value) in [
             ("sasl.password", "sasl-password"),
             ("ssl.key.pem", "-----BEGIN PRIVATE KEY-----"),
             ("sasl.oauthbearer.client.secret", "oauth-secret"),
+            (
+                "sasl.oauthbearer.assertion.private.key.passphrase",
+                "assertion-passphrase",
+            ),
+            ("ssl.keystore.password", "keystore-password"),
             ("compression.type", "zstd"),
         ] {
             settings.kafka.options.insert(key.into(), value.into());
@@ -82,11 +154,27 @@ mod tests {
             "sasl-password",
             "PRIVATE KEY",
             "oauth-secret",
+            "assertion-passphrase",
+            "keystore-password",
+            "url-password",
+            "registry-user",
         ] {
             assert!(!text.contains(secret), "{secret} shown:\n{text}");
         }
         assert!(text.contains("compression.type\" = \"zstd\""), "{text}");
         assert!(text.contains("ack_timeout = \"5s\""), "{text}");
+        assert!(
+            text.contains("url = \"https://<redacted>@registry:8081\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("url = \"redis://<redacted>@redis:6379\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"sasl.oauthbearer.assertion.private.key.passphrase\" = \"<redacted>\""),
+            "{text}"
+        );
         assert!(
             text.contains("[providers.livesession]\nsecrets = \"<redacted>\""),
             "{text}"
@@ -98,5 +186,28 @@ mod tests {
         // What is shown is a configuration hookstream reads back the same way.
         let parsed: toml::Value = toml::from_str(&text).expect("valid TOML");
         assert_eq!(parsed["server"]["admin_port"].as_integer(), Some(9090));
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn userinfo_is_removed_from_every_url_and_nothing_else_changes() {
+        assert_eq!(
+            without_userinfo("http://user:password@host:8081/path?q=a@b"),
+            "http://<redacted>@host:8081/path?q=a@b"
+        );
+        assert_eq!(
+            without_userinfo("redis://:p%40ss@redis:6379/0"),
+            "redis://<redacted>@redis:6379/0"
+        );
+        assert_eq!(
+            without_userinfo("https://registry:8081"),
+            "https://registry:8081"
+        );
+        assert_eq!(without_userinfo("host:9092"), "host:9092");
+        assert_eq!(without_userinfo(""), "");
     }
 }

@@ -17,7 +17,7 @@ mod layers;
 mod strict;
 mod validate;
 
-pub use effective::effective_toml;
+pub use effective::{effective_toml, without_userinfo};
 pub use layers::ConfigDir;
 
 use crate::providers::configured::definition::{FieldsDefinition, SignatureDefinition};
@@ -113,6 +113,10 @@ pub struct KafkaSettings {
     /// Partitions and replication factor of topics hookstream creates.
     pub topic_partitions: i32,
     pub topic_replication_factor: i32,
+    /// Most topics hookstream creates per provider: event names become topics, and a sender of
+    /// free-form names must not create them without limit. Beyond it, new event names go to
+    /// `{topic_prefix}.{provider}.OVERFLOW`, keeping their real `event_name`.
+    pub max_topics_per_provider: usize,
     /// Extra librdkafka properties (security, compression, tuning). The ones hookstream's
     /// delivery guarantees rest on (acks, idempotence, timeouts) cannot be set here.
     #[serde(default, serialize_with = "effective::redacted_options")]
@@ -177,8 +181,8 @@ pub enum OnUnavailable {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct RedisSettings {
     /// `redis://[user:password@]host:port[/db]` or `rediss://…` (TLS). A secret: it may hold the
-    /// password.
-    #[serde(serialize_with = "effective::redacted")]
+    /// password (shown without its userinfo).
+    #[serde(serialize_with = "effective::secret_url")]
     pub url: SecretString,
     /// Used when not empty, instead of a password in the URL.
     #[serde(serialize_with = "effective::redacted")]
@@ -194,6 +198,8 @@ pub struct RedisSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SchemaRegistrySettings {
     /// Base URL of a Confluent-compatible Schema Registry; empty means single-object framing.
+    /// Userinfo in it is used as basic auth when `username` is empty, and never shown.
+    #[serde(serialize_with = "effective::url_without_userinfo")]
     pub url: String,
     /// Basic auth, used when `username` is not empty.
     pub username: String,

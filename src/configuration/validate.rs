@@ -162,6 +162,10 @@ fn validate_kafka(kafka: &KafkaSettings) -> Checked {
     positive("kafka.ack_timeout", kafka.ack_timeout.as_secs_f64())?;
     positive("kafka.topic_partitions", f64::from(kafka.topic_partitions))?;
     positive(
+        "kafka.max_topics_per_provider",
+        kafka.max_topics_per_provider as f64,
+    )?;
+    positive(
         "kafka.topic_replication_factor",
         f64::from(kafka.topic_replication_factor),
     )?;

@@ -41,6 +41,11 @@ use std::time::Duration;
 /// How much longer than a write's deadline a Redis claim lasts.
 pub const CLAIM_MARGIN: Duration = Duration::from_secs(2);
 
+/// How long a Redis claim lasts: see [`Dedupe::new`].
+pub(crate) fn claim_ttl(write_deadline: Duration, redis_timeout: Duration) -> Duration {
+    write_deadline + redis_timeout * 2 + CLAIM_MARGIN
+}
+
 /// What kind of write an id stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Namespace {
@@ -97,15 +102,17 @@ pub struct Claim {
 pub struct Unavailable(String);
 
 impl Dedupe {
-    /// `write_deadline` is `kafka.ack_timeout`, the longest a write takes: a Redis claim lasts
-    /// [`CLAIM_MARGIN`] longer, so it is never given up while its write may still be
-    /// acknowledged, and the id of a replica that died while writing is free again soon after.
+    /// `write_deadline` is `kafka.ack_timeout`, the longest a write takes. A Redis claim lasts
+    /// until the latest moment its commit can arrive — the write's deadline, then two Redis
+    /// timeouts (the pipeline ahead of the commit, and its own) — plus [`CLAIM_MARGIN`], so it
+    /// never expires while its write may still be acknowledged and recorded; the id of a
+    /// replica that died while writing is free again soon after.
     pub fn new(
         settings: &DedupeSettings,
         write_deadline: Duration,
         metrics: Arc<Metrics>,
     ) -> Result<Self, String> {
-        let claim_ttl = write_deadline + CLAIM_MARGIN;
+        let claim_ttl = claim_ttl(write_deadline, settings.redis.timeout);
         let shared = match settings.backend {
             DedupeBackend::Memory => None,
             DedupeBackend::Redis => Some(SharedStore::new(
@@ -152,7 +159,11 @@ impl Dedupe {
                 }
                 .emit(&self.metrics);
                 match self.on_unavailable {
-                    OnUnavailable::Write => Ok(self.claimed(local, None)),
+                    // Recorded in Redis after the ack all the same, should it answer by then.
+                    OnUnavailable::Write => {
+                        Ok(self
+                            .claimed(local, Some(store.unclaimed(namespace, provider, event_id))))
+                    }
                     OnUnavailable::Reject => Err(Unavailable(e.to_string())),
                 }
             }
@@ -167,15 +178,8 @@ impl Dedupe {
         })
     }
 
-    /// Whether Redis answers (`None` with the memory backend).
-    pub async fn shared_store_up(&self) -> Option<bool> {
-        match &self.shared {
-            Some(store) => Some(store.ping().await),
-            None => None,
-        }
-    }
-
-    /// Whether Redis answers a PING, and why not (`None` with the memory backend).
+    /// Whether Redis does what deliveries need — a claim, a release and a commit on a probe key
+    /// — and which command failed and why not (`None` with the memory backend).
     pub async fn check_shared_store(&self) -> Option<Result<(), String>> {
         match &self.shared {
             Some(store) => Some(store.check().await.map_err(|e| e.to_string())),
@@ -209,14 +213,26 @@ impl Claim {
     /// Records the id: the broker acknowledged the write.
     pub async fn commit(self) {
         self.local.commit();
-        if let Some(shared) = self.shared {
+        let Some(shared) = self.shared else {
+            return;
+        };
+        let held = shared.holds_claim();
+        let metrics = self.metrics;
+        let commit = async move {
             if let Err(e) = shared.commit().await {
                 DedupeFailed {
                     operation: "commit",
                     detail: &e,
                 }
-                .emit(&self.metrics);
+                .emit(&metrics);
             }
+        };
+        if held {
+            commit.await;
+        } else {
+            // Written without a claim while Redis could not be asked: recorded when it answers,
+            // without holding the answer back for a Redis that may still be gone.
+            tokio::spawn(commit);
         }
     }
 }

@@ -22,7 +22,7 @@ use super::Namespace;
 use crate::configuration::RedisSettings;
 use crate::internal_events::DedupeFailed;
 use crate::metrics::Metrics;
-use lanes::Lanes;
+use lanes::{IfAbandoned, Lanes};
 use redis::aio::ConnectionManagerConfig;
 use redis::IntoConnectionInfo;
 use secrecy::ExposeSecret;
@@ -83,7 +83,7 @@ pub(super) struct SharedClaim {
 }
 
 impl SharedStore {
-    /// Connects lazily: the first call (or [`SharedStore::ping`]) opens the connection, so
+    /// Connects lazily: the first call (or [`SharedStore::check`]) opens the connection, so
     /// hookstream starts while Redis is down.
     pub(super) fn new(
         settings: &RedisSettings,
@@ -145,7 +145,16 @@ impl SharedStore {
                 .arg("PX")
                 .arg(inner.claim_ttl_ms)
                 .arg("GET");
-            let held: Option<Vec<u8>> = inner.call(command).await?;
+            let mut release = redis::cmd("EVAL");
+            release.arg(RELEASE).arg(1).arg(&key).arg(&value);
+            let held: Option<Vec<u8>> = inner
+                .call(
+                    command,
+                    IfAbandoned::Skip {
+                        undo: Some(release),
+                    },
+                )
+                .await?;
             match held {
                 None => {
                     return Ok(SharedVerdict::Claimed(SharedClaim {
@@ -164,14 +173,86 @@ impl SharedStore {
         }
     }
 
-    /// Whether Redis answers a PING within the timeout.
-    pub(super) async fn ping(&self) -> bool {
-        self.check().await.is_ok()
+    /// The record of an id written without a claim (Redis could not be asked, `write` mode):
+    /// committing it records the id once Redis answers again, so a redelivery after the outage
+    /// is still a duplicate. Dropped, it does nothing.
+    pub(super) fn unclaimed(
+        &self,
+        namespace: Namespace,
+        provider: &str,
+        event_id: &str,
+    ) -> SharedClaim {
+        SharedClaim {
+            store: self.0.clone(),
+            key: self.0.key(namespace, provider, event_id),
+            value: None,
+        }
     }
 
-    /// A PING, and why it was not answered.
+    /// Runs the claim protocol on a probe key of its own — claim, release, commit — so that a
+    /// Redis which answers PING but refuses what deliveries need (an ACL without `SET` or
+    /// `EVAL`, a cluster node answering `MOVED`, a Redis older than 7.0) is caught. `Err` names
+    /// the command that failed and why.
     pub(super) async fn check(&self) -> Result<(), SharedError> {
-        self.0.call::<String>(redis::cmd("PING")).await.map(|_| ())
+        let inner = &self.0;
+        let key = format!("{}probe:{}", inner.key_prefix, inner.token_prefix);
+        let value = format!(
+            "c:{}-probe-{:x}",
+            inner.token_prefix,
+            inner.claims.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut claim = redis::cmd("SET");
+        claim
+            .arg(&key)
+            .arg(&value)
+            .arg("NX")
+            .arg("PX")
+            .arg(PROBE_TTL_MS)
+            .arg("GET");
+        inner
+            .call::<Option<Vec<u8>>>(claim, IfAbandoned::Skip { undo: None })
+            .await
+            .map_err(|e| e.during("claim (SET … NX PX … GET)"))?;
+        let mut release = redis::cmd("EVAL");
+        release.arg(RELEASE).arg(1).arg(&key).arg(&value);
+        inner
+            .call::<i64>(release, IfAbandoned::Skip { undo: None })
+            .await
+            .map_err(|e| e.during("release (EVAL compare-and-delete)"))?;
+        let mut commit = redis::cmd("SET");
+        commit.arg(&key).arg(RECORDED).arg("PX").arg(PROBE_TTL_MS);
+        inner
+            .call::<()>(commit, IfAbandoned::Skip { undo: None })
+            .await
+            .map_err(|e| e.during("commit (SET … PX)"))
+    }
+}
+
+/// How long a probe key lives: it is written by every readiness check.
+const PROBE_TTL_MS: u64 = 10_000;
+
+impl SharedError {
+    /// The error of `command` of the probe, with what the reply means for hookstream.
+    fn during(self, command: &'static str) -> SharedError {
+        let SharedError::Redis(why) = self else {
+            return self;
+        };
+        let upper = why.to_ascii_uppercase();
+        let meaning = if upper.contains("NOPERM") {
+            "; the Redis user may not run it (ACL)"
+        } else if upper.contains("MOVED")
+            || upper.contains("CROSSSLOT")
+            || upper.contains("CLUSTER")
+        {
+            "; this is a Redis Cluster node: hookstream needs a single Redis (or a primary with replicas)"
+        } else if command.starts_with("claim")
+            && (upper.contains("SYNTAX") || upper.contains("GET OPTION"))
+        {
+            "; Redis older than 7.0 refuses SET with both NX and GET: upgrade Redis"
+        } else {
+            ""
+        };
+        SharedError::Redis(format!("{command} failed: {why}{meaning}"))
     }
 }
 
@@ -191,8 +272,12 @@ impl Inner {
     }
 
     /// One command, bounded by the timeout.
-    async fn call<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, SharedError> {
-        let value = tokio::time::timeout(self.timeout, self.lanes.send(command))
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        command: redis::Cmd,
+        if_abandoned: IfAbandoned,
+    ) -> Result<T, SharedError> {
+        let value = tokio::time::timeout(self.timeout, self.lanes.send(command, if_abandoned))
             .await
             .map_err(|_| SharedError::Timeout(self.timeout))?
             .map_err(SharedError::Redis)?;
@@ -201,6 +286,11 @@ impl Inner {
 }
 
 impl SharedClaim {
+    /// Whether this holds a claim in Redis (not [`SharedStore::unclaimed`]).
+    pub(super) fn holds_claim(&self) -> bool {
+        self.value.is_some()
+    }
+
     /// Records the id for the window.
     pub(super) async fn commit(mut self) -> Result<(), SharedError> {
         self.value = None;
@@ -210,7 +300,7 @@ impl SharedClaim {
             .arg(RECORDED)
             .arg("PX")
             .arg(self.store.window_ms);
-        self.store.call::<()>(command).await
+        self.store.call::<()>(command, IfAbandoned::Send).await
     }
 }
 
@@ -228,7 +318,7 @@ impl Drop for SharedClaim {
         runtime.spawn(async move {
             let mut command = redis::cmd("EVAL");
             command.arg(RELEASE).arg(1).arg(&key).arg(&value);
-            let Err(error) = store.call::<i64>(command).await else {
+            let Err(error) = store.call::<i64>(command, IfAbandoned::Send).await else {
                 return;
             };
             DedupeFailed {

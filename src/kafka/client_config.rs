@@ -105,6 +105,7 @@ mod tests {
             ack_timeout: Duration::from_millis(1500),
             topic_partitions: 1,
             topic_replication_factor: 1,
+            max_topics_per_provider: 256,
             options: BTreeMap::from([
                 ("acks".to_string(), "1".to_string()),
                 ("enable.idempotence".to_string(), "false".to_string()),
@@ -143,6 +144,7 @@ mod tests {
             ack_timeout: Duration::from_secs(5),
             topic_partitions: 1,
             topic_replication_factor: 1,
+            max_topics_per_provider: 256,
             options: BTreeMap::new(),
         };
         assert_eq!(
@@ -168,6 +170,7 @@ mod tests {
             ack_timeout: Duration::from_secs(1),
             topic_partitions: 1,
             topic_replication_factor: 1,
+            max_topics_per_provider: 256,
             options: BTreeMap::new(),
         };
         for (key, value) in [

@@ -31,7 +31,7 @@ pub(crate) use error::PublishError;
 
 use crate::codes::{FailureClass, FailureReason};
 use crate::configuration::KafkaSettings;
-use crate::internal_events::{EventProduced, ProduceFailed, TopicCreated};
+use crate::internal_events::{EventProduced, ProduceFailed, TopicCreated, TopicOverflowed};
 use crate::metrics::Metrics;
 use health::WriteHealth;
 use parking_lot::{Mutex, RwLock};
@@ -106,6 +106,31 @@ fn record<'a>(msg: &'a OutboundMessage<'a>) -> FutureRecord<'a, str, [u8]> {
     }
 }
 
+/// The last segment of a provider's overflow topic: upper case, which no event name has
+/// ([`crate::naming::snake_case`] lowercases), so it can never be an event's own topic — nor
+/// collide with one in Kafka's eyes (`.` and `_` alike).
+pub(crate) const OVERFLOW_EVENT: &str = "OVERFLOW";
+
+/// `{topic_prefix}.{provider}.OVERFLOW`: where a provider's events go once it has
+/// `kafka.max_topics_per_provider` topics.
+fn overflow_topic(event_topic_prefix: &str, provider: &str) -> String {
+    format!("{event_topic_prefix}{provider}.{OVERFLOW_EVENT}")
+}
+
+/// How often a provider at its topic cap has the cluster's topics counted again (an operator
+/// may have deleted some).
+const RELIST_AT_CAP: Duration = Duration::from_secs(60);
+
+/// The event topics of one provider that exist or are being created.
+#[derive(Default)]
+struct ProviderTopics {
+    /// The cluster's at the last listing, and those reserved since: at most
+    /// `max_topics_per_provider` beyond what the cluster already had.
+    exist: HashSet<String>,
+    /// `None` until the cluster's topics were first listed.
+    listed_at: Option<Instant>,
+}
+
 /// The producer, the admin client and the set of topics known to exist.
 pub struct KafkaSink {
     producers: ProducerSlot,
@@ -124,6 +149,14 @@ pub struct KafkaSink {
     replication_factor: i32,
     /// Where readiness writes its canary record while writes are failing.
     canary_topic: String,
+    /// `{topic_prefix}.`: event topics are `{topic_prefix}.{provider}.{event_name}`.
+    event_topic_prefix: String,
+    /// `kafka.max_topics_per_provider`: event names become topics, and a provider with
+    /// free-form names (or a hostile sender of one) must not create them without limit.
+    max_topics_per_provider: usize,
+    /// Per provider, the event topics that exist or are being created (at most
+    /// `max_topics_per_provider` each), and when the cluster's were last listed.
+    provider_topics: Mutex<HashMap<&'static str, ProviderTopics>>,
     health: WriteHealth,
     metrics: Arc<Metrics>,
 }
@@ -142,6 +175,9 @@ impl KafkaSink {
             partitions: settings.topic_partitions,
             replication_factor: settings.topic_replication_factor,
             canary_topic: format!("{}.canary", settings.topic_prefix),
+            event_topic_prefix: format!("{}.", settings.topic_prefix),
+            max_topics_per_provider: settings.max_topics_per_provider,
+            provider_topics: Mutex::new(HashMap::new()),
             health: WriteHealth::default(),
             metrics,
         })
@@ -170,6 +206,111 @@ impl KafkaSink {
             .emit(&self.metrics),
         }
         result
+    }
+
+    /// The topic an event of `provider` goes to: `topic` (its own), unless that does not exist
+    /// yet and the provider already has `kafka.max_topics_per_provider` topics in the cluster —
+    /// then the provider's overflow topic ([`overflow_topic`]). The record keeps its real event
+    /// name either way.
+    pub(crate) async fn event_topic(
+        &self,
+        provider: &'static str,
+        topic: String,
+        deadline: Instant,
+    ) -> String {
+        if self.is_known(&topic) {
+            return topic;
+        }
+        if let Some(decided) = self.reserve(provider, &topic) {
+            return if decided {
+                topic
+            } else {
+                self.overflow(provider, &topic)
+            };
+        }
+        // First unknown topic of this provider in this process, or at the cap for a while:
+        // count what the cluster has, so replicas and restarts share one cap.
+        let listed = self.list_provider_topics(provider, deadline).await;
+        let mut all = self.provider_topics.lock();
+        let entry = all.entry(provider).or_default();
+        if let Some(listed) = listed {
+            // The cluster is the truth: topics deleted since are free again.
+            entry.exist = listed.into_iter().collect();
+        }
+        entry.listed_at = Some(Instant::now());
+        if entry.exist.contains(&topic) {
+            return topic;
+        }
+        if entry.exist.len() < self.max_topics_per_provider {
+            entry.exist.insert(topic.clone());
+            return topic;
+        }
+        drop(all);
+        self.overflow(provider, &topic)
+    }
+
+    /// `Some(true)`: `topic` may be written (known, or reserved under the cap); `Some(false)`:
+    /// the provider is at its cap; `None`: the cluster should be listed first.
+    fn reserve(&self, provider: &'static str, topic: &str) -> Option<bool> {
+        let mut all = self.provider_topics.lock();
+        let entry = all.get_mut(provider)?;
+        if entry.exist.contains(topic) {
+            return Some(true);
+        }
+        if entry.exist.len() < self.max_topics_per_provider {
+            entry.exist.insert(topic.to_string());
+            return Some(true);
+        }
+        match entry.listed_at {
+            Some(at) if at.elapsed() < RELIST_AT_CAP => Some(false),
+            _ => None,
+        }
+    }
+
+    fn overflow(&self, provider: &'static str, topic: &str) -> String {
+        let overflow = overflow_topic(&self.event_topic_prefix, provider);
+        TopicOverflowed {
+            provider,
+            topic,
+            overflow: &overflow,
+            max: self.max_topics_per_provider,
+        }
+        .emit(&self.metrics);
+        overflow
+    }
+
+    /// The event topics of `provider` the cluster has (`None`: no answer by `deadline`).
+    async fn list_provider_topics(
+        &self,
+        provider: &'static str,
+        deadline: Instant,
+    ) -> Option<Vec<String>> {
+        let producer = self.producers.current();
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let names = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Timeout::After(timeout))
+                .map(|m| {
+                    m.topics()
+                        .iter()
+                        .map(|t| t.name().to_string())
+                        .collect::<Vec<_>>()
+                })
+        })
+        .await
+        .ok()?
+        .ok()?;
+        let own = format!("{}{provider}.", self.event_topic_prefix);
+        Some(
+            names
+                .into_iter()
+                .filter(|name| {
+                    name.strip_prefix(&own)
+                        .is_some_and(|event| !event.contains('.') && event != OVERFLOW_EVENT)
+                })
+                .collect(),
+        )
     }
 
     /// Writes a small record to `{topic_prefix}.canary`, bounded by `ack_timeout`: readiness
@@ -323,11 +464,18 @@ impl KafkaSink {
             .entry(topic.to_string())
             .or_default()
             .clone();
-        let _creating = lock.lock().await;
-        if self.is_known(topic) {
-            return Ok(());
-        }
-        self.create_topic(topic, provider).await?;
+        let created = {
+            let _creating = lock.lock().await;
+            if self.is_known(topic) {
+                Ok(())
+            } else {
+                self.create_topic(topic, provider).await
+            }
+        };
+        // The lock is only needed while a creation is under way: the map holds no more entries
+        // than there are creations at once.
+        self.creating.lock().remove(topic);
+        created?;
         self.known_topics.write().insert(topic.to_string());
         Ok(())
     }

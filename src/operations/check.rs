@@ -77,7 +77,8 @@ pub async fn connect(settings: &Settings) -> Vec<Checked> {
             if let Some(reached) = dedupe.check_shared_store().await {
                 checks.push(Checked {
                     what: "redis (dedupe)".into(),
-                    outcome: reached.map(|()| "PING answered".into()),
+                    outcome: reached
+                        .map(|()| "claim, release and commit of a probe key answered".into()),
                 });
             }
         }
@@ -100,7 +101,10 @@ pub async fn connect(settings: &Settings) -> Vec<Checked> {
             Err(e) => Err(e.to_string()),
         };
         checks.push(Checked {
-            what: format!("schema registry at {}", settings.schema_registry.url),
+            what: format!(
+                "schema registry at {}",
+                crate::configuration::without_userinfo(&settings.schema_registry.url)
+            ),
             outcome,
         });
     }

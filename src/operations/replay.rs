@@ -319,7 +319,7 @@ impl Replayer {
         for result in futures_util::future::join_all(writes).await {
             let (letter, outcome) = result?;
             let again = match outcome {
-                Ok(Written::Accepted(_)) => {
+                Ok(Written::Accepted { .. }) => {
                     summary.replayed += 1;
                     None
                 }

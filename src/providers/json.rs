@@ -304,6 +304,24 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn numbers_used_as_ids_keep_their_exact_text() {
+        // Every built-in reads ids, subjects and sessions through `text`.
+        for id in [
+            "9007199254740993",
+            "18446744073709551617",
+            "123456789012345678901231",
+            "-42",
+            "1.50",
+        ] {
+            let value: Value = serde_json::from_str(id).expect("a number");
+            assert_eq!(text(Some(&value)).as_deref(), Some(id));
+        }
+        // Arithmetic on them still works.
+        let big: Value = serde_json::from_str("18446744073709551617").expect("a number");
+        assert_eq!(number(Some(&big)), Some(18_446_744_073_709_551_617.0));
+    }
+
+    #[test]
     fn ten_digits_are_seconds_and_thirteen_are_millis() {
         assert_eq!(
             epoch_millis(Some(&json!(1691161881))),

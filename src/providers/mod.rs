@@ -102,6 +102,13 @@ pub trait Provider: Send + Sync + 'static {
         json::event_id(request.body, self.spec().event_id_keys).ok()
     }
 
+    /// What deduplication keys on instead of the event id, when the id (or the event name) comes
+    /// from something the signature does not cover: a resend with it changed must still be a
+    /// duplicate. `None`: the event id.
+    fn dedupe_key(&self, _request: &Request<'_>) -> Option<String> {
+        None
+    }
+
     /// Recognizes a URL-verification handshake (or a ping) and returns the reply. A handshake is
     /// never an event and never reaches Kafka. Most providers have none.
     fn handshake(&self, _request: &Request<'_>) -> Result<Option<Handshake>, PayloadError> {
@@ -156,7 +163,8 @@ pub fn normalize(
     headers: &[(String, String)],
     received_at: i64,
 ) -> Result<WebhookEvent, PayloadError> {
-    let x = provider.extract(&payload.request(headers)?)?;
+    let request = payload.request(headers)?;
+    let x = provider.extract(&request)?;
     let mut warnings = Vec::with_capacity(x.warnings.len() + 1);
     let event_time = match x.event_time {
         None => received_at,
@@ -184,6 +192,7 @@ pub fn normalize(
         attributes,
         warnings,
         raw_payload: payload.raw().to_string(),
+        dedupe_key: provider.dedupe_key(&request),
     })
 }
 

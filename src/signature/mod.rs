@@ -186,6 +186,25 @@ impl SignatureScheme {
         }
     }
 
+    /// The request headers the signature covers besides the body: a sender cannot change
+    /// them without invalidating it. Only such headers may decide an event's identity or topic.
+    pub fn signed_headers(&self) -> Vec<&'static str> {
+        match self {
+            SignatureScheme::Hmac(h) => match h.signed {
+                Signed::Body => Vec::new(),
+                Signed::Template(parts) => parts
+                    .iter()
+                    .filter_map(|p| match p {
+                        Part::Header(name) => Some(*name),
+                        _ => None,
+                    })
+                    .collect(),
+            },
+            SignatureScheme::StandardWebhooks { .. } => vec![standard::ID, standard::TIMESTAMP],
+            SignatureScheme::Stripe { .. } => Vec::new(),
+        }
+    }
+
     /// Whether the request carries a signature header (checked before reading a body).
     pub fn is_present(&self, headers: &dyn HeaderSource) -> bool {
         match self {

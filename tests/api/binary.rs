@@ -374,13 +374,91 @@ fn config_check_prints_the_effective_configuration_with_every_secret_redacted() 
     );
     assert_eq!(
         effective["dedupe"]["redis"]["url"].as_str(),
-        Some("<redacted>")
+        Some("redis://<redacted>@redis:6379"),
+        "a URL is shown without its userinfo"
     );
     assert_eq!(
         effective["schema_registry"]["password"].as_str(),
         Some("<redacted>")
     );
     assert_eq!(effective["server"]["admin_port"].as_integer(), Some(9090));
+}
+
+#[test]
+fn config_check_redacts_every_librdkafka_option_not_known_to_be_harmless_and_urls_userinfo() {
+    // librdkafka options are set in a file (their names hold dots).
+    let dir = temp_dir("config-secrets");
+    std::fs::copy("config/default.toml", dir.join("default.toml")).expect("copied");
+    std::fs::write(
+        dir.join("secrets.toml"),
+        r#"
+[kafka.options]
+"sasl.oauthbearer.assertion.private.key.passphrase" = "assertion-passphrase"
+"ssl.keystore.password" = "keystore-pw"
+"compression.type" = "zstd"
+"#,
+    )
+    .expect("written");
+    let output = Command::new(BIN)
+        .arg("--config-dir")
+        .arg(&dir)
+        .args(["config", "check"])
+        .env("HOOKSTREAM_ENV", "secrets")
+        .env(
+            "HOOKSTREAM__SCHEMA_REGISTRY__URL",
+            "http://registry-user:registry-url-pw@registry:8081",
+        )
+        .output()
+        .expect("hookstream runs");
+    let (code, out, err) = (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert_eq!(code, Some(0), "{err}");
+    for secret in [
+        "assertion-passphrase",
+        "keystore-pw",
+        "registry-url-pw",
+        "registry-user",
+    ] {
+        assert!(!out.contains(secret), "{secret} shown:\n{out}");
+        assert!(!err.contains(secret), "{secret} in stderr:\n{err}");
+    }
+    let effective: toml::Value = toml::from_str(&out).expect("the output is TOML");
+    let options = &effective["kafka"]["options"];
+    assert_eq!(
+        options["sasl.oauthbearer.assertion.private.key.passphrase"].as_str(),
+        Some("<redacted>")
+    );
+    assert_eq!(options["compression.type"].as_str(), Some("zstd"));
+    assert_eq!(
+        effective["schema_registry"]["url"].as_str(),
+        Some("http://<redacted>@registry:8081")
+    );
+
+    // Nor does the connection check's line, or its error, show them.
+    let (_, out, err) = config_check(
+        &["--connect"],
+        &[
+            ("HOOKSTREAM__KAFKA__BROKERS", "127.0.0.1:1"),
+            ("HOOKSTREAM__KAFKA__ACK_TIMEOUT", "1s"),
+            (
+                "HOOKSTREAM__SCHEMA_REGISTRY__URL",
+                "http://registry-user:registry-url-pw@127.0.0.1:1",
+            ),
+        ],
+    );
+    assert!(
+        out.contains("# FAILED  schema registry at http://<redacted>@127.0.0.1:1"),
+        "{out}"
+    );
+    for secret in ["registry-url-pw", "registry-user"] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "{secret}:\n{out}{err}"
+        );
+    }
 }
 
 #[test]
@@ -430,7 +508,7 @@ async fn config_check_connect_tries_the_broker_a_write_and_redis() {
     for line in [
         "# ok      kafka metadata from",
         &format!("# ok      kafka write to {prefix}.canary"),
-        "# ok      redis (dedupe): PING answered",
+        "# ok      redis (dedupe): claim, release and commit of a probe key answered",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }

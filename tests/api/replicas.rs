@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// The environment of a replica deduplicating on `redis` under `key_prefix`.
-fn redis_env<'a>(redis: &'a str, key_prefix: &'a str) -> Vec<(&'static str, &'a str)> {
+pub(crate) fn redis_env<'a>(redis: &'a str, key_prefix: &'a str) -> Vec<(&'static str, &'a str)> {
     vec![
         ("HOOKSTREAM__DEDUPE__BACKEND", "redis"),
         ("HOOKSTREAM__DEDUPE__REDIS__URL", redis),
@@ -16,14 +16,18 @@ fn redis_env<'a>(redis: &'a str, key_prefix: &'a str) -> Vec<(&'static str, &'a 
     ]
 }
 
-fn js_error(id: &str) -> Vec<u8> {
+pub(crate) fn js_error(id: &str) -> Vec<u8> {
     with_json(&fixture("livesession", "js_error"), |j| {
         j["message_id"] = id.into()
     })
 }
 
 /// Posts a signed LiveSession body to a replica; (status, "status" or "error" of the answer).
-async fn deliver(client: &reqwest::Client, replica: &Hookstream, body: Vec<u8>) -> (u16, String) {
+pub(crate) async fn deliver(
+    client: &reqwest::Client,
+    replica: &Hookstream,
+    body: Vec<u8>,
+) -> (u16, String) {
     let scheme = hookstream::providers::built_in("livesession")
         .expect("provider")
         .signature();

@@ -218,3 +218,61 @@ fn a_certificate_that_does_not_load_stops_startup_naming_the_file() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("needs both cert_file and key_file"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_completed_within_the_same_mtime_tick_as_its_failed_reload_is_still_taken() {
+    let dir = temp_dir("tls-same-mtime");
+    let first = certificate(&dir, "first");
+    let second = certificate(&dir, "second");
+    std::fs::copy(dir.join("first.crt"), dir.join("tls.crt")).expect("copied");
+    std::fs::copy(dir.join("first.key"), dir.join("tls.key")).expect("copied");
+    let port = free_port();
+    let _child = ChildGuard(
+        Command::new(BIN)
+            .arg("serve")
+            .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
+            .env("HOOKSTREAM__SERVER__PORT", port.to_string())
+            .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
+            .env("HOOKSTREAM__SERVER__TLS__CERT_FILE", dir.join("tls.crt"))
+            .env("HOOKSTREAM__SERVER__TLS__KEY_FILE", dir.join("tls.key"))
+            .env("HOOKSTREAM__KAFKA__BROKERS", test_brokers())
+            .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hookstream starts"),
+    );
+    wait_for_port(port).await;
+    assert!(connect(port, trusting(&first)).await.is_ok());
+
+    // The new key lands, and half of the new certificate: the reload this change triggers fails.
+    std::fs::copy(dir.join("second.key"), dir.join("tls.key")).expect("copied");
+    let half = &second[..second.len() / 2];
+    std::fs::write(dir.join("tls.crt"), half).expect("written");
+    let mtime = std::fs::metadata(dir.join("tls.crt"))
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    assert!(
+        connect(port, trusting(&second)).await.is_err(),
+        "a half-written certificate is not used"
+    );
+
+    // The rest of it lands within the same mtime tick.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(dir.join("tls.crt"))
+        .expect("opened");
+    std::io::Write::write_all(&mut &file, second.as_bytes()).expect("written");
+    file.set_modified(mtime).expect("mtime kept");
+    drop(file);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while connect(port, trusting(&second)).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the completed certificate was never taken"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

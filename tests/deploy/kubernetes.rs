@@ -305,7 +305,13 @@ async fn probes_use_the_admin_port_and_its_routes_and_the_grace_period_covers_th
 fn rollouts_keep_capacity_and_pods_run_hardened() {
     let deployment = manifest("deployment.yaml");
     let spec = &deployment["spec"];
-    assert_eq!(spec["replicas"], 3);
+    // The autoscaler owns the replica count: a count here would undo its choice on every apply.
+    assert!(
+        spec.get("replicas").is_none(),
+        "deployment.yaml sets replicas: {}",
+        spec["replicas"]
+    );
+    assert_eq!(manifest("hpa.yaml")["spec"]["minReplicas"], 3);
     assert_eq!(spec["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
     let pod = &spec["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);

@@ -130,3 +130,84 @@ async fn forward_requests(
         to.write_all(&request).await?;
     }
 }
+
+/// A plain TCP proxy in front of any server (Redis), adding latency to every chunk in both
+/// directions, or holding everything while frozen. Dropping it stops it.
+pub struct LatencyProxy {
+    pub port: u16,
+    latency: watch::Sender<(Duration, bool)>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LatencyProxy {
+    /// A proxy to `127.0.0.1:upstream_port`, without latency.
+    pub async fn start(upstream_port: u16) -> Self {
+        let port = free_port();
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("proxy listens");
+        let (latency, watch) = watch::channel((Duration::ZERO, false));
+        let upstream = format!("127.0.0.1:{upstream_port}");
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let watch = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (from_client, to_client) = client.into_split();
+                    let (from_server, to_server) = server.into_split();
+                    tokio::select! {
+                        _ = delayed(from_client, to_server, watch.clone()) => {}
+                        _ = delayed(from_server, to_client, watch) => {}
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            latency,
+            task,
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`, through the proxy.
+    pub fn redis_url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Each chunk read from now on is forwarded this much later.
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency.send_modify(|(l, _)| *l = latency);
+    }
+
+    /// Frozen: nothing is forwarded (connections stay open) until thawed.
+    pub fn set_frozen(&self, frozen: bool) {
+        self.latency.send_modify(|(_, f)| *f = frozen);
+    }
+}
+
+impl Drop for LatencyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut settings: watch::Receiver<(Duration, bool)>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let (latency, _) = *settings.borrow();
+        tokio::time::sleep(latency).await;
+        let _ = settings.wait_for(|(_, frozen)| !frozen).await;
+        to.write_all(&buf[..n]).await?;
+    }
+}

@@ -24,6 +24,16 @@ pub(super) type Reply = Result<Value, String>;
 struct Pending {
     command: redis::Cmd,
     reply: oneshot::Sender<Reply>,
+    if_abandoned: IfAbandoned,
+}
+
+/// What becomes of a command whose caller stopped waiting (its timeout passed) before the reply.
+pub(super) enum IfAbandoned {
+    /// Sent all the same: writing it late is still right (a commit, a release).
+    Send,
+    /// Not sent if it has not gone out yet; if it had, `undo` is sent once its reply arrives,
+    /// so that nothing it took is left behind with nobody to use it (a claim's key).
+    Skip { undo: Option<redis::Cmd> },
 }
 
 /// Where a store's lanes connect to.
@@ -52,10 +62,14 @@ impl Lanes {
 
     /// Queues `command` on this thread's lane; resolves with its reply. The caller bounds the
     /// wait.
-    pub(super) async fn send(&self, command: redis::Cmd) -> Reply {
+    pub(super) async fn send(&self, command: redis::Cmd, if_abandoned: IfAbandoned) -> Reply {
         let (reply, answer) = oneshot::channel();
         self.lane()?
-            .try_send(Pending { command, reply })
+            .try_send(Pending {
+                command,
+                reply,
+                if_abandoned,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
                     "too many Redis commands waiting: Redis is slow or gone".to_string()
@@ -111,35 +125,72 @@ async fn drive(
         pipeline.ignore_errors();
         let mut replies = Vec::with_capacity(batch.len());
         for pending in batch.drain(..) {
+            if pending.reply.is_closed() {
+                if let IfAbandoned::Skip { .. } = pending.if_abandoned {
+                    // Its caller timed out while it waited: sending it now would take what
+                    // nobody will use (a claim held for its whole lifetime).
+                    continue;
+                }
+            }
             pipeline.add_command(pending.command);
-            replies.push(pending.reply);
+            replies.push((pending.reply, pending.if_abandoned));
+        }
+        if replies.is_empty() {
+            continue;
         }
         let sent = tokio::time::timeout(
             timeout,
             pipeline.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection),
         )
         .await;
+        let mut undo = redis::pipe();
+        let mut undos = 0;
         match sent {
             Ok(Ok(values)) => {
-                for (reply, value) in replies.into_iter().zip(values) {
-                    let _ = reply.send(value.map_err(|e| e.to_string()));
+                for ((reply, if_abandoned), value) in replies.into_iter().zip(values) {
+                    let delivered = reply.send(value.map_err(|e| e.to_string())).is_ok();
+                    if let (
+                        false,
+                        IfAbandoned::Skip {
+                            undo: Some(command),
+                        },
+                    ) = (delivered, if_abandoned)
+                    {
+                        undo.add_command(command);
+                        undos += 1;
+                    }
                 }
             }
-            Ok(Err(e)) => {
-                let why = e.to_string();
-                for reply in replies {
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!(
+                        "redis did not answer within dedupe.redis.timeout ({} ms)",
+                        timeout.as_millis()
+                    ),
+                };
+                for (reply, if_abandoned) in replies {
                     let _ = reply.send(Err(why.clone()));
+                    // The commands may have gone out, and Redis may carry them out after their
+                    // callers were told they failed: undo what they would take.
+                    if let IfAbandoned::Skip {
+                        undo: Some(command),
+                    } = if_abandoned
+                    {
+                        undo.add_command(command);
+                        undos += 1;
+                    }
                 }
             }
-            Err(_) => {
-                let why = format!(
-                    "redis did not answer within dedupe.redis.timeout ({} ms)",
-                    timeout.as_millis()
-                );
-                for reply in replies {
-                    let _ = reply.send(Err(why.clone()));
-                }
-            }
+        }
+        if undos > 0 {
+            undo.ignore_errors();
+            // Best effort: a claim not undone expires by itself.
+            let _ = tokio::time::timeout(
+                timeout,
+                undo.query_async::<Vec<redis::RedisResult<Value>>>(&mut connection),
+            )
+            .await;
         }
     }
 }

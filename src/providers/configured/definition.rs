@@ -96,6 +96,13 @@ pub struct FieldsDefinition {
     /// within the subtree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Vec<String>>,
+    /// Headers the signature does not cover that `event_id`, `event_name` or
+    /// `event_name_qualifier` may still read. Anyone who saw one delivery can resend it with
+    /// such a header changed, so a provider listing any is deduplicated on its body's digest:
+    /// a resend under a fresh id or another event name is a duplicate, not a new record on a
+    /// new topic. Without this key, such a header is refused at startup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_unsigned_headers: Option<Vec<String>>,
 }
 
 /// Declares a table of optional sources, its merge and its emptiness, keeping the field list in
@@ -237,6 +244,12 @@ impl Definition {
                     event_name: Some(Sources::of(&["header:x-github-event"])),
                     event_name_qualifier: Some(Sources::of(&["/action"])),
                     event_id: Some(Sources::of(&["header:x-github-delivery"])),
+                    // GitHub signs the body alone: its delivery id and event name are trusted
+                    // for the record, and deliveries are deduplicated on the body's digest.
+                    allow_unsigned_headers: Some(vec![
+                        "x-github-delivery".into(),
+                        "x-github-event".into(),
+                    ]),
                     subject: Some(Sources::of(&["/sender/id"])),
                     account_id: Some(Sources::of(&["/organization/login"])),
                     source_id: Some(Sources::of(&["/repository/full_name"])),
@@ -310,6 +323,7 @@ impl Definition {
                 geo: f.geo.merged(g.geo),
                 client: f.client.merged(g.client),
                 attributes: g.attributes.or(f.attributes),
+                allow_unsigned_headers: g.allow_unsigned_headers.or(f.allow_unsigned_headers),
             },
             ping_events: over.ping_events.or(self.ping_events),
         }
@@ -346,6 +360,7 @@ pub fn keys() -> Vec<String> {
             "account_id",
             "source_id",
             "attributes",
+            "allow_unsigned_headers",
         ]
         .map(|k| format!("fields.{k}")),
     );

@@ -47,6 +47,9 @@ pub(super) struct Mapping {
     client: Vec<(&'static str, Field)>,
     /// Attribute subtrees ([`Source::Pointer`]s).
     attributes: Vec<Source>,
+    /// The event's identity or name comes from a header the signature does not cover
+    /// (`fields.allow_unsigned_headers`): deduplicate on the body's digest.
+    pub(super) dedupe_on_body_digest: bool,
 }
 
 fn compile_field(
@@ -143,7 +146,32 @@ impl Mapping {
             geo: compile_table("geo", d.geo.set(), invalid)?,
             client: compile_table("client", d.client.set(), invalid)?,
             attributes,
+            dedupe_on_body_digest: false,
         })
+    }
+
+    /// `(key, header)` of every header that decides an event's identity or topic: those
+    /// `event_id`, `event_name` and `event_name_qualifier` read.
+    pub(super) fn identity_headers(&self) -> Vec<(&'static str, &'static str)> {
+        [
+            Some(&self.event_name),
+            self.event_name_qualifier.as_ref(),
+            self.event_id.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .flat_map(|f| {
+            f.sources.iter().filter_map(|s| match s {
+                Source::Header(h) => Some((f.key, *h)),
+                _ => None,
+            })
+        })
+        .collect()
+    }
+
+    /// What deduplication keys on when not the event id: the body's digest.
+    pub(super) fn dedupe_key(&self, request: &Request<'_>) -> Option<String> {
+        self.dedupe_on_body_digest.then(|| digest(request.raw))
     }
 
     fn fields(&self) -> impl Iterator<Item = &Field> {

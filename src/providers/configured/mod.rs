@@ -84,7 +84,13 @@ impl Configured {
             ));
         }
         let signature = scheme::compile(&definition.signature, &invalid)?;
-        let mapping = Mapping::compile(&definition.fields, &invalid)?;
+        let mut mapping = Mapping::compile(&definition.fields, &invalid)?;
+        mapping.dedupe_on_body_digest = unsigned_identity(
+            &mapping,
+            &signature,
+            definition.fields.allow_unsigned_headers.as_deref(),
+            &invalid,
+        )?;
         let ping_events = definition.ping_events.clone().unwrap_or_default();
         if let Some(bad) = ping_events
             .iter()
@@ -110,6 +116,54 @@ impl Configured {
             ping_events,
         })
     }
+}
+
+/// Whether the event's identity or topic comes from a header the signature does not cover and
+/// `fields.allow_unsigned_headers` lists; such a header that it does not list is refused: what
+/// decides identity (dedupe) or routing (topic) must be signed, or knowingly trusted.
+fn unsigned_identity(
+    mapping: &Mapping,
+    signature: &crate::signature::SignatureScheme,
+    allowed: Option<&[String]>,
+    invalid: &Invalid<'_>,
+) -> Result<bool, RegistryError> {
+    let allowed = allowed
+        .unwrap_or_default()
+        .iter()
+        .map(|h| {
+            let h = h.trim().to_ascii_lowercase();
+            if crate::signature::is_header_name(&h) {
+                Ok(h)
+            } else {
+                Err(invalid.at(
+                    "fields.allow_unsigned_headers",
+                    &format!("{h:?} is not a header name"),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let signed = signature.signed_headers();
+    let mut unsigned = false;
+    for (key, header) in mapping.identity_headers() {
+        if signed.contains(&header) {
+            continue;
+        }
+        if !allowed.iter().any(|a| a == header) {
+            let what = if key == "fields.event_id" {
+                "id, so a replay would be written again"
+            } else {
+                "event name, so a replay could create topics at will"
+            };
+            return Err(invalid.at(
+                key,
+                &format!(
+                    "reads header {header:?}, which the signature does not cover: anyone who saw one delivery could resend it under another {what}. Read it from the body, sign it (scheme \"hmac\" with {{header:{header}}} in signature.signed_content), or list it in fields.allow_unsigned_headers (deliveries are then deduplicated on the body's digest)"
+                ),
+            ));
+        }
+        unsigned = true;
+    }
+    Ok(unsigned)
 }
 
 /// `"a", "b", "c"`: the values a key may take, for its error.
@@ -161,7 +215,14 @@ impl Provider for Configured {
     }
 
     fn event_id(&self, request: &Request<'_>) -> Option<String> {
-        self.mapping.event_id(request).ok()
+        // A dead letter is deduplicated on what the event would be.
+        self.mapping
+            .dedupe_key(request)
+            .or_else(|| self.mapping.event_id(request).ok())
+    }
+
+    fn dedupe_key(&self, request: &Request<'_>) -> Option<String> {
+        self.mapping.dedupe_key(request)
     }
 
     fn handshake(&self, request: &Request<'_>) -> Result<Option<Handshake>, PayloadError> {

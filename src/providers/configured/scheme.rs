@@ -24,6 +24,17 @@ pub(super) fn compile(
         Some(t) if t.is_zero() => {
             return Err(invalid.at("signature.tolerance", "must be greater than zero"))
         }
+        // Signed timestamps are whole seconds: "500ms" would be compared as 0 and refuse all.
+        Some(t) if t.subsec_nanos() != 0 => {
+            return Err(invalid.at(
+                "signature.tolerance",
+                &format!(
+                    "is {}; it must be a whole number of seconds (signed timestamps are in seconds), e.g. \"{}s\"",
+                    humantime::format_duration(t),
+                    t.as_secs().max(1)
+                ),
+            ))
+        }
         Some(t) => t,
         None => DEFAULT_TOLERANCE,
     };

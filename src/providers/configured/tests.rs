@@ -420,3 +420,144 @@ fn a_registry_serves_built_ins_and_configured_providers() {
         .find("livesession")
         .is_some_and(|p| p.is_built_in()));
 }
+
+/// `custom()` with its event id and name read from headers, and `allowed` unsigned headers.
+fn header_identity(signed_content: Option<&str>, allowed: Option<&[&str]>) -> Definition {
+    let mut d = custom();
+    d.fields.event_id = sources(&["header:x-acme-delivery"]);
+    d.fields.event_name = sources(&["header:x-acme-event", "/kind"]);
+    d.signature.signed_content = signed_content.map(String::from);
+    d.fields.allow_unsigned_headers = allowed.map(|a| a.iter().map(|h| (*h).to_string()).collect());
+    d
+}
+
+#[test]
+fn a_header_the_signature_does_not_cover_cannot_decide_identity_or_topic_unless_allowed() {
+    let refused = error("acme", &header_identity(None, None));
+    assert_eq!(refused.key, "providers.acme.fields.event_name");
+    assert!(
+        refused.problem.contains("\"x-acme-event\"")
+            && refused.problem.contains("does not cover")
+            && refused.problem.contains("fields.allow_unsigned_headers"),
+        "{refused}"
+    );
+    let only_event = error("acme", &header_identity(None, Some(&["x-acme-event"])));
+    assert_eq!(only_event.key, "providers.acme.fields.event_id");
+    assert!(
+        only_event.problem.contains("\"x-acme-delivery\""),
+        "{only_event}"
+    );
+
+    // Signed through the template: usable, deduplicated on the id as usual.
+    let signed = Configured::compile(
+        "acme",
+        &header_identity(
+            Some("{header:x-acme-delivery}.{header:x-acme-event}.{body}"),
+            None,
+        ),
+    )
+    .expect("signed headers are fine");
+    let body = json!({"kind": "x", "at": 1_714_550_400});
+    let raw = body.to_string();
+    let headers = vec![
+        ("x-acme-delivery".to_string(), "d-1".to_string()),
+        ("x-acme-event".to_string(), "Order.Paid".to_string()),
+    ];
+    let request = Request {
+        raw: &raw,
+        body: body.as_object().expect("object"),
+        headers: &headers,
+    };
+    assert_eq!(signed.dedupe_key(&request), None);
+    assert_eq!(signed.extract(&request).expect("maps").event_id, "d-1");
+
+    // Allowed: the record keeps the header's id, deduplication keys on the body's digest.
+    let allowed = Configured::compile(
+        "acme",
+        &header_identity(None, Some(&["X-Acme-Delivery", "x-acme-event"])),
+    )
+    .expect("allowed");
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(raw.as_bytes()))
+    );
+    assert_eq!(allowed.dedupe_key(&request), Some(digest.clone()));
+    assert_eq!(allowed.extract(&request).expect("maps").event_id, "d-1");
+    assert_eq!(allowed.event_id(&request), Some(digest), "dead letters too");
+
+    let bad = error("acme", &header_identity(None, Some(&["not a header"])));
+    assert_eq!(bad.key, "providers.acme.fields.allow_unsigned_headers");
+}
+
+#[test]
+fn presets_take_identity_only_from_what_their_signature_covers() {
+    // Standard Webhooks signs webhook-id: it stays the dedupe key. GitHub signs the body alone:
+    // its delivery header and event header are trusted for the record, and it is deduplicated
+    // on the body's digest.
+    let registry = Registry::with_definitions([
+        (
+            "sw",
+            &Definition::preset("standard-webhooks").expect("preset"),
+        ),
+        ("gh", &Definition::preset("github").expect("preset")),
+    ])
+    .expect("presets compile");
+    let body = json!({"type": "x", "action": "opened", "sender": {"id": 1}});
+    let raw = body.to_string();
+    let headers = vec![("webhook-id".to_string(), "msg_1".to_string())];
+    let request = Request {
+        raw: &raw,
+        body: body.as_object().expect("object"),
+        headers: &headers,
+    };
+    assert_eq!(registry.find("sw").expect("sw").dedupe_key(&request), None);
+    assert!(registry
+        .find("gh")
+        .expect("gh")
+        .dedupe_key(&request)
+        .is_some_and(|k| k.starts_with("sha256:")));
+}
+
+#[test]
+fn a_sub_second_tolerance_is_refused_rather_than_rounded_to_zero() {
+    let mut d = custom();
+    d.signature.signed_content = Some("{header:x-acme-timestamp}.{body}".into());
+    d.signature.timestamp_header = Some("x-acme-timestamp".into());
+    for (tolerance, shown) in [(500, "500ms"), (1500, "1s 500ms")] {
+        d.signature.tolerance = Some(std::time::Duration::from_millis(tolerance));
+        let refused = error("acme", &d);
+        assert_eq!(refused.key, "providers.acme.signature.tolerance");
+        assert!(
+            refused.problem.contains(shown) && refused.problem.contains("whole number of seconds"),
+            "{refused}"
+        );
+    }
+    d.signature.tolerance = Some(std::time::Duration::from_secs(2));
+    assert!(Configured::compile("acme", &d).is_ok());
+}
+
+#[test]
+fn numeric_ids_past_2_pow_53_and_2_pow_64_are_kept_exactly_and_stay_distinct() {
+    let provider = Configured::compile("acme", &custom()).expect("compiles");
+    let mut ids = Vec::new();
+    for id in [
+        "9007199254740993",         // 2^53 + 1: a double would make it ...992
+        "18446744073709551617",     // 2^64 + 1
+        "123456789012345678901231", // the review's pair
+        "123456789012345678901232",
+    ] {
+        let raw = format!(r#"{{"kind": "x", "id": {id}, "user": {{"id": {id}}}}}"#);
+        let body: serde_json::Value = serde_json::from_str(&raw).expect("JSON");
+        let request = Request {
+            raw: &raw,
+            body: body.as_object().expect("object"),
+            headers: &[],
+        };
+        let x = provider.extract(&request).expect("maps");
+        assert_eq!(x.event_id, id);
+        assert_eq!(x.subject_id.as_deref(), Some(id));
+        ids.push(x.event_id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+}
