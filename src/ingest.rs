@@ -15,10 +15,13 @@ use crate::dead_letter::DeadLetter;
 use crate::dedupe::{Dedupe, Namespace, Unavailable, Verdict};
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
-use crate::kafka::{event_headers, Acknowledged, KafkaSink, OutboundMessage, PublishError};
+use crate::kafka::{
+    event_headers, Acknowledged, KafkaSink, OutboundMessage, PublishError, Published,
+};
 use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, Registry, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};
+use crate::spool::{Spool, SpoolError, SpooledRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +38,9 @@ pub enum Outcome {
         partition: i32,
         offset: i64,
     },
+    /// Not acknowledged within `spool.after` (or the broker is known to be failing): on local
+    /// disk, fsynced, on its way to `topic`.
+    Spooled { event_id: String, topic: String },
     /// Already written within the dedupe window; nothing produced.
     Duplicate { event_id: String },
     /// A URL-verification handshake; nothing produced.
@@ -68,6 +74,9 @@ struct Writer {
     ack_timeout: Duration,
     /// Sent as `Retry-After` with 503s.
     retry_after: Duration,
+    /// The durable spool, when enabled, and how long a write waits for the broker before its
+    /// record is spooled instead (`spool.after`).
+    spool: Option<(Arc<Spool>, Duration)>,
 }
 
 /// Where a verified body went before any write.
@@ -89,12 +98,14 @@ enum Unusable {
 
 impl Ingest {
     /// `Err` when a provider's secrets cannot be read (validated configurations never fail).
-    pub fn new(
+    /// `spool`: the server's spool, when enabled (never a command's: one process owns it).
+    pub(crate) fn new(
         settings: &Settings,
         registry: Registry,
         sink: Arc<KafkaSink>,
         framing: Framing,
         dedupe: Arc<Dedupe>,
+        spool: Option<Arc<Spool>>,
     ) -> Result<Self, ConfigError> {
         let secrets = registry
             .iter()
@@ -114,6 +125,7 @@ impl Ingest {
                     .then(|| settings.dead_letter.topic(&settings.kafka.topic_prefix)),
                 ack_timeout: settings.kafka.ack_timeout,
                 retry_after: settings.server.retry_after,
+                spool: spool.map(|spool| (spool, settings.spool.after)),
             }),
         })
     }
@@ -321,6 +333,10 @@ impl Writer {
                 source,
                 retry_after: self.retry_after,
             },
+            ProduceError::Spool(e) => self.unavailable(PublishError::new(
+                FailureReason::BrokerUnavailable,
+                format!("the broker did not acknowledge in time, and {e}; nothing was kept"),
+            )),
         }
     }
 
@@ -340,6 +356,10 @@ impl Writer {
                 topic,
                 partition: ack.partition,
                 offset: ack.offset,
+            }),
+            Ok(Written::Spooled { topic }) => Ok(Outcome::Spooled {
+                event_id: event.event_id,
+                topic,
             }),
             Ok(Written::Duplicate) => Ok(Outcome::Duplicate {
                 event_id: event.event_id,
@@ -388,9 +408,64 @@ impl Writer {
             Err(_) => return Err(ProduceError::Publish(claim_timed_out())),
         };
         let topic = self.sink.event_topic(event.provider, topic, deadline).await;
-        let ack = produce_event(&self.sink, &self.framing, event, &topic, deadline).await?;
+        let Some((spool, after)) = &self.spool else {
+            let ack = produce_event(&self.sink, &self.framing, event, &topic, deadline).await?;
+            claim.commit().await;
+            return Ok(Written::Accepted { ack, topic });
+        };
+        let value = encode_value(&self.framing, event, &topic, deadline).await?;
+        let headers = event_headers(event.provider, &event.event_name, &event.event_id);
+        let mut first_attempt = None;
+        // While writes are known to fail, spooled at once: waiting `after` for each would let
+        // a few connections carry only a few webhooks a second.
+        if !self.sink.writes_failing() {
+            let msg = OutboundMessage {
+                topic: &topic,
+                key: event.subject_id.as_deref(),
+                value: &value,
+                headers: &headers,
+                provider: event.provider,
+                event_name: Some(&event.event_name),
+            };
+            match self
+                .sink
+                .publish_or_wait(msg, Instant::now() + *after, deadline)
+                .await
+            {
+                Ok(Published::Acked(ack)) => {
+                    claim.commit().await;
+                    return Ok(Written::Accepted { ack, topic });
+                }
+                Ok(Published::Waiting(first)) => first_attempt = Some(first),
+                Err(e) if e.class() != FailureClass::Retriable => {
+                    return Err(ProduceError::Publish(e))
+                }
+                Err(_) => {}
+            }
+        }
+        let record = SpooledRecord::new(
+            event.provider,
+            Some(&event.event_name),
+            &topic,
+            event.subject_id.as_deref(),
+            value,
+            &headers,
+            first_attempt.is_some(),
+        );
+        let id = spool.append(&record).await.map_err(ProduceError::Spool)?;
+        // Spooled counts as accepted: a redelivery is a duplicate.
         claim.commit().await;
-        Ok(Written::Accepted { ack, topic })
+        if let Some(first) = first_attempt {
+            // Should the first write be acknowledged after all, the spooled copy is dropped.
+            let spool = spool.clone();
+            tokio::spawn(async move {
+                match first.await {
+                    Ok(_) => spool.ack(&[id]),
+                    Err(_) => spool.release(&[id]),
+                }
+            });
+        }
+        Ok(Written::Spooled { topic })
     }
 
     /// Claims `event_id` in `namespace`, waiting for another delivery's write of it until
@@ -441,8 +516,37 @@ impl Writer {
             },
             None => None,
         };
-        match letter.publish(&self.sink, topic, provider, deadline).await {
-            Ok(_) => {
+        let published = match &self.spool {
+            // Known to fail: spooled at once.
+            Some(_) if self.sink.writes_failing() => Err(PublishError::new(
+                FailureReason::BrokerUnavailable,
+                "writes are failing",
+            )),
+            _ => letter.publish(&self.sink, topic, provider, deadline).await,
+        };
+        let published = match (published, &self.spool) {
+            (Err(e), Some((spool, _))) if e.class() == FailureClass::Retriable => {
+                let texts = letter.texts();
+                let record = SpooledRecord::new(
+                    provider,
+                    None,
+                    topic,
+                    letter.event_id.as_deref(),
+                    letter.body.clone(),
+                    &letter.headers(&texts),
+                    false,
+                );
+                spool.append(&record).await.map(|_| ()).map_err(|spooled| {
+                    PublishError::new(
+                        FailureReason::BrokerUnavailable,
+                        format!("{e}, and {spooled}"),
+                    )
+                })
+            }
+            (other, _) => other.map(|_| ()),
+        };
+        match published {
+            Ok(()) => {
                 if let Some(claim) = claim {
                     claim.commit().await;
                 }
@@ -471,6 +575,8 @@ fn claim_timed_out() -> PublishError {
 pub(crate) enum Written {
     /// Acknowledged, in `topic` (the event's own, or its provider's overflow topic).
     Accepted { ack: Acknowledged, topic: String },
+    /// On disk in the spool, on its way to `topic`.
+    Spooled { topic: String },
     /// Already written within the dedupe window: nothing written.
     Duplicate,
 }
@@ -488,6 +594,9 @@ pub(crate) enum ProduceError {
     /// The shared deduplication store could not be asked (`on_unavailable = "reject"`).
     #[error(transparent)]
     Dedupe(Unavailable),
+    /// Not acknowledged in time, and the spool could not take it (full, or unwritable).
+    #[error(transparent)]
+    Spool(SpoolError),
 }
 
 /// Encodes and frames `event`, then produces it to `topic` by `deadline`: the same record, key
@@ -499,13 +608,7 @@ pub(crate) async fn produce_event(
     topic: &str,
     deadline: Instant,
 ) -> Result<Acknowledged, ProduceError> {
-    let value =
-        match tokio::time::timeout_at(deadline, avro::encode_framed(framing, topic, event)).await {
-            Ok(Ok(value)) => value,
-            Ok(Err(FrameError::Encode(e))) => return Err(ProduceError::Encode(e)),
-            Ok(Err(FrameError::Registry(e))) => return Err(ProduceError::Registry(e)),
-            Err(_) => return Err(ProduceError::Registry(RegistryError::Timeout)),
-        };
+    let value = encode_value(framing, event, topic, deadline).await?;
     sink.publish(
         OutboundMessage {
             topic,
@@ -519,6 +622,21 @@ pub(crate) async fn produce_event(
     )
     .await
     .map_err(ProduceError::Publish)
+}
+
+/// The event's framed value for `topic`, by `deadline` (a registry lookup may be needed).
+async fn encode_value(
+    framing: &Framing,
+    event: &WebhookEvent,
+    topic: &str,
+    deadline: Instant,
+) -> Result<Vec<u8>, ProduceError> {
+    match tokio::time::timeout_at(deadline, avro::encode_framed(framing, topic, event)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(FrameError::Encode(e))) => Err(ProduceError::Encode(e)),
+        Ok(Err(FrameError::Registry(e))) => Err(ProduceError::Registry(e)),
+        Err(_) => Err(ProduceError::Registry(RegistryError::Timeout)),
+    }
 }
 
 /// A request without a signature header is answered only if it is a well-formed handshake.

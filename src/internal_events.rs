@@ -212,6 +212,78 @@ impl TopicOverflowed<'_> {
     }
 }
 
+/// A webhook the broker did not acknowledge within `spool.after` is on disk: answered 202.
+pub struct WebhookSpooled<'a> {
+    pub provider: &'a str,
+    pub event_id: &'a str,
+    pub topic: &'a str,
+}
+
+impl WebhookSpooled<'_> {
+    pub fn emit(self, m: &Metrics) {
+        tracing::debug!(
+            provider = self.provider,
+            event_id = self.event_id,
+            topic = self.topic,
+            "spooled"
+        );
+        m.spooled.with_label_values(&[self.provider]).inc();
+    }
+}
+
+/// Spooled records the broker acknowledged.
+pub struct SpoolForwarded {
+    pub records: usize,
+    /// Of them, read back after a crash with their first write's outcome unknown.
+    pub possible_duplicates: usize,
+}
+
+impl SpoolForwarded {
+    pub fn emit(self, m: &Metrics) {
+        if self.records > 0 {
+            tracing::debug!(records = self.records, "spool: forwarded");
+        }
+        m.spool_forwarded.inc_by(self.records as u64);
+        m.spool_possible_duplicates
+            .inc_by(self.possible_duplicates as u64);
+    }
+}
+
+/// Damaged bytes in a spool file: counted, logged once with the file and offset, kept aside.
+pub struct SpoolDamaged<'a> {
+    pub file: &'a std::path::Path,
+    pub offset: u64,
+    pub bytes: u64,
+    pub records: u64,
+}
+
+impl SpoolDamaged<'_> {
+    pub fn emit(self, m: &Metrics) {
+        tracing::warn!(
+            file = %self.file.display(),
+            offset = self.offset,
+            bytes = self.bytes,
+            "spool: damaged record skipped; its bytes are kept under corrupt/ in the spool directory"
+        );
+        m.spool_corrupt.inc_by(self.records);
+    }
+}
+
+/// The spool's size, on every forwarder round and scrape.
+pub struct SpoolMeasured {
+    pub records: usize,
+    pub bytes: u64,
+    pub oldest_age: Duration,
+}
+
+impl SpoolMeasured {
+    pub fn emit(self, m: &Metrics) {
+        m.spool_records.set(self.records as i64);
+        m.spool_bytes.set(self.bytes as i64);
+        m.spool_oldest_age.set(self.oldest_age.as_secs_f64());
+    }
+}
+
 /// The producer was replaced with a fresh instance.
 pub struct ProducerReplaced<'a> {
     pub why: &'a str,

@@ -28,7 +28,8 @@
 //!    deadline per write, produce error classification; `avro` — the record's encoding, value
 //!    framing, the Schema Registry client; `dedupe` — the bounded cache of written event ids;
 //!    `dead_letter` — the format of a dead letter; `tls` — the public listener's certificate,
-//!    reloaded without a restart.
+//!    reloaded without a restart; `spool` — the durable local spool (records, files, checksums,
+//!    the forwarder back to Kafka), never HTTP.
 //! 9. **Configuration**: `configuration` — layered, strict settings.
 //! 10. **Domain**: `providers` — the built-ins, one module each behind [`providers::Provider`],
 //!     the providers defined in configuration (`providers::configured`: presets, field
@@ -62,6 +63,7 @@ pub mod providers;
 pub(crate) mod readiness;
 pub(crate) mod routes;
 pub mod signature;
+pub(crate) mod spool;
 pub mod startup;
 pub mod telemetry;
 pub(crate) mod tls;

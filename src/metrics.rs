@@ -40,6 +40,15 @@ pub struct Metrics {
     pub produce_failures: IntCounterVec,
     pub topics_created: IntCounterVec,
     pub topic_overflows: IntCounterVec,
+    pub spooled: IntCounterVec,
+    pub spool_forwarded: IntCounter,
+    pub spool_records: IntGauge,
+    pub spool_bytes: IntGauge,
+    pub spool_max_bytes: IntGauge,
+    pub spool_oldest_age: prometheus::Gauge,
+    pub spool_corrupt: IntCounter,
+    pub spool_possible_duplicates: IntCounter,
+    pub spool_sync_duration: Histogram,
     pub producer_resets: IntCounter,
     pub open_connections: IntGauge,
     pub requests_in_flight: IntGauge,
@@ -144,6 +153,15 @@ impl Metrics {
             produce_duration: r.histogram("kafka_produce_duration_seconds", "Time from enqueueing a message to the broker's acknowledgement.")?,
             produce_failures: r.counter_vec("kafka_produce_failures_total", "Writes that were not acknowledged, by reason.", &["provider", "reason"])?,
             topics_created: r.counter_vec("kafka_topics_created_total", "Topics created through the Admin API.", &["provider"])?,
+            spooled: r.counter_vec("spooled_total", "Webhooks answered 202 spooled: on local disk, fsynced, on their way to Kafka.", &["provider"])?,
+            spool_forwarded: r.counter("spool_forwarded_total", "Spooled records written to Kafka and acknowledged.")?,
+            spool_records: r.gauge("spool_records", "Records in the spool, not yet acknowledged by Kafka.")?,
+            spool_bytes: r.gauge("spool_bytes", "Bytes of the spool's files on disk (bounded by spool.max_bytes).")?,
+            spool_max_bytes: r.gauge("spool_max_bytes", "spool.max_bytes: the most the spool may hold (0 when the spool is disabled).")?,
+            spool_oldest_age: r.float_gauge("spool_oldest_age_seconds", "Age of the oldest record in the spool (0 when empty).")?,
+            spool_corrupt: r.counter("spool_corrupt_records_total", "Damaged records found in spool files (kept aside under corrupt/, never forwarded).")?,
+            spool_possible_duplicates: r.counter("spool_possible_duplicates_total", "Spooled records forwarded after a restart whose first write's outcome was unknown: possibly a second copy.")?,
+            spool_sync_duration: r.histogram("spool_sync_duration_seconds", "Time of one spool append batch's write and fdatasync (group commit).")?,
             topic_overflows: r.counter_vec("kafka_topic_overflow_total", "Events written to their provider's overflow topic ({prefix}.{provider}.OVERFLOW) because it had kafka.max_topics_per_provider topics.", &["provider"])?,
             producer_resets: r.counter("kafka_producer_resets_total", "Times the producer was replaced with a fresh instance (a write timed out, or the producer became unusable).")?,
             open_connections: r.gauge("http_connections", "Open HTTP connections (bounded by server.max_connections).")?,
@@ -181,6 +199,8 @@ impl Metrics {
         for provider in providers {
             self.webhooks_accepted.with_label_values(&[provider]);
             self.webhooks_duplicates.with_label_values(&[provider]);
+            self.spooled.with_label_values(&[provider]);
+            self.topic_overflows.with_label_values(&[provider]);
             self.http_request_duration.with_label_values(&[provider]);
             for code in rejection_codes {
                 self.webhooks_rejected.with_label_values(&[provider, code]);

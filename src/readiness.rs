@@ -12,6 +12,7 @@ use crate::dedupe::Dedupe;
 use crate::internal_events::DependencyChecked;
 use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
+use crate::spool::Spool;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -38,14 +39,18 @@ pub struct Readiness {
     /// Set once, when shutdown begins; wins over everything else.
     shutting_down: AtomicBool,
     sink: Arc<KafkaSink>,
+    /// With the spool, a broker that is down or failing writes does not make hookstream unready
+    /// while the spool takes what the broker does not: deliveries are answered 202.
+    spool: Option<Arc<Spool>>,
 }
 
 impl Readiness {
-    pub fn new(sink: Arc<KafkaSink>) -> Self {
+    pub(crate) fn new(sink: Arc<KafkaSink>, spool: Option<Arc<Spool>>) -> Self {
         Self {
             checked: Mutex::new(Err(NotReady::Broker)),
             shutting_down: AtomicBool::new(false),
             sink,
+            spool,
         }
     }
 
@@ -59,11 +64,21 @@ impl Readiness {
             return Err(NotReady::ShuttingDown);
         }
         let checked = *self.checked.lock();
-        checked?;
-        if self.sink.writes_failing() {
-            return Err(NotReady::Writes);
+        let broker = checked.and_then(|()| {
+            if self.sink.writes_failing() {
+                Err(NotReady::Writes)
+            } else {
+                Ok(())
+            }
+        });
+        match broker {
+            Err(NotReady::Broker | NotReady::Writes)
+                if self.spool.as_ref().is_some_and(|s| s.accepting()) =>
+            {
+                Ok(())
+            }
+            other => other,
         }
-        Ok(())
     }
 
     /// Records the checks' verdict; true when it differs from the previous one.

@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::providers::Registry;
 use crate::readiness::{self, Dependencies, Readiness};
 use crate::routes::{self, AppState};
+use crate::spool::Spool;
 use crate::tls::Certificates;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
@@ -34,6 +35,8 @@ pub enum StartupError {
     Tls(String),
     #[error("could not set up deduplication: {0}")]
     Dedupe(String),
+    #[error("could not open the spool: {0}")]
+    Spool(String),
     #[error("could not set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("could not start the HTTP server: {0}")]
@@ -130,6 +133,9 @@ pub struct Application {
     tls: Option<Arc<Certificates>>,
     dedupe: Arc<Dedupe>,
     sink: Arc<KafkaSink>,
+    /// The durable spool, when enabled: its forwarder runs while serving.
+    spool: Option<Arc<Spool>>,
+    ack_timeout: Duration,
     registry: Option<Arc<RegistryClient>>,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
@@ -143,7 +149,11 @@ impl Application {
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
         let providers = settings.provider_registry()?;
         let metrics = metrics(&providers)?;
-        let sink = Arc::new(KafkaSink::new(&settings.kafka, metrics.clone())?);
+        let sink = Arc::new(KafkaSink::with_patient(
+            &settings.kafka,
+            metrics.clone(),
+            settings.spool.enabled,
+        )?);
         let registry = if settings.schema_registry.enabled() {
             Some(Arc::new(RegistryClient::new(&settings.schema_registry)?))
         } else {
@@ -155,7 +165,19 @@ impl Application {
         };
         let (listener, port) = bind(&settings.server.host, settings.server.port)?;
         let (admin_listener, admin_port) = bind(&settings.server.host, settings.server.admin_port)?;
-        let readiness = Arc::new(Readiness::new(sink.clone()));
+        let spool = if settings.spool.enabled {
+            Some(
+                Spool::open(
+                    &settings.spool.dir,
+                    settings.spool.max_bytes,
+                    metrics.clone(),
+                )
+                .map_err(StartupError::Spool)?,
+            )
+        } else {
+            None
+        };
+        let readiness = Arc::new(Readiness::new(sink.clone(), spool.clone()));
         let dedupe = Arc::new(
             Dedupe::new(
                 &settings.dedupe,
@@ -164,7 +186,14 @@ impl Application {
             )
             .map_err(StartupError::Dedupe)?,
         );
-        let ingest = Ingest::new(&settings, providers, sink.clone(), framing, dedupe.clone())?;
+        let ingest = Ingest::new(
+            &settings,
+            providers,
+            sink.clone(),
+            framing,
+            dedupe.clone(),
+            spool.clone(),
+        )?;
         let enabled = ingest.enabled_providers();
         if enabled.is_empty() {
             tracing::warn!(
@@ -206,6 +235,8 @@ impl Application {
             dedupe,
             tls,
             sink,
+            spool,
+            ack_timeout: settings.kafka.ack_timeout,
             registry,
             readiness,
             metrics,
@@ -250,6 +281,15 @@ impl Application {
             self.readiness_interval,
         ));
         let reload = self.tls.clone().map(|tls| tokio::spawn(tls.watch()));
+        // Forwards what the spool holds from the start (records from before a restart too),
+        // and through the drain: what it cannot forward by then stays on disk.
+        let forwarder = self.spool.clone().map(|spool| {
+            tokio::spawn(crate::spool::forward(
+                spool,
+                self.sink.clone(),
+                self.ack_timeout,
+            ))
+        });
         let admin_handle = self.admin.handle();
         let admin = tokio::spawn(self.admin);
         let handle = self.server.handle();
@@ -274,7 +314,23 @@ impl Application {
         let _ = admin.await;
         let sink = self.sink.clone();
         let timeout = self.shutdown_timeout;
-        match tokio::task::spawn_blocking(move || sink.flush(timeout)).await {
+        // The forwarder goes on while the producer flushes, within the same bound; what it has
+        // not forwarded by then stays on disk for the next start.
+        let spool_drained = async {
+            let Some(spool) = &self.spool else { return };
+            let until = tokio::time::Instant::now() + timeout;
+            while !spool.is_empty() && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let (flushed, ()) = tokio::join!(
+            tokio::task::spawn_blocking(move || sink.flush(timeout)),
+            spool_drained
+        );
+        if let Some(forwarder) = forwarder {
+            forwarder.abort();
+        }
+        match flushed {
             Ok(Ok(())) => tracing::info!("producer flushed; stopped"),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "producer did not flush before the shutdown timeout")

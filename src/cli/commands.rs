@@ -1,6 +1,6 @@
 //! What each command does.
 
-use super::{DeadLetterCommand, Failure, LoadArgs, SendArgs};
+use super::{DeadLetterCommand, Failure, LoadArgs, SendArgs, SpoolCommand};
 use crate::configuration::{self, ConfigDir, Loaded, Settings};
 use crate::operations::tail::TailOptions;
 use crate::operations::{list, replay};
@@ -359,4 +359,27 @@ fn run_load(args: LoadArgs) -> Result<crate::load::Report, String> {
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(load::run(options))
+}
+
+/// `hookstream spool status|drain`.
+pub(super) fn spool(config_dir: &ConfigDir, command: SpoolCommand) -> Result<(), Failure> {
+    use crate::operations::spool;
+    let settings = settings(config_dir)?;
+    match command {
+        SpoolCommand::Status => {
+            spool::status(&settings, &mut std::io::stdout().lock()).map_err(|e| Failure::new(1, e))
+        }
+        SpoolCommand::Drain { timeout } => {
+            let runtime = tokio::runtime::Runtime::new()
+                .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))?;
+            match runtime.block_on(spool::drain(&settings, timeout)) {
+                Ok(forwarded) => {
+                    println!("forwarded {forwarded} record(s); the spool is empty");
+                    Ok(())
+                }
+                Err(e) if e.contains("remain") => Err(Failure::new(3, e)),
+                Err(e) => Err(Failure::new(1, e)),
+            }
+        }
+    }
 }

@@ -69,6 +69,23 @@ pub enum Command {
     /// Check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The durable spool (`[spool]`): what it holds, and forwarding all of it.
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Records, bytes and the oldest record's age per topic, of the spool directory
+    /// (spool.dir). Works while `serve` runs.
+    Status,
+    /// Forward everything the spool holds to Kafka and exit 0 once it is empty: for a node being
+    /// retired. Refuses while a `serve` holds the directory; exits 3 when records remain after
+    /// --timeout.
+    Drain {
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,6 +269,7 @@ pub fn run() -> ExitCode {
             "hookstream config check",
             commands::config_check(&config_dir, connect),
         ),
+        Command::Spool(command) => ("hookstream spool", commands::spool(&config_dir, command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -43,7 +43,24 @@ pub struct Settings {
     pub providers: BTreeMap<String, ProviderSettings>,
     pub schema_registry: SchemaRegistrySettings,
     pub dead_letter: DeadLetterSettings,
+    pub spool: SpoolSettings,
     pub log: LogSettings,
+}
+
+/// `[spool]`: the durable local spool, for senders that do not retry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct SpoolSettings {
+    /// Off: a webhook the broker does not acknowledge in time is answered 503, as without it.
+    pub enabled: bool,
+    /// Where the spool lives: persistent storage (a lost disk loses its spool). Relative paths
+    /// resolve against the working directory.
+    pub dir: std::path::PathBuf,
+    /// The most the spool's files may hold; full, webhooks are answered 503 again.
+    pub max_bytes: u64,
+    /// How long a webhook waits for the broker's acknowledgement before it is spooled instead
+    /// (below `kafka.ack_timeout`, and well below the 10 s GitHub waits for an answer).
+    #[serde(with = "humantime_serde")]
+    pub after: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

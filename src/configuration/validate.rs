@@ -94,6 +94,21 @@ impl Settings {
         if self.dead_letter.replay_group.trim().is_empty() {
             return invalid("dead_letter.replay_group", "must not be empty");
         }
+        if self.spool.enabled {
+            if self.spool.dir.as_os_str().is_empty() {
+                return invalid("spool.dir", "must be set when spool.enabled = true");
+            }
+            if self.spool.max_bytes == 0 {
+                return invalid("spool.max_bytes", "must be greater than zero");
+            }
+            positive("spool.after", self.spool.after.as_secs_f64())?;
+            if self.spool.after >= self.kafka.ack_timeout {
+                return invalid(
+                    "spool.after",
+                    "must be shorter than kafka.ack_timeout (a webhook waits that long for the broker before it is spooled)",
+                );
+            }
+        }
         if let Err(why) = crate::telemetry::filter(&self.log.level) {
             return invalid("log.level", why);
         }

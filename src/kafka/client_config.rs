@@ -59,6 +59,22 @@ pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// librdkafka's `message.timeout.ms` of the patient producer (the spool's): a write already
+/// answered 202 may take this long, retried by librdkafka's idempotent producer, so that a write
+/// the broker receives before it freezes is decided by the broker, not guessed at.
+pub const PATIENT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The configuration of the patient producer: [`producer_config`] with
+/// [`PATIENT_DELIVERY_TIMEOUT`].
+pub fn patient_producer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = producer_config(settings);
+    config.set(
+        "message.timeout.ms",
+        PATIENT_DELIVERY_TIMEOUT.as_millis().to_string(),
+    );
+    config
+}
+
 /// How many bytes the producer queue holds (`queue.buffering.max.kbytes`).
 pub fn producer_queue_bytes(settings: &KafkaSettings) -> usize {
     settings

@@ -25,7 +25,8 @@ mod producer;
 mod stats;
 
 pub(crate) use client_config::{
-    consumer_config, delivery_timeout, producer_config, producer_queue_bytes,
+    consumer_config, delivery_timeout, patient_producer_config, producer_config,
+    producer_queue_bytes, PATIENT_DELIVERY_TIMEOUT,
 };
 pub(crate) use error::PublishError;
 
@@ -75,6 +76,17 @@ pub(crate) fn event_headers<'a>(
         (HEADER_EVENT_NAME, event_name.as_bytes()),
         (HEADER_EVENT_ID, event_id.as_bytes()),
     ]
+}
+
+/// What [`KafkaSink::publish_or_wait`] came to by its `until`.
+pub(crate) enum Published {
+    Acked(Acknowledged),
+    /// Not acknowledged yet: the write goes on, and this resolves how it ended.
+    Waiting(
+        std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<Acknowledged, PublishError>> + Send>,
+        >,
+    ),
 }
 
 /// Where the broker put an acknowledged message.
@@ -134,6 +146,10 @@ struct ProviderTopics {
 /// The producer, the admin client and the set of topics known to exist.
 pub struct KafkaSink {
     producers: ProducerSlot,
+    /// With the spool: the producer of writes that may outlive their request (first attempts
+    /// answered 202, and the forwarder's), with a message timeout of minutes and never purged
+    /// at a request's deadline, so that librdkafka's idempotent retries decide their outcome.
+    patient: Option<ProducerSlot>,
     admin: AdminClient<StatsContext>,
     /// Topics created or found to exist; checked before every write so each topic is created
     /// once per process.
@@ -163,10 +179,28 @@ pub struct KafkaSink {
 
 impl KafkaSink {
     pub(crate) fn new(settings: &KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
+        Self::with_patient(settings, metrics, false)
+    }
+
+    /// `patient`: also a producer for writes that may outlive their request (the spool's).
+    pub(crate) fn with_patient(
+        settings: &KafkaSettings,
+        metrics: Arc<Metrics>,
+        patient: bool,
+    ) -> Result<Self, KafkaError> {
         let config = producer_config(settings);
         let admin = config.create_with_context(StatsContext::admin())?;
+        let patient = if patient {
+            Some(ProducerSlot::new(
+                patient_producer_config(settings),
+                metrics.clone(),
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             producers: ProducerSlot::new(config, metrics.clone())?,
+            patient,
             admin,
             known_topics: RwLock::new(HashSet::new()),
             creating: Mutex::new(HashMap::new()),
@@ -313,6 +347,171 @@ impl KafkaSink {
         )
     }
 
+    /// Writes one message like [`KafkaSink::publish`], but waits for the acknowledgement only
+    /// until `until`: then the write goes on, and [`Published::Waiting`] resolves how it ended
+    /// (by librdkafka's message timeout, within `deadline`). The spool keeps the record
+    /// meanwhile, and drops its copy if this first write is acknowledged.
+    pub(crate) async fn publish_or_wait(
+        self: &Arc<Self>,
+        msg: OutboundMessage<'_>,
+        until: Instant,
+        deadline: Instant,
+    ) -> Result<Published, PublishError> {
+        let provider = msg.provider;
+        let event_name = msg.event_name.map(crate::signature::interned::str);
+        let result = self.write_or_wait(&msg, until, deadline).await;
+        match &result {
+            Ok(Published::Acked(ack)) => self.outcome(provider, event_name, &Ok(*ack)),
+            // Not acknowledged in time: writes are failing until one is acknowledged again, so
+            // the next webhooks are spooled at once rather than each waiting.
+            Ok(Published::Waiting(_)) => self.health.failed(),
+            Err(e) => self.outcome(provider, event_name, &Err(e.clone())),
+        }
+        result
+    }
+
+    /// Counts and records for readiness how a write ended.
+    fn outcome(
+        &self,
+        provider: &'static str,
+        event_name: Option<&'static str>,
+        result: &Result<Acknowledged, PublishError>,
+    ) {
+        match result {
+            Ok(ack) => {
+                self.health.succeeded();
+                if let Some(event_name) = event_name {
+                    EventProduced {
+                        provider,
+                        event_name,
+                        elapsed: ack.elapsed,
+                    }
+                    .emit(&self.metrics);
+                }
+            }
+            Err(error) => {
+                if error.class() == FailureClass::Retriable {
+                    self.health.failed();
+                }
+                ProduceFailed {
+                    provider,
+                    reason: error.reason,
+                    detail: error,
+                }
+                .emit(&self.metrics);
+            }
+        }
+    }
+
+    async fn write_or_wait(
+        self: &Arc<Self>,
+        msg: &OutboundMessage<'_>,
+        until: Instant,
+        deadline: Instant,
+    ) -> Result<Published, PublishError> {
+        self.ensure_topic_by(msg, until.min(deadline)).await?;
+        let producer = self.patient_producer();
+        let started = Instant::now();
+        let mut delivery = producer
+            .send_result(record(msg))
+            .map_err(|(err, _)| self.failed(&producer, "enqueue", &err, msg.topic))?;
+        match tokio::time::timeout_at(until, &mut delivery).await {
+            Ok(reported) => self
+                .settle(&producer, msg.topic, started, reported)
+                .map(Published::Acked),
+            Err(_) => {
+                let topic = msg.topic.to_string();
+                let provider = msg.provider;
+                let event_name = msg.event_name.map(crate::signature::interned::str);
+                let sink = Arc::clone(self);
+                let _ = deadline;
+                Ok(Published::Waiting(Box::pin(async move {
+                    // librdkafka reports by its (patient) message timeout.
+                    let patience = PATIENT_DELIVERY_TIMEOUT + Duration::from_secs(30);
+                    let result = match tokio::time::timeout(patience, delivery).await {
+                        Ok(reported) => sink.settle(&producer, &topic, started, reported),
+                        Err(_) => Err(PublishError::timed_out()),
+                    };
+                    sink.outcome(provider, event_name, &result);
+                    result
+                })))
+            }
+        }
+    }
+
+    /// The patient producer (the regular one when there is none).
+    fn patient_producer(&self) -> Arc<ProducerHandle> {
+        self.patient.as_ref().unwrap_or(&self.producers).current()
+    }
+
+    /// Writes a spooled record with the patient producer: waits as long as librdkafka retries
+    /// (its message timeout), never purging it — the forwarder's write.
+    pub(crate) async fn publish_patient(
+        &self,
+        msg: OutboundMessage<'_>,
+        create_by: Instant,
+    ) -> Result<Acknowledged, PublishError> {
+        let provider = msg.provider;
+        let event_name = msg.event_name.map(crate::signature::interned::str);
+        let result = async {
+            self.ensure_topic_by(&msg, create_by).await?;
+            let producer = self.patient_producer();
+            let started = Instant::now();
+            let delivery = producer
+                .send_result(record(&msg))
+                .map_err(|(err, _)| self.failed(&producer, "enqueue", &err, msg.topic))?;
+            let patience = PATIENT_DELIVERY_TIMEOUT + Duration::from_secs(30);
+            match tokio::time::timeout(patience, delivery).await {
+                Ok(reported) => self.settle(&producer, msg.topic, started, reported),
+                Err(_) => Err(PublishError::timed_out()),
+            }
+        }
+        .await;
+        self.outcome(provider, event_name, &result);
+        result
+    }
+
+    /// The topic exists, created by `create_by`.
+    async fn ensure_topic_by(
+        &self,
+        msg: &OutboundMessage<'_>,
+        create_by: Instant,
+    ) -> Result<(), PublishError> {
+        tokio::time::timeout_at(create_by, self.ensure_topic(msg.topic, msg.provider))
+            .await
+            .map_err(|_| {
+                PublishError::new(
+                    FailureReason::Deadline,
+                    "the topic could not be created in time; nothing was written",
+                )
+            })?
+    }
+
+    /// What librdkafka's report of a write means.
+    fn settle(
+        &self,
+        producer: &Arc<ProducerHandle>,
+        topic: &str,
+        started: Instant,
+        reported: Result<
+            rdkafka::producer::future_producer::OwnedDeliveryResult,
+            futures_channel::oneshot::Canceled,
+        >,
+    ) -> Result<Acknowledged, PublishError> {
+        match reported {
+            Ok(Ok(delivery)) => Ok(Acknowledged {
+                partition: delivery.partition,
+                offset: delivery.offset,
+                elapsed: started.elapsed(),
+            }),
+            Ok(Err((err, _))) => Err(self.failed(producer, "produce", &err, topic)),
+            Err(_canceled) => Err(PublishError::new(
+                FailureReason::BrokerUnavailable,
+                "the producer was shut down before it reported the write",
+            )),
+        }
+    }
+
     /// Writes a small record to `{topic_prefix}.canary`, bounded by `ack_timeout`: readiness
     /// uses it to learn whether writes succeed again while no request is writing.
     pub(crate) async fn write_canary(&self) -> Result<(), PublishError> {
@@ -343,9 +542,13 @@ impl KafkaSink {
         self.health.failing()
     }
 
-    /// Replaces the producer if librdkafka raised a fatal error on it; returns that error.
+    /// Replaces a producer librdkafka raised a fatal error on; returns that error.
     pub(crate) fn heal_fatal_producer(&self) -> Option<String> {
-        self.producers.replace_if_fatal()
+        let patient = self
+            .patient
+            .as_ref()
+            .and_then(ProducerSlot::replace_if_fatal);
+        self.producers.replace_if_fatal().or(patient)
     }
 
     /// Raises a librdkafka fatal error on the current producer (tests of the recovery path).
@@ -374,7 +577,7 @@ impl KafkaSink {
         msg: &OutboundMessage<'_>,
         deadline: Instant,
     ) -> Result<Acknowledged, PublishError> {
-        self.ready_to_enqueue(msg, deadline).await?;
+        self.ready_to_enqueue(msg, deadline, deadline).await?;
         let producer = self.producers.current();
         let started = Instant::now();
         // Never waits: a full queue is an immediate 503.
@@ -405,13 +608,15 @@ impl KafkaSink {
         }
     }
 
-    /// The topic exists, and enough of the deadline is left for librdkafka's own timeout.
+    /// The topic exists (created by `create_by`), and enough of the deadline is left for
+    /// librdkafka's own timeout.
     async fn ready_to_enqueue(
         &self,
         msg: &OutboundMessage<'_>,
+        create_by: Instant,
         deadline: Instant,
     ) -> Result<(), PublishError> {
-        tokio::time::timeout_at(deadline, self.ensure_topic(msg.topic, msg.provider))
+        tokio::time::timeout_at(create_by, self.ensure_topic(msg.topic, msg.provider))
             .await
             .map_err(|_| {
                 PublishError::new(
@@ -528,8 +733,17 @@ impl KafkaSink {
             .is_ok()
     }
 
-    /// Waits up to `timeout` for queued messages to be delivered. Blocking.
+    /// Waits up to `timeout` for queued messages to be delivered (both producers at once).
+    /// Blocking.
     pub(crate) fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.producers.current().flush(Timeout::After(timeout))
+        let patient = self.patient.as_ref().map(|p| {
+            let producer = p.current();
+            std::thread::spawn(move || producer.flush(Timeout::After(timeout)))
+        });
+        let flushed = self.producers.current().flush(Timeout::After(timeout));
+        let patient = patient
+            .map(|t| t.join().unwrap_or(Ok(())))
+            .unwrap_or(Ok(()));
+        flushed.and(patient)
     }
 }

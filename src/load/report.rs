@@ -260,7 +260,7 @@ pub(super) async fn show_progress(shared: Arc<Shared>, total: Total) {
                 });
                 bar.set_message(message);
             }
-            None if now.duration_since(started).as_secs() % 5 == 0 => {
+            None if now.duration_since(started).as_secs().is_multiple_of(5) => {
                 eprintln!("load: {done} requests, {message}");
             }
             None => {}

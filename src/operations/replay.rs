@@ -237,7 +237,8 @@ impl Replayer {
         };
         let registry = settings.provider_registry().map_err(|e| e.to_string())?;
         Ok(Self {
-            ingest: Ingest::new(settings, registry, sink.clone(), framing, dedupe)
+            // The spool belongs to `serve`: a replay writes to Kafka or not at all.
+            ingest: Ingest::new(settings, registry, sink.clone(), framing, dedupe, None)
                 .map_err(|e| e.to_string())?,
             sink,
             dead_letter_topic,
@@ -319,7 +320,8 @@ impl Replayer {
         for result in futures_util::future::join_all(writes).await {
             let (letter, outcome) = result?;
             let again = match outcome {
-                Ok(Written::Accepted { .. }) => {
+                // A replay has no spool: `Spooled` cannot happen, and would be written later.
+                Ok(Written::Accepted { .. } | Written::Spooled { .. }) => {
                     summary.replayed += 1;
                     None
                 }
@@ -383,7 +385,7 @@ fn worth_retrying(error: &ProduceError) -> bool {
         ProduceError::Publish(PublishError { reason, .. }) => {
             reason.class() == FailureClass::Retriable
         }
-        ProduceError::Registry(_) | ProduceError::Dedupe(_) => true,
+        ProduceError::Registry(_) | ProduceError::Dedupe(_) | ProduceError::Spool(_) => true,
         ProduceError::Encode(_) => false,
     }
 }

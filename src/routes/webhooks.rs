@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::ingest::Outcome;
 use crate::internal_events::{
     HandshakeAnswered, WebhookAccepted, WebhookAnswered, WebhookDeadLettered, WebhookDuplicate,
-    WebhookRejected,
+    WebhookRejected, WebhookSpooled,
 };
 use crate::limits::{ConnectionSlot, Progress};
 use crate::metrics::Metrics;
@@ -95,6 +95,12 @@ fn emit_outcome(provider: &str, dead_letter_id: Option<&str>, outcome: &Outcome,
             topic,
             partition: *partition,
             offset: *offset,
+        }
+        .emit(m),
+        Outcome::Spooled { event_id, topic } => WebhookSpooled {
+            provider,
+            event_id,
+            topic,
         }
         .emit(m),
         Outcome::Duplicate { event_id } => WebhookDuplicate { provider, event_id }.emit(m),
@@ -239,6 +245,11 @@ enum Answer<'a> {
         event_id: &'a str,
         topic: &'a str,
     },
+    /// On local disk, fsynced, on its way to Kafka.
+    Spooled {
+        event_id: &'a str,
+        topic: &'a str,
+    },
     Duplicate {
         event_id: &'a str,
     },
@@ -255,6 +266,9 @@ fn success_response(outcome: &Outcome) -> HttpResponse {
         Outcome::Accepted {
             event_id, topic, ..
         } => Answer::Accepted { event_id, topic },
+        Outcome::Spooled { event_id, topic } => {
+            return HttpResponse::Accepted().json(Answer::Spooled { event_id, topic })
+        }
         Outcome::Duplicate { event_id } => Answer::Duplicate { event_id },
         Outcome::DeadLettered { error, detail, .. } => Answer::DeadLettered { error, detail },
         Outcome::Handshake(Handshake::Ping) => Answer::Ping,

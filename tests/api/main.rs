@@ -19,6 +19,7 @@ mod redis_edges;
 mod replicas;
 mod schema_registry;
 mod seismic;
+mod spool;
 #[path = "../support/mod.rs"]
 mod support;
 mod tail;

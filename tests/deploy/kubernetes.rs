@@ -343,3 +343,106 @@ fn rollouts_keep_capacity_and_pods_run_hardened() {
     assert_eq!(hpa["spec"]["metrics"][0]["resource"]["name"], "cpu");
     assert_eq!(manifest("pdb.yaml")["kind"], "PodDisruptionBudget");
 }
+
+/// `deploy/kubernetes-spool` rendered with kustomize: its documents.
+fn spool_variant() -> Vec<Value> {
+    let output = Command::new(tool("kubectl"))
+        .args(["kustomize", "deploy/kubernetes-spool"])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.split("\n---\n")
+        .map(|doc| serde_yaml_ng::from_str(doc).expect("YAML"))
+        .collect()
+}
+
+fn of_kind<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
+    docs.iter().find(|d| d["kind"] == kind)
+}
+
+#[test]
+fn the_spool_variant_renders_and_is_valid_like_the_base() {
+    let output = Command::new(tool("kubectl"))
+        .args(["kustomize", "deploy/kubernetes-spool"])
+        .output()
+        .expect("kubectl runs");
+    assert!(output.status.success());
+    let rendered = temp_dir("spool-variant").join("rendered.yaml");
+    std::fs::write(&rendered, &output.stdout).expect("written");
+    let path = rendered.display().to_string();
+    assert_tool_succeeds(
+        "kubernetes-validate",
+        &["--strict", "-k", "1.30.0", &path],
+        None,
+    );
+    assert_tool_succeeds("kubernetes-validate", &["--strict", &path], None);
+}
+
+#[test]
+fn the_spool_variant_is_a_statefulset_with_a_volume_per_pod_and_a_read_only_root() {
+    let docs = spool_variant();
+    assert!(
+        of_kind(&docs, "Deployment").is_none(),
+        "the Deployment is replaced"
+    );
+    let set = of_kind(&docs, "StatefulSet").expect("a StatefulSet");
+    assert!(
+        set["spec"].get("replicas").is_none(),
+        "the autoscaler owns the count"
+    );
+    let claim = &set["spec"]["volumeClaimTemplates"][0];
+    assert_eq!(claim["metadata"]["name"], "spool");
+    let pod = &set["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let mount = container["volumeMounts"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == "spool"))
+        .expect("the spool volume is mounted");
+    let data = &of_kind(&docs, "ConfigMap").expect("ConfigMap")["data"];
+    assert_eq!(data["HOOKSTREAM__SPOOL__ENABLED"], "true");
+    assert_eq!(
+        data["HOOKSTREAM__SPOOL__DIR"], mount["mountPath"],
+        "the spool is where the volume is"
+    );
+    assert_eq!(
+        set["spec"]["serviceName"],
+        of_kind(&docs, "Service")
+            .and_then(|_| docs
+                .iter()
+                .find(|d| d["kind"] == "Service" && d["spec"]["clusterIP"] == "None"))
+            .expect("a headless Service")["metadata"]["name"]
+    );
+    let hpa = of_kind(&docs, "HorizontalPodAutoscaler").expect("HPA");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["kind"], "StatefulSet");
+    assert_eq!(
+        pod["terminationGracePeriodSeconds"],
+        manifest("deployment.yaml")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    );
+
+    // Its configuration passes `config check`, spool included.
+    let mut env: Vec<(String, String)> = data
+        .as_object()
+        .expect("data")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    env.push((
+        "HOOKSTREAM__DEDUPE__REDIS__URL".into(),
+        "redis://redis:6379".into(),
+    ));
+    let output = config_check(&env);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let effective: toml::Value =
+        toml::from_str(&String::from_utf8_lossy(&output.stdout)).expect("TOML");
+    assert_eq!(effective["spool"]["enabled"].as_bool(), Some(true));
+}

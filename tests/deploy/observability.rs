@@ -156,6 +156,22 @@ fn the_shipped_prometheus_config_passes_promtool() {
 }
 
 #[test]
+fn the_shipped_alert_rules_pass_promtool_and_name_the_spool_metrics() {
+    assert_tool_succeeds(
+        "promtool",
+        &["check", "rules", "deploy/prometheus/alerts.yml"],
+        None,
+    );
+    let rules = std::fs::read_to_string("deploy/prometheus/alerts.yml").expect("rules");
+    for needed in [
+        "hookstream_spool_oldest_age_seconds",
+        "hookstream_spool_bytes / hookstream_spool_max_bytes > 0.8",
+    ] {
+        assert!(rules.contains(needed), "{needed}");
+    }
+}
+
+#[test]
 fn the_compose_file_conforms_to_the_compose_specification() {
     assert_tool_succeeds(
         "check-jsonschema",

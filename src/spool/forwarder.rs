@@ -1,0 +1,95 @@
+//! Writes spooled records to Kafka as soon as the broker acknowledges again, and forgets them
+//! only after the acknowledgement. Bounded: a batch holds at most [`MAX_RECORDS`] records and
+//! [`MAX_BYTES`] bytes in flight, so live traffic keeps the producer queue; after a failure it
+//! backs off, up to [`MAX_BACKOFF`].
+
+use super::{Spool, SpoolId};
+use crate::internal_events::SpoolForwarded;
+use crate::kafka::{KafkaSink, OutboundMessage};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const MAX_RECORDS: usize = 256;
+const MAX_BYTES: u64 = 4 * 1024 * 1024;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often the gauges are refreshed while idle.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Runs until the task is dropped.
+pub(crate) async fn forward(spool: Arc<Spool>, sink: Arc<KafkaSink>, ack_timeout: Duration) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let batch = spool.take(MAX_RECORDS, MAX_BYTES);
+        if batch.is_empty() {
+            spool.measure();
+            tokio::select! {
+                () = spool.ready.notified() => {}
+                () = tokio::time::sleep(IDLE) => {}
+            }
+            continue;
+        }
+        let deadline = Instant::now() + ack_timeout;
+        let writes = batch.iter().map(|&(id, uncertain)| {
+            let spool = &spool;
+            let sink = &sink;
+            async move { (id, uncertain, write(spool, sink, id, deadline).await) }
+        });
+        let outcomes = futures_util::future::join_all(writes).await;
+        let mut acked = Vec::new();
+        let mut failed = Vec::new();
+        let mut uncertain_acked = 0;
+        for (id, uncertain, ok) in outcomes {
+            match ok {
+                Some(true) => {
+                    uncertain_acked += usize::from(uncertain);
+                    acked.push(id);
+                }
+                Some(false) => failed.push(id),
+                None => {} // damaged, already dropped
+            }
+        }
+        spool.ack(&acked);
+        SpoolForwarded {
+            records: acked.len(),
+            possible_duplicates: uncertain_acked,
+        }
+        .emit(&spool.metrics);
+        spool.measure();
+        if failed.is_empty() {
+            backoff = FIRST_BACKOFF;
+        } else {
+            spool.release(&failed);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// `Some(true)`: acknowledged; `Some(false)`: not (tried again later); `None`: damaged.
+async fn write(spool: &Spool, sink: &KafkaSink, id: SpoolId, deadline: Instant) -> Option<bool> {
+    let record = spool.read(id)?;
+    let headers: Vec<(&str, &[u8])> = record
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    let published = sink
+        .publish_patient(
+            OutboundMessage {
+                topic: &record.topic,
+                key: record
+                    .key
+                    .as_deref()
+                    .and_then(|k| std::str::from_utf8(k).ok()),
+                value: &record.value,
+                headers: &headers,
+                provider: crate::signature::interned::str(&record.provider),
+                event_name: record.event_name.as_deref(),
+            },
+            deadline,
+        )
+        .await;
+    Some(published.is_ok())
+}

@@ -1,0 +1,45 @@
+//! `hookstream spool status`: what a spool directory holds, read from its files without taking
+//! its lock, so it works while `serve` runs.
+
+use super::{acked_offsets, frame, segment_path, segments_in, SpooledRecord};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The records of one topic waiting in a spool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicStatus {
+    pub records: u64,
+    /// Frame bytes on disk.
+    pub bytes: u64,
+    /// When its oldest record was spooled, epoch milliseconds.
+    pub oldest: i64,
+}
+
+/// Per topic: what `dir` holds that has not reached Kafka. `Err` when the directory cannot be
+/// read at all.
+pub fn status(dir: &Path) -> Result<BTreeMap<String, TopicStatus>, String> {
+    let seqs = segments_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut topics: BTreeMap<String, TopicStatus> = BTreeMap::new();
+    for seq in seqs {
+        let Ok(bytes) = std::fs::read(segment_path(dir, seq)) else {
+            continue;
+        };
+        let acked = acked_offsets(dir, seq);
+        for (offset, payload) in frame::scan(&bytes).records {
+            if acked.contains(&offset) {
+                continue;
+            }
+            let Some(record) = SpooledRecord::decode(&payload) else {
+                continue;
+            };
+            let topic = topics.entry(record.topic).or_insert(TopicStatus {
+                oldest: i64::MAX,
+                ..TopicStatus::default()
+            });
+            topic.records += 1;
+            topic.bytes += (frame::HEADER_LEN + payload.len()) as u64;
+            topic.oldest = topic.oldest.min(record.spooled_at);
+        }
+    }
+    Ok(topics)
+}

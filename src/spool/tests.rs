@@ -1,0 +1,173 @@
+use super::*;
+
+fn dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "hookstream-spool-{label}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn metrics() -> Arc<Metrics> {
+    Arc::new(Metrics::new().expect("metrics"))
+}
+
+fn record(id: usize) -> SpooledRecord {
+    SpooledRecord::new(
+        "livesession",
+        Some("js_error"),
+        "webhooks.livesession.js_error",
+        Some("visitor"),
+        format!("value-{id}").into_bytes(),
+        &[("hookstream-event-id", format!("e-{id}").as_bytes())],
+        false,
+    )
+}
+
+fn values(spool: &Spool) -> Vec<String> {
+    let mut ids = spool.take(usize::MAX, u64::MAX);
+    ids.sort();
+    ids.into_iter()
+        .filter_map(|(id, _)| spool.read(id))
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect()
+}
+
+/// The one segment file of `dir` holding records.
+fn segment_file(dir: &Path) -> PathBuf {
+    let seqs = segments_in(dir).expect("listed");
+    seqs.iter()
+        .map(|s| segment_path(dir, *s))
+        .find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .expect("a segment with records")
+}
+
+#[tokio::test]
+async fn appended_records_survive_a_reopen_and_acked_ones_do_not_come_back() {
+    let dir = dir("reopen");
+    let spool = Spool::open(&dir, 1 << 20, metrics()).expect("opens");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(spool.append(&record(i)).await.expect("appended"));
+    }
+    spool.ack(&ids[..2]);
+    drop(spool);
+    let spool = Spool::open(&dir, 1 << 20, metrics()).expect("reopens");
+    assert_eq!(values(&spool), ["value-2", "value-3", "value-4"]);
+    let record = spool.read(ids[3]).expect("readable");
+    assert!(record
+        .headers
+        .iter()
+        .any(|(k, v)| k == "hookstream-spooled-at" && v.ends_with(b"Z")));
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_directory_is_refused_naming_it() {
+    let dir = dir("lock");
+    let _first = Spool::open(&dir, 1 << 20, metrics()).expect("opens");
+    let err = Spool::open(&dir, 1 << 20, metrics())
+        .err()
+        .expect("refused");
+    assert!(
+        err.contains(&dir.display().to_string()) && err.contains("in use"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_truncated_and_everything_before_it_kept() {
+    let dir = dir("torn");
+    let spool = Spool::open(&dir, 1 << 20, metrics()).expect("opens");
+    for i in 0..3 {
+        spool.append(&record(i)).await.expect("appended");
+    }
+    drop(spool);
+    let file = segment_file(&dir);
+    let len = std::fs::metadata(&file).expect("exists").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_len(len - 7))
+        .expect("cut");
+    let metrics = metrics();
+    let spool = Spool::open(&dir, 1 << 20, metrics.clone()).expect("starts");
+    assert_eq!(values(&spool), ["value-0", "value-1"]);
+    assert_eq!(metrics.spool_corrupt.get(), 0, "a torn tail is not damage");
+    assert!(std::fs::metadata(&file).expect("kept").len() < len - 7);
+}
+
+#[tokio::test]
+async fn a_flipped_byte_costs_its_record_which_is_counted_and_kept_aside() {
+    let dir = dir("flip");
+    let spool = Spool::open(&dir, 1 << 20, metrics()).expect("opens");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(spool.append(&record(i)).await.expect("appended"));
+    }
+    drop(spool);
+    let file = segment_file(&dir);
+    let mut bytes = std::fs::read(&file).expect("read");
+    let middle = ids[1].offset as usize + frame::HEADER_LEN + 10;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&file, &bytes).expect("damaged");
+    let metrics = metrics();
+    let spool = Spool::open(&dir, 1 << 20, metrics.clone()).expect("starts");
+    assert_eq!(values(&spool), ["value-0", "value-2"]);
+    assert_eq!(metrics.spool_corrupt.get(), 1);
+    let aside: Vec<_> = std::fs::read_dir(dir.join("corrupt"))
+        .expect("corrupt/")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(aside.len(), 1);
+}
+
+#[tokio::test]
+async fn max_bytes_is_held_and_space_comes_back_once_records_are_forwarded() {
+    let dir = dir("full");
+    let one = {
+        let mut framed = Vec::new();
+        frame::encode(&record(0).encode(), &mut framed);
+        framed.len() as u64
+    };
+    let spool = Spool::open(&dir, one * 3 + one / 2, metrics()).expect("opens");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(spool.append(&record(i)).await.expect("room"));
+    }
+    assert!(matches!(
+        spool.append(&record(3)).await,
+        Err(SpoolError::Full(_))
+    ));
+    assert!(!spool.accepting() || spool.state.lock().total_bytes + one > spool.max_bytes);
+    let on_disk: u64 = std::fs::read_dir(&dir)
+        .expect("listed")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    assert!(on_disk <= one * 3 + one / 2, "{on_disk}");
+    spool.ack(&ids);
+    spool.append(&record(4)).await.expect("room again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_syncs() {
+    let dir = dir("group");
+    let metrics = metrics();
+    let spool = Spool::open(&dir, 1 << 26, metrics.clone()).expect("opens");
+    let appends = (0..500).map(|i| {
+        let spool = spool.clone();
+        tokio::spawn(async move { spool.append(&record(i)).await.map(|_| ()) })
+    });
+    for append in futures_util::future::join_all(appends).await {
+        append.expect("task").expect("appended");
+    }
+    let syncs = metrics.spool_sync_duration.get_sample_count();
+    assert!(syncs < 500, "{syncs} syncs for 500 appends");
+    assert_eq!(values(&spool).len(), 500);
+}
