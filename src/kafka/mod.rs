@@ -482,7 +482,7 @@ impl KafkaSink {
             .map_err(|_| {
                 PublishError::new(
                     FailureReason::Deadline,
-                    "the topic could not be created in time; nothing was written",
+                    "the topic could not be created within the write's deadline; nothing was written",
                 )
             })?
     }
@@ -577,7 +577,7 @@ impl KafkaSink {
         msg: &OutboundMessage<'_>,
         deadline: Instant,
     ) -> Result<Acknowledged, PublishError> {
-        self.ready_to_enqueue(msg, deadline, deadline).await?;
+        self.ready_to_enqueue(msg, deadline).await?;
         let producer = self.producers.current();
         let started = Instant::now();
         // Never waits: a full queue is an immediate 503.
@@ -608,22 +608,13 @@ impl KafkaSink {
         }
     }
 
-    /// The topic exists (created by `create_by`), and enough of the deadline is left for
-    /// librdkafka's own timeout.
+    /// The topic exists, and enough of the deadline is left for librdkafka's own timeout.
     async fn ready_to_enqueue(
         &self,
         msg: &OutboundMessage<'_>,
-        create_by: Instant,
         deadline: Instant,
     ) -> Result<(), PublishError> {
-        tokio::time::timeout_at(create_by, self.ensure_topic(msg.topic, msg.provider))
-            .await
-            .map_err(|_| {
-                PublishError::new(
-                    FailureReason::Deadline,
-                    "the topic could not be created within kafka.ack_timeout; nothing was written",
-                )
-            })??;
+        self.ensure_topic_by(msg, deadline).await?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left < self.delivery_timeout {
             return Err(PublishError::new(

@@ -2,7 +2,7 @@
 //! a Redis that answers PING but refuses what deliveries need, a claim whose caller timed out,
 //! a commit that arrives late, and a delivery written while Redis could not be asked.
 
-use crate::replicas::{deliver, js_error, redis_env};
+use crate::replicas::{deliver, js_error, post_signed_to, redis_env};
 use crate::support::process::Hookstream;
 use crate::support::proxy::{Fault, LatencyProxy, ProxiedBroker};
 use crate::support::*;
@@ -217,23 +217,9 @@ async fn a_claim_outlives_a_commit_that_waits_its_redis_timeout_so_no_replica_wr
         let client = client.clone();
         let url = first.url();
         tokio::spawn(async move {
-            let body = js_error("late-commit");
-            let scheme = hookstream::providers::built_in("livesession")
-                .expect("provider")
-                .signature();
-            let signature = scheme.sign_value(
-                &body,
-                &hookstream::signature::Secret::new(crate::support::process::SECRET),
-            );
-            client
-                .post(url)
-                .header("content-type", "application/json")
-                .header(scheme.primary_header(), signature)
-                .body(body)
-                .send()
+            post_signed_to(&client, &url, js_error("late-commit"))
                 .await
-                .map(|r| r.status().as_u16())
-                .ok()
+                .0
         })
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -244,7 +230,7 @@ async fn a_claim_outlives_a_commit_that_waits_its_redis_timeout_so_no_replica_wr
     // commit arrives.
     tokio::time::sleep(Duration::from_secs(11).saturating_sub(started.elapsed())).await;
     let (status, what) = deliver(&client, &second, js_error("late-commit")).await;
-    assert_eq!(writing.await.expect("request task"), Some(200));
+    assert_eq!(writing.await.expect("request task"), 200);
     assert_eq!(
         (status, what.as_str()),
         (200, "duplicate"),

@@ -28,12 +28,22 @@ pub(crate) async fn deliver(
     replica: &Hookstream,
     body: Vec<u8>,
 ) -> (u16, String) {
+    post_signed_to(client, &replica.url(), body).await
+}
+
+/// Posts a LiveSession body signed with the processes' secret to `url`; (status, "status" or
+/// "error" of the answer, or `(0, "no answer")`).
+pub(crate) async fn post_signed_to(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
     let scheme = hookstream::providers::built_in("livesession")
         .expect("provider")
         .signature();
     let signature = scheme.sign_value(&body, &hookstream::signature::Secret::new(PROCESS_SECRET));
     let response = client
-        .post(replica.url())
+        .post(url)
         .header("content-type", "application/json")
         .header(scheme.primary_header(), signature)
         .body(body)

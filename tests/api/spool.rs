@@ -3,41 +3,12 @@
 //! broker, a SIGKILL and an empty broker, and every 202 is forwarded after the restart; SIGTERM
 //! with records on disk and no broker exits 0; a full spool is 503; one process per directory.
 
-use crate::replicas::{deliver, js_error};
+use crate::replicas::{deliver, js_error, post_signed_to as post};
 use crate::support::process::Hookstream;
 use crate::support::*;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// Posts a signed LiveSession body to `url`; (status, "status" or "error").
-async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> (u16, String) {
-    let scheme = hookstream::providers::built_in("livesession")
-        .expect("provider")
-        .signature();
-    let signature = scheme.sign_value(
-        &body,
-        &hookstream::signature::Secret::new(crate::support::process::SECRET),
-    );
-    let Ok(response) = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header(scheme.primary_header(), signature)
-        .body(body)
-        .send()
-        .await
-    else {
-        return (0, "no answer".into());
-    };
-    let status = response.status().as_u16();
-    let json: serde_json::Value = response.json().await.unwrap_or_default();
-    let what = json["status"]
-        .as_str()
-        .or_else(|| json["error"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    (status, what)
-}
 
 fn spool_env(dir: &Path) -> Vec<(&'static str, String)> {
     vec![
@@ -103,6 +74,72 @@ async fn wait_for_ids(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// What a test of a spool holding records starts from: a broker of its own; hookstream with the
+/// spool in a directory of its own, one webhook accepted; then the broker killed and `count`
+/// webhooks answered `202 spooled`, their ids `{label}-{i}`.
+/// Every one of `ids` reaches the replica's topic within a minute, once; what the topic holds.
+async fn assert_forwarded_once(
+    broker: &Broker,
+    replica: &Hookstream,
+    ids: &[String],
+) -> HashMap<String, usize> {
+    let found = wait_for_ids(
+        &broker.brokers(),
+        &replica.topic(),
+        ids,
+        Duration::from_secs(60),
+    )
+    .await;
+    for id in ids {
+        assert_eq!(found.get(id), Some(&1), "{id}");
+    }
+    found
+}
+
+/// `hookstream spool status` of `dir`: its output.
+fn spool_status(dir: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_hookstream"))
+        .args(["spool", "status"])
+        .env("HOOKSTREAM__SPOOL__DIR", dir)
+        .output()
+        .expect("runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+struct Spooled {
+    broker: Broker,
+    replica: Hookstream,
+    dir: std::path::PathBuf,
+    client: reqwest::Client,
+    ids: Vec<String>,
+}
+
+async fn spooled_with_the_broker_dead(label: &str, count: usize) -> Spooled {
+    let broker = Broker::start(Storage::Memory).await;
+    let dir = temp_dir(&format!("spool-{label}"));
+    let replica = start(&broker.brokers(), &unique_prefix(), &spool_env(&dir)).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        deliver(&client, &replica, js_error(&format!("{label}-warm-up"))).await,
+        (200, "accepted".into())
+    );
+    let mut spooled = Spooled {
+        broker,
+        replica,
+        dir,
+        client,
+        ids: Vec::new(),
+    };
+    spooled.broker.kill();
+    for i in 0..count {
+        let id = format!("{label}-{i}");
+        let answer = deliver(&spooled.client, &spooled.replica, js_error(&id)).await;
+        assert_eq!(answer, (202, "spooled".into()), "{id}");
+        spooled.ids.push(id);
+    }
+    spooled
 }
 
 #[tokio::test]
@@ -203,23 +240,13 @@ async fn a_broker_frozen_for_20_s_under_load_is_answered_200_or_202_and_every_id
 
 #[tokio::test]
 async fn spooled_while_the_broker_is_dead_then_killed_every_202_reaches_a_new_empty_broker_once() {
-    let mut broker = Broker::start(Storage::Memory).await;
-    let dir = temp_dir("spool-killed");
-    let prefix = unique_prefix();
-    let mut replica = start(&broker.brokers(), &prefix, &spool_env(&dir)).await;
-    let client = reqwest::Client::new();
-    assert_eq!(
-        deliver(&client, &replica, js_error("killed-warm-up")).await,
-        (200, "accepted".into())
-    );
-    broker.kill();
-    let mut ids = Vec::new();
-    for i in 0..40 {
-        let id = format!("killed-{i}");
-        let (status, what) = deliver(&client, &replica, js_error(&id)).await;
-        assert_eq!((status, what.as_str()), (202, "spooled"), "{id}");
-        ids.push(id);
-    }
+    let Spooled {
+        mut broker,
+        mut replica,
+        dir,
+        client,
+        ids,
+    } = spooled_with_the_broker_dead("killed", 40).await;
     assert_eq!(
         deliver(&client, &replica, js_error("killed-3")).await,
         (200, "duplicate".into()),
@@ -229,22 +256,8 @@ async fn spooled_while_the_broker_is_dead_then_killed_every_202_reaches_a_new_em
     assert_eq!(replica.wait_exit(Duration::from_secs(10)).await, None);
     broker.restart().await; // the same address, nothing in it
     replica.restart().await;
-    let found = wait_for_ids(
-        &broker.brokers(),
-        &replica.topic(),
-        &ids,
-        Duration::from_secs(60),
-    )
-    .await;
-    for id in &ids {
-        assert_eq!(found.get(id), Some(&1), "{id}: {found:?}");
-    }
-    let status = Command::new(env!("CARGO_BIN_EXE_hookstream"))
-        .args(["spool", "status"])
-        .env("HOOKSTREAM__SPOOL__DIR", &dir)
-        .output()
-        .expect("runs");
-    let out = String::from_utf8_lossy(&status.stdout);
+    assert_forwarded_once(&broker, &replica, &ids).await;
+    let out = spool_status(&dir);
     assert!(
         out.lines().last().is_some_and(|l| l.contains(" 0 ")),
         "{out}"
@@ -253,28 +266,15 @@ async fn spooled_while_the_broker_is_dead_then_killed_every_202_reaches_a_new_em
 
 #[tokio::test]
 async fn sigterm_with_records_on_disk_and_no_broker_exits_0_and_the_next_start_forwards_them() {
-    let mut broker = Broker::start(Storage::Memory).await;
-    let dir = temp_dir("spool-term");
-    let prefix = unique_prefix();
-    let mut replica = start(&broker.brokers(), &prefix, &spool_env(&dir)).await;
-    let client = reqwest::Client::new();
-    assert_eq!(
-        deliver(&client, &replica, js_error("term-warm-up")).await,
-        (200, "accepted".into())
-    );
-    broker.kill();
-    let mut ids = Vec::new();
-    for i in 0..10 {
-        let id = format!("term-{i}");
-        assert_eq!(deliver(&client, &replica, js_error(&id)).await.0, 202);
-        ids.push(id);
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_hookstream"))
-        .args(["spool", "status"])
-        .env("HOOKSTREAM__SPOOL__DIR", &dir)
-        .output()
-        .expect("runs while serve holds the directory");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let Spooled {
+        mut broker,
+        mut replica,
+        dir,
+        client: _,
+        ids,
+    } = spooled_with_the_broker_dead("term", 10).await;
+    // It reads the files while serve holds the directory.
+    let text = spool_status(&dir);
     assert!(
         text.contains(&replica.topic()) && text.lines().last().is_some_and(|l| l.contains(" 10 ")),
         "{text}"
@@ -302,16 +302,7 @@ async fn sigterm_with_records_on_disk_and_no_broker_exits_0_and_the_next_start_f
     );
     broker.restart().await;
     replica.restart().await;
-    let found = wait_for_ids(
-        &broker.brokers(),
-        &replica.topic(),
-        &ids,
-        Duration::from_secs(60),
-    )
-    .await;
-    for id in &ids {
-        assert_eq!(found.get(id), Some(&1), "{id}");
-    }
+    assert_forwarded_once(&broker, &replica, &ids).await;
 }
 
 #[tokio::test]
@@ -370,22 +361,13 @@ use std::process::Command;
 #[tokio::test]
 async fn after_a_torn_tail_and_a_flipped_byte_it_starts_ready_counts_the_damage_and_forwards_the_rest(
 ) {
-    let mut broker = Broker::start(Storage::Memory).await;
-    let dir = temp_dir("spool-damaged");
-    let prefix = unique_prefix();
-    let mut replica = start(&broker.brokers(), &prefix, &spool_env(&dir)).await;
-    let client = reqwest::Client::new();
-    assert_eq!(
-        deliver(&client, &replica, js_error("damaged-warm-up")).await,
-        (200, "accepted".into())
-    );
-    broker.kill();
-    let mut ids = Vec::new();
-    for i in 0..10 {
-        let id = format!("damaged-{i}");
-        assert_eq!(deliver(&client, &replica, js_error(&id)).await.0, 202);
-        ids.push(id);
-    }
+    let Spooled {
+        mut broker,
+        mut replica,
+        dir,
+        client: _,
+        ids,
+    } = spooled_with_the_broker_dead("damaged", 10).await;
     replica.signal("KILL");
     replica.wait_exit(Duration::from_secs(10)).await;
 
@@ -429,16 +411,7 @@ async fn after_a_torn_tail_and_a_flipped_byte_it_starts_ready_counts_the_damage_
         .filter(|id| *id != "damaged-5")
         .cloned()
         .collect();
-    let found = wait_for_ids(
-        &broker.brokers(),
-        &replica.topic(),
-        &undamaged,
-        Duration::from_secs(60),
-    )
-    .await;
-    for id in &undamaged {
-        assert_eq!(found.get(id), Some(&1), "{id}");
-    }
+    let found = assert_forwarded_once(&broker, &replica, &undamaged).await;
     assert!(!found.contains_key("damaged-5"));
     assert_eq!(
         replica
