@@ -135,6 +135,8 @@ pub struct Application {
     sink: Arc<KafkaSink>,
     /// The durable spool, when enabled: its forwarder runs while serving.
     spool: Option<Arc<Spool>>,
+    /// The providers' names: the forwarder's metric labels.
+    provider_names: Vec<&'static str>,
     ack_timeout: Duration,
     registry: Option<Arc<RegistryClient>>,
     readiness: Arc<Readiness>,
@@ -186,6 +188,7 @@ impl Application {
             )
             .map_err(StartupError::Dedupe)?,
         );
+        let provider_names = providers.names();
         let ingest = Ingest::new(
             &settings,
             providers,
@@ -236,6 +239,7 @@ impl Application {
             tls,
             sink,
             spool,
+            provider_names,
             ack_timeout: settings.kafka.ack_timeout,
             registry,
             readiness,
@@ -288,6 +292,7 @@ impl Application {
                 spool,
                 self.sink.clone(),
                 self.ack_timeout,
+                self.provider_names.clone(),
             ))
         });
         let admin_handle = self.admin.handle();

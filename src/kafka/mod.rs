@@ -357,15 +357,13 @@ impl KafkaSink {
         until: Instant,
         deadline: Instant,
     ) -> Result<Published, PublishError> {
-        let provider = msg.provider;
-        let event_name = msg.event_name.map(crate::signature::interned::str);
         let result = self.write_or_wait(&msg, until, deadline).await;
         match &result {
-            Ok(Published::Acked(ack)) => self.outcome(provider, event_name, &Ok(*ack)),
+            Ok(Published::Acked(ack)) => self.outcome(msg.provider, msg.event_name, &Ok(*ack)),
             // Not acknowledged in time: writes are failing until one is acknowledged again, so
             // the next webhooks are spooled at once rather than each waiting.
             Ok(Published::Waiting(_)) => self.health.failed(),
-            Err(e) => self.outcome(provider, event_name, &Err(e.clone())),
+            Err(e) => self.outcome(msg.provider, msg.event_name, &Err(e.clone())),
         }
         result
     }
@@ -374,7 +372,7 @@ impl KafkaSink {
     fn outcome(
         &self,
         provider: &'static str,
-        event_name: Option<&'static str>,
+        event_name: Option<&str>,
         result: &Result<Acknowledged, PublishError>,
     ) {
         match result {
@@ -422,9 +420,10 @@ impl KafkaSink {
             Err(_) => {
                 let topic = msg.topic.to_string();
                 let provider = msg.provider;
-                let event_name = msg.event_name.map(crate::signature::interned::str);
+                // Owned: the future outlives the request (event names are free-form, never
+                // interned).
+                let event_name = msg.event_name.map(str::to_string);
                 let sink = Arc::clone(self);
-                let _ = deadline;
                 Ok(Published::Waiting(Box::pin(async move {
                     // librdkafka reports by its (patient) message timeout.
                     let patience = PATIENT_DELIVERY_TIMEOUT + Duration::from_secs(30);
@@ -432,7 +431,7 @@ impl KafkaSink {
                         Ok(reported) => sink.settle(&producer, &topic, started, reported),
                         Err(_) => Err(PublishError::timed_out()),
                     };
-                    sink.outcome(provider, event_name, &result);
+                    sink.outcome(provider, event_name.as_deref(), &result);
                     result
                 })))
             }
@@ -451,8 +450,6 @@ impl KafkaSink {
         msg: OutboundMessage<'_>,
         create_by: Instant,
     ) -> Result<Acknowledged, PublishError> {
-        let provider = msg.provider;
-        let event_name = msg.event_name.map(crate::signature::interned::str);
         let result = async {
             self.ensure_topic_by(&msg, create_by).await?;
             let producer = self.patient_producer();
@@ -467,7 +464,7 @@ impl KafkaSink {
             }
         }
         .await;
-        self.outcome(provider, event_name, &result);
+        self.outcome(msg.provider, msg.event_name, &result);
         result
     }
 

@@ -58,10 +58,15 @@ pub async fn drain(settings: &Settings, timeout: Duration) -> Result<u64, String
         KafkaSink::with_patient(&settings.kafka, metrics.clone(), true)
             .map_err(|e| format!("cannot create the Kafka client: {e}"))?,
     );
+    let providers = settings
+        .provider_registry()
+        .map_err(|e| e.to_string())?
+        .names();
     let forwarder = tokio::spawn(spool::forward(
         spool.clone(),
         sink.clone(),
         settings.kafka.ack_timeout,
+        providers,
     ));
     let until = tokio::time::Instant::now() + timeout;
     while !spool.is_empty() && tokio::time::Instant::now() < until {

@@ -17,8 +17,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How often the gauges are refreshed while idle.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// Runs until the task is dropped.
-pub(crate) async fn forward(spool: Arc<Spool>, sink: Arc<KafkaSink>, ack_timeout: Duration) {
+/// Runs until the task is dropped. `providers` are the configuration's provider names: a
+/// record's metric label is one of them (`unknown` otherwise), never text read from disk.
+pub(crate) async fn forward(
+    spool: Arc<Spool>,
+    sink: Arc<KafkaSink>,
+    ack_timeout: Duration,
+    providers: Vec<&'static str>,
+) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         let batch = spool.take(MAX_RECORDS, MAX_BYTES);
@@ -32,9 +38,11 @@ pub(crate) async fn forward(spool: Arc<Spool>, sink: Arc<KafkaSink>, ack_timeout
         }
         let deadline = Instant::now() + ack_timeout;
         let writes = batch.iter().map(|&(id, uncertain)| {
-            let spool = &spool;
-            let sink = &sink;
-            async move { (id, uncertain, write(spool, sink, id, deadline).await) }
+            let (spool, sink, providers) = (&spool, &sink, &providers);
+            async move {
+                let written = write(spool, sink, providers, id, deadline).await;
+                (id, uncertain, written)
+            }
         });
         let outcomes = futures_util::future::join_all(writes).await;
         let mut acked = Vec::new();
@@ -68,8 +76,19 @@ pub(crate) async fn forward(spool: Arc<Spool>, sink: Arc<KafkaSink>, ack_timeout
 }
 
 /// `Some(true)`: acknowledged; `Some(false)`: not (tried again later); `None`: damaged.
-async fn write(spool: &Spool, sink: &KafkaSink, id: SpoolId, deadline: Instant) -> Option<bool> {
+async fn write(
+    spool: &Spool,
+    sink: &KafkaSink,
+    providers: &[&'static str],
+    id: SpoolId,
+    deadline: Instant,
+) -> Option<bool> {
     let record = spool.read(id)?;
+    let provider = providers
+        .iter()
+        .copied()
+        .find(|p| *p == record.provider)
+        .unwrap_or("unknown");
     let headers: Vec<(&str, &[u8])> = record
         .headers
         .iter()
@@ -85,7 +104,7 @@ async fn write(spool: &Spool, sink: &KafkaSink, id: SpoolId, deadline: Instant) 
                     .and_then(|k| std::str::from_utf8(k).ok()),
                 value: &record.value,
                 headers: &headers,
-                provider: crate::signature::interned::str(&record.provider),
+                provider,
                 event_name: record.event_name.as_deref(),
             },
             deadline,
