@@ -157,8 +157,13 @@ impl Ingest {
     }
 
     /// Measures the dedupe cache: its size and horizon, and a warning when the horizon is short.
-    pub fn measure_dedupe(&self) {
+    /// Updates the gauges that are read rather than counted (dedupe and spool sizes), for a
+    /// scrape: the spool's forwarder measures too, but it may be waiting out a dead broker.
+    pub fn measure(&self) {
         self.writer.dedupe.measure();
+        if let Some((spool, _)) = &self.writer.spool {
+            spool.measure();
+        }
     }
 
     /// Writes a replayed dead letter's event exactly as a delivery's: the same dedupe, topic,

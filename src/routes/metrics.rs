@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
-    state.ingest.measure_dedupe();
+    state.ingest.measure();
     match m.render() {
         Ok(text) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4; charset=utf-8")

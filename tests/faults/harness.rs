@@ -124,12 +124,26 @@ pub fn read_topic(brokers: &str, topic: &str, patience: Duration) -> Stored {
     }
 }
 
-/// The ids a report saw answered 200.
+/// The ids a report saw answered 2xx (200 accepted, or 202 spooled when the spool is on).
 pub fn accepted_ids(report: &Report, prefix: &str) -> BTreeSet<String> {
+    accepted_ids_sent_from(report, prefix, Duration::ZERO)
+}
+
+/// The ids a report saw answered 202 (spooled), and those it saw answered 200 among the ones
+/// sent `accepted_from` the load's start on.
+pub fn accepted_ids_sent_from(
+    report: &Report,
+    prefix: &str,
+    accepted_from: Duration,
+) -> BTreeSet<String> {
     report
         .outcomes
         .iter()
-        .filter(|o| o.status == Some(200))
+        .filter(|o| match o.status {
+            Some(200) => o.sent_at >= accepted_from,
+            Some(202) => true,
+            _ => false,
+        })
         .map(|o| load::event_id(prefix, o.seq))
         .collect()
 }

@@ -1,10 +1,10 @@
 //! The fault suite: hookstream under steady signed load while its broker freezes, dies and comes
-//! back on persistent storage, while Redis (shared deduplication) dies or freezes, while
-//! hookstream itself is killed or terminated, while 5,000 slow clients (without a signature
-//! header, or with a forged one) keep connecting, and while signed bodies that take seconds to
-//! arrive compete with those forged ones. Each scenario checks that
-//! every id answered 200 is in Kafka, counts duplicates, and checks recovery; it prints one line
-//! with its figures.
+//! back on persistent storage, while it freezes or dies with the durable spool enabled, while
+//! Redis (shared deduplication) dies or freezes, while hookstream itself is killed or terminated,
+//! while 5,000 slow clients (without a signature header, or with a forged one) keep connecting,
+//! and while signed bodies that take seconds to arrive compete with those forged ones. Each
+//! scenario checks that every id answered 2xx is in Kafka, counts duplicates, and checks
+//! recovery; it prints one line with its figures.
 //!
 //! `cargo test --test faults [NAME…]` runs the scenarios whose names contain a NAME (all without
 //! one); `scripts/faults` does the same. Every scenario starts its own Tansu broker and the real
@@ -19,6 +19,7 @@ mod redis;
 mod scenarios;
 mod slow_clients;
 mod slow_signed;
+mod spool;
 
 use scenarios::Outcome;
 use std::future::Future;
@@ -46,6 +47,12 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     }),
     ("redis_down_reject_mode", || {
         Box::pin(redis::redis_down_reject_mode())
+    }),
+    ("spool_broker_frozen", || {
+        Box::pin(spool::broker_frozen_spooled())
+    }),
+    ("spool_broker_dead_then_killed", || {
+        Box::pin(spool::broker_dead_then_hookstream_killed_spooled())
     }),
     ("slow_clients", || Box::pin(slow_clients::unsigned())),
     ("slow_clients_forged_signature", || {

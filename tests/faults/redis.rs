@@ -6,7 +6,9 @@
 //!   after it is back, everything is 200 again.
 
 use crate::harness::*;
-use crate::scenarios::{rate, since, Outcome, Run, BURST, CALM, LEAD, RECOVERY_BOUND, SETTLE};
+use crate::scenarios::{
+    rate, since, Judge, Outcome, Run, BURST, CALM, LEAD, RECOVERY_BOUND, SETTLE,
+};
 use crate::support::{Broker, RedisServer, Storage};
 use std::time::{Duration, Instant};
 
@@ -84,6 +86,7 @@ pub async fn redis_down_write_mode() -> Outcome {
         problems,
         notes,
         inconclusive: None,
+        judge: Judge::default(),
     }
     .check()
     .await
@@ -160,6 +163,7 @@ pub async fn redis_down_reject_mode() -> Outcome {
             }
         )],
         inconclusive: None,
+        judge: Judge::default(),
     }
     .check()
     .await

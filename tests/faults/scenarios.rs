@@ -61,14 +61,33 @@ pub(crate) struct Run<'a> {
     /// Extra figures for the summary line.
     pub notes: Vec<String>,
     pub inconclusive: Option<String>,
+    pub judge: Judge,
+}
+
+/// How a scenario's answers are held against Kafka, where it differs from the default.
+#[derive(Default)]
+pub(crate) struct Judge {
+    /// Load sent before this and answered 200 was written to a broker that was since replaced by
+    /// an empty one: it is not looked for (what was answered 202 always is).
+    pub accepted_from: Duration,
+    /// Every id answered 2xx must be in Kafka exactly once, not at least once.
+    pub exactly_once: bool,
 }
 
 impl Run<'_> {
     pub(crate) async fn check(self) -> Outcome {
         let mut problems = self.problems;
-        let mut accepted = accepted_ids(&self.load, self.load_prefix);
+        let mut accepted =
+            accepted_ids_sent_from(&self.load, self.load_prefix, self.judge.accepted_from);
         accepted.extend(accepted_ids(&self.burst, "burst"));
-        let kafka = check_kafka(self.hookstream, &self.brokers, &accepted, &mut problems).await;
+        let kafka = check_kafka(
+            self.hookstream,
+            &self.brokers,
+            &accepted,
+            self.judge.exactly_once,
+            &mut problems,
+        )
+        .await;
         let burst_ok = self.burst.count(200);
         if burst_ok != BURST {
             problems.push(format!(
@@ -107,11 +126,13 @@ impl Run<'_> {
     }
 }
 
-/// Checks that every id in `accepted` is in the topic; says what it found.
+/// Checks that every id in `accepted` is in the topic (and, `exactly_once`, that none of them is
+/// there twice); says what it found.
 pub(crate) async fn check_kafka(
     hookstream: &Hookstream,
     brokers: &str,
     accepted: &BTreeSet<String>,
+    exactly_once: bool,
     problems: &mut Vec<String>,
 ) -> String {
     // Tansu 0.6 publishes the high watermark of a partition's last batches only when the next
@@ -136,7 +157,7 @@ pub(crate) async fn check_kafka(
             ));
         }
         return format!(
-            "{} answered 200, topic holds {held} records (counted by high watermark: the broker did not serve every offset)",
+            "{} answered 2xx, topic holds {held} records (counted by high watermark: the broker did not serve every offset)",
             accepted.len()
         );
     }
@@ -151,8 +172,19 @@ pub(crate) async fn check_kafka(
             missing.iter().take(3).collect::<Vec<_>>()
         ));
     }
+    let doubled: Vec<_> = accepted
+        .iter()
+        .filter(|id| stored.copies.get(*id).is_some_and(|n| *n > 1))
+        .collect();
+    if exactly_once && !doubled.is_empty() {
+        problems.push(format!(
+            "{} accepted ids are in Kafka more than once (first: {:?})",
+            doubled.len(),
+            doubled.iter().take(3).collect::<Vec<_>>()
+        ));
+    }
     format!(
-        "{} answered 200, all in Kafka: {}, duplicates {}",
+        "{} answered 2xx, all in Kafka: {}, duplicates {}",
         accepted.len(),
         if missing.is_empty() { "yes" } else { "NO" },
         stored.duplicates()
@@ -210,6 +242,7 @@ pub async fn broker_frozen() -> Outcome {
         problems: vec![],
         notes: vec![],
         inconclusive: None,
+        judge: Judge::default(),
     }
     .check()
     .await
@@ -251,6 +284,7 @@ pub async fn broker_restarted() -> Outcome {
         problems: vec![],
         notes: vec![],
         inconclusive,
+        judge: Judge::default(),
     }
     .check()
     .await
@@ -302,6 +336,7 @@ async fn restart_hookstream(
         problems,
         notes: vec![],
         inconclusive: None,
+        judge: Judge::default(),
     }
     .check()
     .await
@@ -402,6 +437,7 @@ pub async fn hookstream_rolled_out() -> Outcome {
             during_delay.len()
         )],
         inconclusive: None,
+        judge: Judge::default(),
     }
     .check()
     .await
