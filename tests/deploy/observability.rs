@@ -24,15 +24,30 @@ fn dashboard_queries() -> Vec<(String, String)> {
 }
 
 async fn query(client: &reqwest::Client, prometheus: &str, expr: &str) -> serde_json::Value {
-    client
+    let response = client
         .get(format!("{prometheus}/api/v1/query"))
         .query(&[("query", expr)])
         .send()
         .await
-        .expect("prometheus answers")
-        .json()
-        .await
-        .expect("prometheus JSON")
+        .expect("prometheus answers");
+    let status = response.status();
+    let text = response.text().await.expect("prometheus body");
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("prometheus answered {status} with no JSON ({e}): {text}"))
+}
+
+/// Waits until Prometheus says it is ready: it listens before its storage is open, and answers
+/// queries meanwhile with a plain-text 503.
+async fn wait_until_ready(client: &reqwest::Client, prometheus: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = client.get(format!("{prometheus}/-/ready")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "prometheus never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -65,6 +80,7 @@ async fn prometheus_scrapes_hookstream_and_every_dashboard_query_returns_data() 
     let prometheus = format!("http://127.0.0.1:{port}");
     wait_for_port(port).await;
     let client = reqwest::Client::new();
+    wait_until_ready(&client, &prometheus).await;
 
     // Wait for the first scrape, so the traffic below shows up as increases.
     let deadline = Instant::now() + Duration::from_secs(30);
