@@ -81,6 +81,8 @@ pub enum ApiError {
         NotReady::SchemaRegistry => "the schema registry did not answer the last request",
         NotReady::ShuttingDown => "hookstream is shutting down: send no more requests here",
         NotReady::Dedupe => "redis (dedupe.backend) did not carry out the last check (a claim, release and commit on a probe key), and dedupe.redis.on_unavailable is \"reject\"",
+        NotReady::SpoolFull => "the broker is not acknowledging writes and the spool is full (spool.max_bytes)",
+        NotReady::SpoolUnwritable => "the broker is not acknowledging writes and the spool cannot be written (its last append failed: a full disk or an I/O error)",
     })]
     NotReady(NotReady),
     /// A bug: a record that does not match the schema.
@@ -117,7 +119,12 @@ impl ApiError {
             },
             ApiError::SchemaRegistry { .. } => ErrorCode::SchemaRegistryUnavailable,
             ApiError::DedupeUnavailable { .. } => ErrorCode::DedupeUnavailable,
-            ApiError::NotReady(NotReady::Broker | NotReady::Writes) => ErrorCode::BrokerUnavailable,
+            ApiError::NotReady(
+                NotReady::Broker
+                | NotReady::Writes
+                | NotReady::SpoolFull
+                | NotReady::SpoolUnwritable,
+            ) => ErrorCode::BrokerUnavailable,
             ApiError::NotReady(NotReady::SchemaRegistry) => ErrorCode::SchemaRegistryUnavailable,
             ApiError::NotReady(NotReady::ShuttingDown) => ErrorCode::ShuttingDown,
             ApiError::NotReady(NotReady::Dedupe) => ErrorCode::DedupeUnavailable,

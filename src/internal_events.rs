@@ -249,6 +249,29 @@ impl SpoolForwarded {
     }
 }
 
+/// The broker refused a spooled record for a reason retrying soon cannot fix (not authorized,
+/// too large, an invalid topic). It stays in the spool and is tried again after `retry_in`; the
+/// failure itself is counted in `hookstream_kafka_produce_failures_total{reason}`.
+pub struct SpoolRecordRefused<'a> {
+    pub topic: &'a str,
+    pub reason: FailureReason,
+    pub retry_in: Duration,
+}
+
+impl SpoolRecordRefused<'_> {
+    pub fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = m.spool_refused_log.admit("spool_refused") {
+            tracing::warn!(
+                topic = self.topic,
+                reason = self.reason.label(),
+                retry_in = %humantime::format_duration(self.retry_in),
+                suppressed,
+                "spool: the broker refuses a spooled record; it stays in the spool and is tried again (fix the broker's side: an ACL, max.message.bytes)"
+            );
+        }
+    }
+}
+
 /// Damaged bytes in a spool file: counted, logged once with the file and offset, kept aside.
 pub struct SpoolDamaged<'a> {
     pub file: &'a std::path::Path,

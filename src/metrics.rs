@@ -69,6 +69,9 @@ pub struct Metrics {
     pub dedupe_error_log: LogBudget,
     /// One overflow warning a minute: a sender of free-form event names can send thousands.
     pub topic_overflow_log: LogBudget,
+    /// One warning a minute about spooled records the broker refuses: a whole spool of them
+    /// is retried in turn.
+    pub spool_refused_log: LogBudget,
     event_names: Mutex<HashSet<String>>,
 }
 
@@ -180,6 +183,7 @@ impl Metrics {
             dedupe_horizon_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
             dedupe_error_log: LogBudget::default(),
             topic_overflow_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
+            spool_refused_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
             event_names: Mutex::new(HashSet::new()),
             registry,
         })

@@ -12,7 +12,7 @@ use crate::dedupe::Dedupe;
 use crate::internal_events::DependencyChecked;
 use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
-use crate::spool::Spool;
+use crate::spool::{Spool, SpoolError};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,6 +30,11 @@ pub enum NotReady {
     ShuttingDown,
     /// Redis did not answer, and deliveries are refused without it (`on_unavailable = "reject"`).
     Dedupe,
+    /// The broker is not acknowledging, and the spool is full (`spool.max_bytes`).
+    SpoolFull,
+    /// The broker is not acknowledging, and the spool's last append failed (a full disk, an
+    /// I/O error).
+    SpoolUnwritable,
 }
 
 /// The latest verdict of the dependency checks, combined with the live write outcome.
@@ -71,13 +76,14 @@ impl Readiness {
                 Ok(())
             }
         });
-        match broker {
-            Err(NotReady::Broker | NotReady::Writes)
-                if self.spool.as_ref().is_some_and(|s| s.accepting()) =>
-            {
-                Ok(())
-            }
-            other => other,
+        match (broker, &self.spool) {
+            // The spool takes what the broker does not, while it can.
+            (Err(NotReady::Broker | NotReady::Writes), Some(spool)) => match spool.accepting() {
+                Ok(()) => Ok(()),
+                Err(SpoolError::Full(_)) => Err(NotReady::SpoolFull),
+                Err(SpoolError::Io(_)) => Err(NotReady::SpoolUnwritable),
+            },
+            (other, _) => other,
         }
     }
 

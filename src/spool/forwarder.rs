@@ -1,10 +1,13 @@
 //! Writes spooled records to Kafka as soon as the broker acknowledges again, and forgets them
 //! only after the acknowledgement. Bounded: a batch holds at most [`MAX_RECORDS`] records and
-//! [`MAX_BYTES`] bytes in flight, so live traffic keeps the producer queue; after a failure it
-//! backs off, up to [`MAX_BACKOFF`].
+//! [`MAX_BYTES`] bytes in flight, so live traffic keeps the producer queue; after a failure the
+//! broker may recover from, it backs off, up to [`MAX_BACKOFF`]. A record the broker refuses
+//! for a reason of its own (not authorized, too large) is parked ([`Spool::park`]) rather than
+//! backed off for: it must not slow down every record behind it.
 
 use super::{Spool, SpoolId};
-use crate::internal_events::SpoolForwarded;
+use crate::codes::{FailureClass, FailureReason};
+use crate::internal_events::{SpoolForwarded, SpoolRecordRefused};
 use crate::kafka::{KafkaSink, OutboundMessage};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,18 +50,29 @@ pub(crate) async fn forward(
         let outcomes = futures_util::future::join_all(writes).await;
         let mut acked = Vec::new();
         let mut failed = Vec::new();
+        let mut refused = Vec::new();
         let mut uncertain_acked = 0;
-        for (id, uncertain, ok) in outcomes {
-            match ok {
-                Some(true) => {
+        for (id, uncertain, written) in outcomes {
+            match written {
+                Written::Acked => {
                     uncertain_acked += usize::from(uncertain);
                     acked.push(id);
                 }
-                Some(false) => failed.push(id),
-                None => {} // damaged, already dropped
+                Written::Failed => failed.push(id),
+                Written::Refused(reason, topic) => refused.push((id, reason, topic)),
+                Written::Damaged => {} // already dropped
             }
         }
         spool.ack(&acked);
+        for (id, reason, topic) in refused {
+            let wait = spool.park(&[id]);
+            SpoolRecordRefused {
+                topic: &topic,
+                reason,
+                retry_in: wait,
+            }
+            .emit(&spool.metrics);
+        }
         SpoolForwarded {
             records: acked.len(),
             possible_duplicates: uncertain_acked,
@@ -75,15 +89,28 @@ pub(crate) async fn forward(
     }
 }
 
-/// `Some(true)`: acknowledged; `Some(false)`: not (tried again later); `None`: damaged.
+/// How the write of one spooled record ended.
+enum Written {
+    Acked,
+    /// Not acknowledged, for a reason the broker may recover from: tried again after a backoff.
+    Failed,
+    /// Refused by the broker for a reason retrying soon cannot fix (not authorized, too large,
+    /// an invalid topic): parked; the topic it was for.
+    Refused(FailureReason, String),
+    /// Its bytes were damaged since: counted, kept aside and dropped by [`Spool::read`].
+    Damaged,
+}
+
 async fn write(
     spool: &Spool,
     sink: &KafkaSink,
     providers: &[&'static str],
     id: SpoolId,
     deadline: Instant,
-) -> Option<bool> {
-    let record = spool.read(id)?;
+) -> Written {
+    let Some(record) = spool.read(id) else {
+        return Written::Damaged;
+    };
     let provider = providers
         .iter()
         .copied()
@@ -110,5 +137,9 @@ async fn write(
             deadline,
         )
         .await;
-    Some(published.is_ok())
+    match published {
+        Ok(_) => Written::Acked,
+        Err(e) if e.class() == FailureClass::Retriable => Written::Failed,
+        Err(e) => Written::Refused(e.reason, record.topic),
+    }
 }

@@ -70,6 +70,31 @@ struct Entry {
     /// Read back after a restart with its first write's outcome unknown: forwarding it may
     /// write a second copy.
     uncertain: bool,
+    /// The broker refused this record for a reason retrying soon cannot fix (not authorized,
+    /// too large, an invalid topic): it waits until then, so that it neither holds back the
+    /// records behind it nor makes the forwarder back off for all of them. An operator's fix
+    /// (an ACL, `max.message.bytes`) lets it through on a later try; it is never dropped.
+    parked_until: Option<std::time::Instant>,
+    /// Times the broker refused it so: each doubles the wait, up to [`MAX_PARKED`].
+    refusals: u32,
+}
+
+/// The first wait of a record the broker refused, doubled at each refusal up to
+/// [`MAX_PARKED`].
+const FIRST_PARKED: Duration = Duration::from_secs(30);
+const MAX_PARKED: Duration = Duration::from_secs(600);
+
+impl Entry {
+    fn new(len: u64, spooled_at: i64, status: Status, uncertain: bool) -> Self {
+        Self {
+            len,
+            spooled_at,
+            status,
+            uncertain,
+            parked_until: None,
+            refusals: 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -242,12 +267,12 @@ impl Spool {
                 }
                 segment.entries.insert(
                     *offset,
-                    Entry {
-                        len: (frame::HEADER_LEN + payload.len()) as u64,
-                        spooled_at: record.spooled_at,
-                        status: Status::Waiting,
-                        uncertain: record.first_attempt,
-                    },
+                    Entry::new(
+                        (frame::HEADER_LEN + payload.len()) as u64,
+                        record.spooled_at,
+                        Status::Waiting,
+                        record.first_attempt,
+                    ),
                 );
             }
             if segment.entries.is_empty() {
@@ -328,18 +353,14 @@ impl Spool {
                 state.failing = None;
                 let segment = state.segments.entry(written.segment).or_default();
                 segment.bytes = segment.bytes.max(written.offset + len);
+                let status = if record.first_attempt {
+                    Status::FirstAttempt
+                } else {
+                    Status::Waiting
+                };
                 segment.entries.insert(
                     written.offset,
-                    Entry {
-                        len,
-                        spooled_at: record.spooled_at,
-                        status: if record.first_attempt {
-                            Status::FirstAttempt
-                        } else {
-                            Status::Waiting
-                        },
-                        uncertain: false,
-                    },
+                    Entry::new(len, record.spooled_at, status, false),
                 );
                 if written.segment > state.active {
                     let sealed = std::mem::replace(&mut state.active, written.segment);
@@ -437,15 +458,51 @@ impl Spool {
         self.ready.notify_one();
     }
 
+    /// The broker refused these records for a reason retrying soon cannot fix: each waits
+    /// longer than the last time before it is tried again. Returns the longest wait.
+    pub(crate) fn park(&self, ids: &[SpoolId]) -> Duration {
+        self.park_at(std::time::Instant::now(), ids)
+    }
+
+    fn park_at(&self, now: std::time::Instant, ids: &[SpoolId]) -> Duration {
+        let mut longest = Duration::ZERO;
+        let mut state = self.state.lock();
+        for id in ids {
+            if let Some(entry) = state
+                .segments
+                .get_mut(&id.segment)
+                .and_then(|s| s.entries.get_mut(&id.offset))
+            {
+                let wait = FIRST_PARKED
+                    .saturating_mul(1 << entry.refusals.min(10))
+                    .min(MAX_PARKED);
+                entry.refusals = entry.refusals.saturating_add(1);
+                entry.parked_until = Some(now + wait);
+                entry.status = Status::Waiting;
+                longest = longest.max(wait);
+            }
+        }
+        longest
+    }
+
     /// Up to `max_records` waiting records (at most `max_bytes` of frames), oldest first, now
-    /// being forwarded; whether each may duplicate.
+    /// being forwarded; whether each may duplicate. Parked records wait their turn.
     fn take(&self, max_records: usize, max_bytes: u64) -> Vec<(SpoolId, bool)> {
+        self.take_at(std::time::Instant::now(), max_records, max_bytes)
+    }
+
+    fn take_at(
+        &self,
+        now: std::time::Instant,
+        max_records: usize,
+        max_bytes: u64,
+    ) -> Vec<(SpoolId, bool)> {
         let mut state = self.state.lock();
         let mut taken = Vec::new();
         let mut bytes = 0;
         'segments: for (&seq, segment) in state.segments.iter_mut() {
             for (&offset, entry) in segment.entries.iter_mut() {
-                if entry.status != Status::Waiting {
+                if entry.status != Status::Waiting || entry.parked_until.is_some_and(|t| t > now) {
                     continue;
                 }
                 if taken.len() >= max_records || (bytes > 0 && bytes + entry.len > max_bytes) {
@@ -499,10 +556,17 @@ impl Spool {
         record
     }
 
-    /// Whether a webhook could be spooled now (room left, the last append did not fail).
-    pub(crate) fn accepting(&self) -> bool {
+    /// Whether a webhook could be spooled now: `Err` when the last append failed (and none
+    /// succeeded since), or when there is no room left.
+    pub(crate) fn accepting(&self) -> Result<(), SpoolError> {
         let state = self.state.lock();
-        state.failing.is_none() && state.total_bytes < self.max_bytes
+        if let Some(why) = &state.failing {
+            return Err(SpoolError::Io(why.clone()));
+        }
+        if state.total_bytes >= self.max_bytes {
+            return Err(SpoolError::Full(self.max_bytes));
+        }
+        Ok(())
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -170,3 +170,47 @@ async fn concurrent_appends_share_syncs() {
     assert!(syncs < 500, "{syncs} syncs for 500 appends");
     assert_eq!(values(&spool).len(), 500);
 }
+
+#[tokio::test]
+async fn a_record_the_broker_refuses_waits_longer_each_time_without_holding_back_the_others() {
+    let dir = dir("park");
+    let spool = Spool::open(&dir, 1 << 20, metrics()).expect("opens");
+    let refused = spool.append(&record(0)).await.expect("appended");
+    let other = spool.append(&record(1)).await.expect("appended");
+    let start = std::time::Instant::now();
+    let taken = spool.take_at(start, usize::MAX, u64::MAX);
+    assert_eq!(taken.len(), 2);
+
+    assert_eq!(spool.park_at(start, &[refused]), FIRST_PARKED);
+    spool.release(&[other]);
+    let ids = |taken: Vec<(SpoolId, bool)>| taken.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(spool.take_at(start, usize::MAX, u64::MAX)),
+        [other],
+        "the other record goes on"
+    );
+    spool.release(&[other]);
+    assert_eq!(
+        ids(spool.take_at(start + FIRST_PARKED, usize::MAX, u64::MAX)),
+        [refused, other],
+        "tried again once its wait is over"
+    );
+    let later = start + FIRST_PARKED;
+    assert_eq!(spool.park_at(later, &[refused]), FIRST_PARKED * 2);
+    for _ in 0..20 {
+        spool.park_at(later, &[refused]);
+    }
+    assert_eq!(
+        spool.park_at(later, &[refused]),
+        MAX_PARKED,
+        "the wait is bounded"
+    );
+
+    drop(spool);
+    let spool = Spool::open(&dir, 1 << 20, metrics()).expect("reopens");
+    assert_eq!(
+        values(&spool),
+        ["value-0", "value-1"],
+        "a refused record is kept, never dropped"
+    );
+}

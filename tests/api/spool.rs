@@ -306,7 +306,8 @@ async fn sigterm_with_records_on_disk_and_no_broker_exits_0_and_the_next_start_f
 }
 
 #[tokio::test]
-async fn a_full_spool_answers_503_and_a_second_process_on_its_directory_refuses_to_start() {
+async fn a_full_spool_answers_503_and_is_not_ready_and_a_second_process_on_its_directory_refuses_to_start(
+) {
     let mut broker = Broker::start(Storage::Memory).await;
     let dir = temp_dir("spool-full");
     let prefix = unique_prefix();
@@ -339,6 +340,27 @@ async fn a_full_spool_answers_503_and_a_second_process_on_its_directory_refuses_
         .map(|m| m.len())
         .sum();
     assert!(on_disk <= 20000, "{on_disk} bytes on disk");
+    // The broker down and the spool full: not ready, and /readyz says why.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = client
+            .get(replica.admin_url("/readyz"))
+            .send()
+            .await
+            .expect("admin port answers");
+        let status = answer.status().as_u16();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        if status == 503
+            && body["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("spool is full"))
+        {
+            assert_eq!(body["error"], "broker_unavailable", "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/readyz: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let second = Command::new(env!("CARGO_BIN_EXE_hookstream"))
         .arg("serve")
