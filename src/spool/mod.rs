@@ -111,6 +111,9 @@ struct State {
     total_bytes: u64,
     /// The last append failed (a full disk, an I/O error) and none succeeded since.
     failing: Option<String>,
+    /// An append was refused for want of room, and none has been freed since: full, for
+    /// readiness (the bytes held may stay just below `max_bytes`, short of one more record).
+    full: bool,
 }
 
 impl State {
@@ -338,6 +341,7 @@ impl Spool {
                 .filter(|s| s.entries.is_empty())
                 .map_or(0, |s| s.bytes);
             if state.total_bytes - reclaimable + len > self.max_bytes {
+                state.full = true;
                 return Err(SpoolError::Full(self.max_bytes));
             }
             if reclaimable > 0 {
@@ -399,6 +403,9 @@ impl Spool {
         }
         let mut state = self.state.lock();
         let active = state.active;
+        if !ids.is_empty() {
+            state.full = false;
+        }
         for (seq, offsets) in by_segment {
             let Some(segment) = state.segments.get_mut(&seq) else {
                 continue;
@@ -563,7 +570,7 @@ impl Spool {
         if let Some(why) = &state.failing {
             return Err(SpoolError::Io(why.clone()));
         }
-        if state.total_bytes >= self.max_bytes {
+        if state.full || state.total_bytes >= self.max_bytes {
             return Err(SpoolError::Full(self.max_bytes));
         }
         Ok(())

@@ -126,7 +126,8 @@ async fn a_flipped_byte_costs_its_record_which_is_counted_and_kept_aside() {
 }
 
 #[tokio::test]
-async fn max_bytes_is_held_and_space_comes_back_once_records_are_forwarded() {
+async fn max_bytes_is_held_the_spool_says_it_is_full_and_space_comes_back_once_records_are_forwarded(
+) {
     let dir = dir("full");
     let one = {
         let mut framed = Vec::new();
@@ -150,7 +151,12 @@ async fn max_bytes_is_held_and_space_comes_back_once_records_are_forwarded() {
         .map(|m| m.len())
         .sum();
     assert!(on_disk <= one * 3 + one / 2, "{on_disk}");
+    assert!(
+        matches!(spool.accepting(), Err(SpoolError::Full(_))),
+        "full, though the bytes held are below max_bytes"
+    );
     spool.ack(&ids);
+    assert!(spool.accepting().is_ok(), "forwarded records free room");
     spool.append(&record(4)).await.expect("room again");
 }
 
