@@ -325,13 +325,29 @@ fn run_load(args: LoadArgs) -> Result<crate::load::Report, String> {
         (None, Some(d)) => Limit::Duration(d),
         (None, None) => Limit::Duration(std::time::Duration::from_secs(10)),
     };
+    let (sign_as, secret) = match args.sign_as {
+        None => (None, Secret::new(&args.secret)),
+        Some(super::SignAs::StandardWebhooks) => {
+            let scheme = crate::signature::SignatureScheme::StandardWebhooks {
+                tolerance: std::time::Duration::from_secs(300),
+            };
+            let secret = scheme
+                .parse_secrets(&args.secret)
+                .map_err(|e| format!("--secret: {e}"))?
+                .into_iter()
+                .next()
+                .ok_or("--secret: no secret given")?;
+            (Some(scheme), secret)
+        }
+    };
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let options = LoadOptions {
         target,
         provider,
-        secret: Secret::new(&args.secret),
+        sign_as,
+        secret,
         connections: args.connections,
         limit,
         rate: args.rate,

@@ -163,9 +163,15 @@ pub struct LoadArgs {
     /// Provider whose fixture and signature scheme to use (default: the URL's last segment).
     #[arg(long)]
     pub provider: Option<String>,
-    /// The provider's signing secret, as configured in hookstream.
+    /// The provider's signing secret, as configured in hookstream (with --sign-as
+    /// standard-webhooks: the `whsec_…` secret).
     #[arg(long, env = "HOOKSTREAM_LOAD_SECRET", hide_env_values = true)]
     pub secret: String,
+    /// Sign the provider's fixture with another scheme than the provider's own, for a receiver
+    /// other than hookstream (e.g. a Standard Webhooks receiver as a benchmark peer); each
+    /// request's event id is its `webhook-id`.
+    #[arg(long, value_enum)]
+    pub sign_as: Option<SignAs>,
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 32)]
     pub connections: usize,
@@ -206,6 +212,14 @@ pub struct LoadArgs {
     /// For an https:// URL: accept any certificate (tests only).
     #[arg(long, conflicts_with = "ca_file")]
     pub tls_insecure: bool,
+}
+
+/// `hookstream load --sign-as`: a signature scheme other than the provider's own.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SignAs {
+    /// `webhook-id`, `webhook-timestamp` and `webhook-signature` (the Standard Webhooks
+    /// specification, as Svix sends them).
+    StandardWebhooks,
 }
 
 /// Why a command failed: the message, and the exit code it ends with.

@@ -58,6 +58,7 @@ pub(crate) fn event_id_span(
 pub(crate) struct BodyTemplate {
     before: &'static str,
     after: &'static str,
+    /// The provider's own scheme, or the one given with `--sign-as`.
     scheme: SignatureScheme,
     secret: Secret,
     /// Send a well-formed signature made with a wrong key (the 401 baseline).
@@ -65,8 +66,10 @@ pub(crate) struct BodyTemplate {
 }
 
 impl BodyTemplate {
+    /// `scheme`: how to sign (`None`: as the provider does).
     pub(crate) fn new(
         provider: &'static dyn Provider,
+        scheme: Option<SignatureScheme>,
         secret: Secret,
         wrong_signature: bool,
     ) -> Result<Self, String> {
@@ -78,7 +81,7 @@ impl BodyTemplate {
         Ok(Self {
             before: &fixture.body[..id.start],
             after: &fixture.body[id.end..],
-            scheme: provider.signature(),
+            scheme: scheme.unwrap_or_else(|| provider.signature()),
             secret,
             wrong_signature,
         })
@@ -93,17 +96,15 @@ impl BodyTemplate {
         body
     }
 
-    pub(crate) fn header_name(&self) -> &'static str {
-        self.scheme.primary_header()
-    }
-
-    /// The signature header value for `body`.
-    pub(crate) fn signature(&self, body: &[u8]) -> String {
+    /// The signature headers for `body` (whose event id is `id`), signed now.
+    pub(crate) fn signature(&self, body: &[u8], id: &str) -> Vec<(&'static str, String)> {
+        let now = crate::signature::now_secs();
         if self.wrong_signature {
             // Well-formed, so the server does the full HMAC work before saying 401.
-            return self.scheme.sign_value(body, &Secret::new("not-the-secret"));
+            let wrong = Secret::from_bytes(b"not-the-secret".to_vec());
+            return self.scheme.sign_at(body, &wrong, now, id);
         }
-        self.scheme.sign_value(body, &self.secret)
+        self.scheme.sign_at(body, &self.secret, now, id)
     }
 }
 
@@ -112,11 +113,13 @@ mod tests {
     use super::*;
     use crate::providers::{self, VerifiedPayload};
 
-    struct One(&'static str, String);
-    impl crate::signature::HeaderSource for One {
+    struct Signed(Vec<(&'static str, String)>);
+    impl crate::signature::HeaderSource for Signed {
         fn header(&self, name: &str) -> Option<&[u8]> {
-            name.eq_ignore_ascii_case(self.0)
-                .then_some(self.1.as_bytes())
+            self.0
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_bytes())
         }
     }
 
@@ -124,9 +127,10 @@ mod tests {
     fn every_provider_gets_a_signed_body_with_the_given_id() {
         for provider in providers::BUILT_IN {
             let secret = Secret::new("s");
-            let template = BodyTemplate::new(*provider, secret.clone(), false).expect("fixture");
+            let template =
+                BodyTemplate::new(*provider, None, secret.clone(), false).expect("fixture");
             let body = template.body("load-42");
-            let headers = One(template.header_name(), template.signature(&body));
+            let headers = Signed(template.signature(&body, "load-42"));
             let verified = provider
                 .signature()
                 .verify(&headers, &body, &[secret])
@@ -141,9 +145,9 @@ mod tests {
     fn a_wrong_signature_is_well_formed_but_does_not_verify() {
         let provider = providers::built_in("livesession").expect("provider");
         let secret = Secret::new("s");
-        let template = BodyTemplate::new(provider, secret.clone(), true).expect("fixture");
+        let template = BodyTemplate::new(provider, None, secret.clone(), true).expect("fixture");
         let body = template.body("x");
-        let headers = One(template.header_name(), template.signature(&body));
+        let headers = Signed(template.signature(&body, "x"));
         assert_eq!(
             provider
                 .signature()
@@ -151,5 +155,27 @@ mod tests {
                 .unwrap_err(),
             crate::signature::SignatureError::Mismatch
         );
+    }
+
+    #[test]
+    fn signed_as_standard_webhooks_the_fixture_verifies_with_the_id_as_message_id() {
+        let provider = providers::built_in("livesession").expect("provider");
+        let scheme = SignatureScheme::StandardWebhooks {
+            tolerance: std::time::Duration::from_secs(300),
+        };
+        let secrets = scheme
+            .parse_secrets("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .expect("a whsec_ secret");
+        let template =
+            BodyTemplate::new(provider, Some(scheme), secrets[0].clone(), false).expect("fixture");
+        let body = template.body("load-7");
+        let headers = Signed(template.signature(&body, "load-7"));
+        assert_eq!(
+            crate::signature::HeaderSource::header(&headers, "webhook-id"),
+            Some(&b"load-7"[..])
+        );
+        scheme
+            .verify(&headers, &body, &secrets)
+            .expect("verifies as Standard Webhooks");
     }
 }

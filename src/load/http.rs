@@ -183,6 +183,10 @@ fn parse_head(head: &[u8]) -> io::Result<Head> {
             return Err(invalid("chunked responses are not supported"));
         }
     }
+    // 1xx, 204 and 304 answers never have a body, whatever their headers say (RFC 9112 6.3).
+    if status < 200 || status == 204 || status == 304 {
+        content_length = Some(0);
+    }
     Ok(Head {
         status,
         content_length,
@@ -233,6 +237,12 @@ mod tests {
         assert_eq!(
             (h.status, h.content_length, h.close),
             (401, Some(12), false)
+        );
+        let h = parse_head(b"HTTP/1.1 204 No Content\r\ndate: x\r\n\r\n").expect("ok");
+        assert_eq!(
+            (h.status, h.content_length, h.close),
+            (204, Some(0), false),
+            "a 204 has no body, and keeps the connection"
         );
         let h = parse_head(b"HTTP/1.1 503 x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
             .expect("ok");

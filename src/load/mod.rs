@@ -17,7 +17,7 @@ pub use report::{Outcome, Report};
 pub use tls::client_config;
 
 use crate::providers::Provider;
-use crate::signature::Secret;
+use crate::signature::{Secret, SignatureScheme};
 use body::BodyTemplate;
 use http::Connection;
 use report::ConnectionStats;
@@ -39,6 +39,9 @@ pub enum Limit {
 pub struct LoadOptions {
     pub target: Target,
     pub provider: &'static dyn Provider,
+    /// Sign the provider's fixture with this scheme instead of the provider's own (a receiver
+    /// other than hookstream: a benchmark peer).
+    pub sign_as: Option<SignatureScheme>,
     pub secret: Secret,
     pub connections: usize,
     pub limit: Limit,
@@ -77,7 +80,7 @@ struct Shared {
 struct Plan {
     options: LoadOptions,
     template: BodyTemplate,
-    /// The constant start of every request, up to the signature header's value.
+    /// The constant start of every request, up to its signature headers.
     head: String,
     start: Instant,
     measure_from: Instant,
@@ -98,14 +101,13 @@ pub async fn run(options: LoadOptions) -> Result<Report, String> {
     }
     let template = BodyTemplate::new(
         options.provider,
+        options.sign_as,
         options.secret.clone(),
         options.wrong_signature,
     )?;
     let head = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{}: ",
-        options.target.path,
-        options.target.host,
-        template.header_name()
+        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n",
+        options.target.path, options.target.host,
     );
     let start = Instant::now() + Duration::from_millis(10);
     let measure_from = start + options.warmup;
@@ -164,12 +166,17 @@ impl Plan {
     }
 
     fn request(&self, seq: u64, out: &mut Vec<u8>) {
-        let body = self.template.body(&event_id(&self.options.id_prefix, seq));
-        let signature = self.template.signature(&body);
+        let id = event_id(&self.options.id_prefix, seq);
+        let body = self.template.body(&id);
         out.clear();
         out.extend_from_slice(self.head.as_bytes());
-        out.extend_from_slice(signature.as_bytes());
-        out.extend_from_slice(b"\r\nContent-Length: ");
+        for (name, value) in self.template.signature(&body, &id) {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Content-Length: ");
         out.extend_from_slice(body.len().to_string().as_bytes());
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(&body);

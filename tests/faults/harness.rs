@@ -18,6 +18,7 @@ pub fn load_options(url: &str, id_prefix: &str, rate: f64, duration: Duration) -
     LoadOptions {
         target: Target::parse(url).expect("url"),
         provider: providers::built_in("livesession").expect("provider"),
+        sign_as: None,
         secret: Secret::new(SECRET),
         connections: 32,
         limit: Limit::Duration(duration),
