@@ -88,9 +88,9 @@ pub enum ApiError {
     /// A bug: a record that does not match the schema.
     #[error("the event could not be encoded: {0}")]
     Encode(#[from] EncodeError),
-    /// A bug: the task writing the event panicked.
-    #[error("the write failed unexpectedly: {0}")]
-    WriteTask(#[source] tokio::task::JoinError),
+    /// A bug: the write panicked.
+    #[error("the write failed unexpectedly")]
+    WriteTask,
     #[error("no route for this path")]
     NotFound,
     #[error("this path only accepts {0}")]
@@ -128,7 +128,7 @@ impl ApiError {
             ApiError::NotReady(NotReady::SchemaRegistry) => ErrorCode::SchemaRegistryUnavailable,
             ApiError::NotReady(NotReady::ShuttingDown) => ErrorCode::ShuttingDown,
             ApiError::NotReady(NotReady::Dedupe) => ErrorCode::DedupeUnavailable,
-            ApiError::Encode(_) | ApiError::WriteTask(_) => ErrorCode::InternalError,
+            ApiError::Encode(_) | ApiError::WriteTask => ErrorCode::InternalError,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
         }

@@ -18,8 +18,8 @@
 //! 3. **Server**: `startup` — builds the [`startup::Application`] (Kafka clients, listener,
 //!    routes, limits) and runs it.
 //! 4. **HTTP**: `routes` — thin handlers: bounded body reading, then the pipeline.
-//! 5. **Pipeline**: `ingest` — verify, parse, handshake, normalize, deduplicate, produce, with the
-//!    write in a task of its own; dead-letters what cannot be normalized.
+//! 5. **Pipeline**: `ingest` — verify, parse, handshake, normalize, deduplicate, produce (the write
+//!    runs to its end even when the client goes away); dead-letters what cannot be normalized.
 //! 6. **HTTP errors**: `error` — every way a request fails, wrapping the errors of the layers
 //!    below, and the one place they become status codes.
 //! 7. **Health and bounds**: `readiness` — the checks behind `/readyz`; `limits` — open

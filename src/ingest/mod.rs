@@ -28,6 +28,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+mod detached;
+use detached::Detached;
+
 /// What happened to an accepted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -209,9 +212,10 @@ impl Ingest {
         let content_type = headers.header("content-type").map(<[u8]>::to_vec);
         let request_headers = capture(provider, headers);
         let writer = self.writer.clone();
-        // Writes run as tasks of their own. If the client disconnects, the HTTP layer drops this
-        // future, but the write goes on until its outcome is known, holding the dedupe claim —
-        // so a retry waits for that outcome instead of producing a second copy.
+        // Writes run to their end. If the client disconnects, the HTTP layer drops this future,
+        // but the write goes on (in a task of its own, [`Detached`]) until its outcome is known,
+        // holding the dedupe claim — so a retry waits for that outcome instead of producing a
+        // second copy.
         let write = match prepare(provider, verified, &request_headers, received_at) {
             Ok(Prepared::Handshake(handshake)) => return Ok(Outcome::Handshake(handshake)),
             Ok(Prepared::Event(event)) => {
@@ -219,7 +223,7 @@ impl Ingest {
                 let topic =
                     naming::topic_name(&self.topic_prefix, provider.name(), &event.event_name);
                 let span = write_span(provider, Some(&event.event_id));
-                tokio::spawn(
+                Detached::new(
                     async move {
                         writer
                             .write(*event, topic, content_type, request_headers)
@@ -254,7 +258,7 @@ impl Ingest {
                 event_id.clone_from(&letter.event_id);
                 let span = write_span(provider, letter.event_id.as_deref());
                 let deadline = Instant::now() + writer.ack_timeout;
-                tokio::spawn(
+                Detached::new(
                     async move {
                         writer
                             .dead_letter(provider.name(), letter, error, deadline)
@@ -264,7 +268,7 @@ impl Ingest {
                 )
             }
         };
-        write.await.map_err(ApiError::WriteTask)?
+        write.await.map_err(|_| ApiError::WriteTask)?
     }
 }
 
