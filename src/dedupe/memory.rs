@@ -77,8 +77,9 @@ struct Inner {
     recorded: table::Table,
     /// Recorded ids in recording order (= expiry order, since the window is fixed).
     order: VecDeque<(Digest, Millis)>,
-    /// Ids being written now; the receiver resolves when that write finishes.
-    in_flight: HashMap<Digest, watch::Receiver<bool>>,
+    /// Ids being written now, and the channel that tells deliveries waiting for such a write
+    /// how it ended — made only once one waits (concurrent duplicates are rare).
+    in_flight: HashMap<Digest, Option<watch::Sender<bool>>>,
 }
 
 /// The deduplication cache. Cheap to clone (shared state).
@@ -103,7 +104,6 @@ pub(super) enum LocalVerdict {
 pub(super) struct LocalClaim {
     cache: MemoryCache,
     digest: Option<Digest>,
-    done: watch::Sender<bool>,
 }
 
 impl MemoryCache {
@@ -147,15 +147,15 @@ impl MemoryCache {
                 {
                     return LocalVerdict::Duplicate;
                 }
-                match inner.in_flight.get(&digest) {
-                    Some(rx) => rx.clone(),
+                match inner.in_flight.get_mut(&digest) {
+                    Some(waiters) => waiters
+                        .get_or_insert_with(|| watch::channel(false).0)
+                        .subscribe(),
                     None => {
-                        let (tx, rx) = watch::channel(false);
-                        inner.in_flight.insert(digest, rx);
+                        inner.in_flight.insert(digest, None);
                         return LocalVerdict::Claimed(LocalClaim {
                             cache: self.clone(),
                             digest: Some(digest),
-                            done: tx,
                         });
                     }
                 }
@@ -215,7 +215,7 @@ impl LocalClaim {
         if let Some(digest) = self.digest.take() {
             let now = self.cache.now();
             let mut inner = self.cache.inner.lock();
-            inner.in_flight.remove(&digest);
+            let waiters = inner.in_flight.remove(&digest).flatten();
             // Make room first, so neither structure grows beyond what it was sized for.
             while inner.order.len() >= self.cache.max_entries {
                 if let Some((old, at)) = inner.order.pop_front() {
@@ -227,17 +227,22 @@ impl LocalClaim {
             inner.recorded.insert(digest, now);
             inner.order.push_back((digest, now));
             self.cache.expire(&mut inner, now);
+            drop(inner);
+            if let Some(waiters) = waiters {
+                let _ = waiters.send(true);
+            }
         }
-        let _ = self.done.send(true);
     }
 }
 
 impl Drop for LocalClaim {
     fn drop(&mut self) {
         if let Some(digest) = self.digest.take() {
-            self.cache.inner.lock().in_flight.remove(&digest);
+            let waiters = self.cache.inner.lock().in_flight.remove(&digest);
+            // Dropped here, outside the lock: closing the channel wakes the waiters, which
+            // find the id free and claim it.
+            drop(waiters);
         }
-        // Dropping `done` closes the channel and wakes waiters.
     }
 }
 
