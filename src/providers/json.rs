@@ -72,6 +72,36 @@ pub fn required_text(
     }
 }
 
+/// A required non-empty **string** under the first of `keys` present: an event name decides a
+/// topic, so a number (or anything else) there is the wrong shape, not a name.
+pub fn required_string(
+    obj: &Map<String, Value>,
+    keys: &[&str],
+    path: &str,
+) -> Result<String, PayloadError> {
+    match first(obj, keys) {
+        None | Some(Value::Null) => Err(PayloadError::new(path, "missing")),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => Err(PayloadError::new(path, "is empty")),
+        Some(other) => Err(PayloadError::new(
+            path,
+            format!("expected a string, found {}", kind(other)),
+        )),
+    }
+}
+
+/// What a JSON value is, for errors.
+pub fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// The event id: a required non-empty string (or number) of at most [`MAX_EVENT_ID_BYTES`],
 /// under the first of `keys` present (errors name the first key).
 pub fn event_id(obj: &Map<String, Value>, keys: &[&str]) -> Result<String, PayloadError> {

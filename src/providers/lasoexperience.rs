@@ -32,7 +32,7 @@ impl Provider for LasoExperience {
 
     fn extract(&self, request: &Request<'_>) -> Result<Extracted, PayloadError> {
         let body = request.body;
-        let raw_name = json::required_text(body, &["event"], "event")?;
+        let raw_name = json::required_string(body, &["event"], "event")?;
         let event_id = json::event_id(body, SPEC.event_id_keys)?;
         let device = json::at_key(body, &["deviceMetadata", "device"]).unwrap_or(&Value::Null);
         let meta = body.get("metadata").unwrap_or(&Value::Null);

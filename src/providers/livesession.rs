@@ -41,7 +41,7 @@ impl Provider for LiveSession {
         let body = request.body;
         let event_id = json::event_id(body, SPEC.event_id_keys)?;
         let inner = json::required_object(body, "payload", "payload")?;
-        let raw_name = json::required_text(inner, &["event_name"], "payload.event_name")?;
+        let raw_name = json::required_string(inner, &["event_name"], "payload.event_name")?;
         let visitor = inner.get("visitor").unwrap_or(&Value::Null);
         let user = User {
             id: json::text_at(visitor, &["id"]),

@@ -109,6 +109,18 @@ pub trait Provider: Send + Sync + 'static {
         None
     }
 
+    /// The request header an event id is read from, when the provider reads it from one (a
+    /// configured `header:` source): a sender who makes a new event sets a new value there.
+    fn event_id_header(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Whether deliveries are deduplicated on the raw body's digest ([`Provider::dedupe_key`]):
+    /// a new event then needs a body of its own, not only a new id header.
+    fn dedupes_on_body(&self) -> bool {
+        false
+    }
+
     /// Recognizes a URL-verification handshake (or a ping) and returns the reply. A handshake is
     /// never an event and never reaches Kafka. Most providers have none.
     fn handshake(&self, _request: &Request<'_>) -> Result<Option<Handshake>, PayloadError> {

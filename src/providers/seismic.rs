@@ -68,7 +68,7 @@ impl Provider for Seismic {
     fn extract(&self, request: &Request<'_>) -> Result<Extracted, PayloadError> {
         let body = request.body;
         let event_id = json::event_id(body, SPEC.event_id_keys)?;
-        let version = json::required_text(body, &["version"], "version")?;
+        let version = json::required_string(body, &["version"], "version")?;
         let event_name = event_name_from_version(&version);
         if event_name.is_empty() {
             return Err(PayloadError::new(

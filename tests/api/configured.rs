@@ -96,8 +96,18 @@ fn order(kind_key: &str, kind: &str, id: &str) -> Vec<u8> {
 }
 
 fn replay(config_dir: &Path, brokers: &str, prefix: &str) -> std::process::Output {
+    dead_letters(config_dir, brokers, prefix, &["replay"])
+}
+
+fn dead_letters(
+    config_dir: &Path,
+    brokers: &str,
+    prefix: &str,
+    args: &[&str],
+) -> std::process::Output {
     std::process::Command::new(BIN)
-        .args(["dead-letters", "replay"])
+        .arg("dead-letters")
+        .args(args)
         .env("HOOKSTREAM_CONFIG_DIR", config_dir)
         .env("HOOKSTREAM__KAFKA__BROKERS", brokers)
         .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", prefix)
@@ -183,43 +193,111 @@ async fn a_provider_defined_only_in_a_config_file_takes_the_whole_path() {
         reply.text
     );
 
+    // An event name that is a number: the wrong shape, kept as a dead letter — never a topic
+    // `webhooks.acme.42`.
+    let numeric = order("kind", "order.created", "ord-4");
+    let numeric = with_json(&numeric, |j| j["kind"] = 42.into());
+    let reply = post(&h, &numeric, &acme_headers(ACME_SECRET, &numeric)).await;
+    assert_eq!(reply.json()["status"], "dead_lettered", "{}", reply.text);
+    assert_eq!(reply.json()["error"], "invalid_payload", "{}", reply.text);
+    assert!(
+        reply.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/kind: expected a string, found a number (fields.event_name)"),
+        "{}",
+        reply.text
+    );
+
     // Signed with a secret it does not have: 401, nothing written.
     let forged = order("kind", "order.created", "ord-3");
     let reply = post(&h, &forged, &acme_headers("not-acme", &forged)).await;
     reply.assert_error(401, "invalid_signature");
 
     // Metrics under its name.
-    for (metric, labels) in [
-        ("hookstream_webhooks_accepted_total", "provider=\"acme\""),
-        ("hookstream_webhooks_duplicates_total", "provider=\"acme\""),
+    for (metric, labels, count) in [
+        (
+            "hookstream_webhooks_accepted_total",
+            "provider=\"acme\"",
+            1.0,
+        ),
+        (
+            "hookstream_webhooks_duplicates_total",
+            "provider=\"acme\"",
+            1.0,
+        ),
         (
             "hookstream_webhooks_dead_lettered_total",
             "provider=\"acme\"",
+            2.0,
         ),
         (
             "hookstream_webhooks_rejected_total",
             "provider=\"acme\",reason=\"invalid_signature\"",
+            1.0,
         ),
         (
             "hookstream_kafka_messages_produced_total",
             "event_name=\"order_created\",provider=\"acme\"",
+            1.0,
         ),
     ] {
-        assert_eq!(h.metric(metric, labels).await, 1.0, "{metric}{{{labels}}}");
+        assert_eq!(
+            h.metric(metric, labels).await,
+            count,
+            "{metric}{{{labels}}}"
+        );
     }
     read_blocking(&brokers, &topic, 1);
 
-    // The configuration is fixed (either name), and the dead letter replayed through it.
+    // A replay run with a configuration that does not define acme (not the server's): nothing
+    // is tried, no attempt is counted, and the summary asks.
+    let defaults = temp_dir(&format!("{prefix}-defaults"));
+    std::fs::copy("config/default.toml", defaults.join("default.toml")).expect("copied");
+    let run = replay(&defaults, &brokers, &prefix);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(run.status.code(), Some(3), "{out}");
+    assert!(
+        out.contains("skipped (provider not configured) 2")
+            && out.contains("is this the server's configuration?"),
+        "{out}"
+    );
+
+    // The configuration is fixed (either name), and the dead letter replayed through it; the
+    // one whose event name is a number still fails.
     let fixed = config_dir(&format!("{prefix}-fixed"), "[\"/kind\", \"/type\"]");
     let run = replay(&fixed, &brokers, &prefix);
     let out = String::from_utf8_lossy(&run.stdout);
     assert_eq!(
         run.status.code(),
-        Some(0),
+        Some(3),
         "{out}{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    assert!(out.contains("replayed 1"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "read 2, replayed 1 ({prefix}.acme.order_shipped: 1), still failing 1 (invalid_payload: 1)"
+        )),
+        "{out}"
+    );
+    // The letter written back keeps the error it arrived with; the replay's reason is beside it.
+    let listed = dead_letters(&fixed, &brokers, &prefix, &["list", "--pending"]);
+    let letters: Vec<serde_json::Value> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter["error"], "invalid_payload");
+    assert_eq!(
+        letter["detail"],
+        "/kind: expected a string, found a number (fields.event_name)"
+    );
+    assert_eq!(letter["replay_error"], "invalid_payload");
+    assert_eq!(
+        letter["replay_attempts"], 1,
+        "the unconfigured run counted none"
+    );
     let shipped = read_blocking(&brokers, &format!("{prefix}.acme.order_shipped"), 1);
     let record = decode(&shipped[0]);
     assert_eq!(string(&record["event_id"]), "ord-2");

@@ -82,6 +82,46 @@ fn assert_headers(
 }
 
 #[tokio::test]
+async fn an_event_name_that_is_not_a_string_is_dead_lettered_and_makes_no_topic() {
+    let app = spawn_app().await;
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, &str, Edit, &str); 3] = [
+        (
+            "livesession",
+            "js_error",
+            |j| j["payload"]["event_name"] = 42.into(),
+            "payload.event_name: expected a string, found a number",
+        ),
+        (
+            "lasoexperience",
+            "user_login",
+            |j| j["event"] = serde_json::json!(["user_login"]),
+            "event: expected a string, found an array",
+        ),
+        (
+            "seismic",
+            "email_v3",
+            |j| j["version"] = 3.into(),
+            "version: expected a string, found a number",
+        ),
+    ];
+    for (provider, name, edit, says) in cases {
+        let reply = app
+            .post_signed(provider, with_json(&fixture(provider, name), edit))
+            .await;
+        let detail = assert_dead_lettered(&reply, "invalid_payload");
+        assert_eq!(detail, says, "{provider}");
+    }
+    let topics = app.own_topics().await;
+    assert!(
+        topics
+            .iter()
+            .all(|t| t == &app.dead_letter_topic() || t.ends_with(".canary")),
+        "only the dead-letter topic was written: {topics:?}"
+    );
+}
+
+#[tokio::test]
 async fn signed_bodies_that_cannot_be_normalized_are_kept_byte_for_byte_with_every_header() {
     let app = spawn_app().await;
     let mut expected = Vec::new();
@@ -391,8 +431,9 @@ async fn replay_writes_what_now_normalizes_to_its_topic_once_and_keeps_the_rest_
         run.err
     );
     assert!(
-        run.out
-            .contains("read 2, would replay 1, still failing 1 (invalid_json: 1)"),
+        run.out.contains(&format!(
+            "read 2, would replay 1 ({topic}: 1), still failing 1 (invalid_json: 1)"
+        )),
         "{}",
         run.out
     );
@@ -404,8 +445,9 @@ async fn replay_writes_what_now_normalizes_to_its_topic_once_and_keeps_the_rest_
     let run = dead_letters(&prefix, &brokers, &["replay"]);
     assert_eq!(run.code, Some(3), "{}", run.err);
     assert!(
-        run.out
-            .contains("read 2, replayed 1, still failing 1 (invalid_json: 1)"),
+        run.out.contains(&format!(
+            "read 2, replayed 1 ({topic}: 1), still failing 1 (invalid_json: 1)"
+        )),
         "{} (a dry run commits nothing)",
         run.out
     );
@@ -466,8 +508,9 @@ async fn replay_writes_what_now_normalizes_to_its_topic_once_and_keeps_the_rest_
     let run = dead_letters(&prefix, &brokers, &["replay", "--from-beginning"]);
     assert_eq!(run.code, Some(3), "{}", run.err);
     assert!(
-        run.out
-            .contains("read 4, replayed 1, still failing 3 (invalid_json: 3)"),
+        run.out.contains(&format!(
+            "read 4, replayed 1 ({topic}: 1), still failing 3 (invalid_json: 3)"
+        )),
         "{}",
         run.out
     );
@@ -500,7 +543,8 @@ async fn replay_skips_letters_of_a_disabled_provider_until_it_is_enabled_again()
     let run = dead_letters_with(&prefix, &brokers, &["seismic"], &[], &["replay"]);
     assert_eq!(run.code, Some(0), "{}", run.err);
     assert!(
-        run.out.contains("read 1, replayed 1, still failing 0"),
+        run.out
+            .contains(&format!("read 1, replayed 1 ({topic}: 1), still failing 0")),
         "{}",
         run.out
     );
@@ -578,4 +622,64 @@ fn replay_exits_non_zero_on_a_broker_error() {
     let run = dead_letters("unreachable", "127.0.0.1:1", &["replay"]);
     assert_eq!(run.code, Some(1));
     assert!(run.err.contains("hookstream dead-letters:"), "{}", run.err);
+}
+
+#[tokio::test]
+async fn a_dry_run_forecasts_duplicates_and_list_and_replay_take_one_provider() {
+    let app = replay_app().await;
+    let (brokers, prefix) = (app.brokers.clone(), app.prefix.clone());
+    // Two letters of one event (a redelivery kept twice), and one of another provider.
+    dead_letter_of(&app, "livesession", "js_error", "message_id", "twice").await;
+    dead_letter_of(&app, "livesession", "js_error", "message_id", "twice").await;
+    dead_letter_of(&app, "seismic", "email_v3", "id", "seismic-2").await;
+    let enabled = ["livesession", "seismic"];
+
+    let dry = dead_letters_with(&prefix, &brokers, &enabled, &[], &["replay", "--dry-run"]);
+    assert!(
+        dry.out.contains("read 3, would replay 2 (") && dry.out.contains("already written 1"),
+        "the dry run sees the second copy as what the real run will make of it: {}",
+        dry.out
+    );
+
+    let listed = dead_letters_with(
+        &prefix,
+        &brokers,
+        &enabled,
+        &[],
+        &["list", "--provider", "seismic"],
+    );
+    assert_eq!(listed.code, Some(0), "{}", listed.err);
+    assert_eq!(listed.out.lines().count(), 1, "{}", listed.out);
+    assert!(listed.out.contains("seismic-2"), "{}", listed.out);
+
+    let run = dead_letters_with(
+        &prefix,
+        &brokers,
+        &enabled,
+        &[],
+        &["replay", "--provider", "livesession"],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.err);
+    assert!(
+        run.out.contains(&format!(
+            "read 3, replayed 1 ({}: 1), already written 1, still failing 0, left as they were (other providers) 1",
+            app.topic("livesession", "js_error")
+        )),
+        "{}",
+        run.out
+    );
+    // The seismic letter is still pending, as it was: the next replay of it writes it.
+    let pending = dead_letters_with(&prefix, &brokers, &enabled, &[], &["list", "--pending"]);
+    let pending: Vec<serde_json::Value> = pending
+        .out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["event_id"], "seismic-2");
+    assert_eq!(pending[0]["replay_attempts"], 0);
+    assert!(pending[0]["replay_error"].is_null());
+    let run = dead_letters_with(&prefix, &brokers, &enabled, &[], &["replay"]);
+    assert_eq!(run.code, Some(0), "{}", run.err);
+    assert!(run.out.contains("read 1, replayed 1 ("), "{}", run.out);
 }

@@ -170,6 +170,14 @@ impl Mapping {
     }
 
     /// What deduplication keys on when not the event id: the body's digest.
+    /// The header of the event id's first source, when it is a header.
+    pub(super) fn event_id_header(&self) -> Option<&'static str> {
+        match self.event_id.as_ref()?.sources.first()? {
+            Source::Header(name) => Some(name),
+            _ => None,
+        }
+    }
+
     pub(super) fn dedupe_key(&self, request: &Request<'_>) -> Option<String> {
         self.dedupe_on_body_digest.then(|| digest(request.raw))
     }
@@ -209,14 +217,12 @@ impl Mapping {
 
     /// The topic-safe event name: the first source present, and `.{qualifier}` when present.
     pub(super) fn event_name(&self, request: &Request<'_>) -> Result<String, PayloadError> {
-        let mut name = required_text(&self.event_name, request)?;
-        if let Some(qualifier) = self
-            .event_name_qualifier
-            .as_ref()
-            .and_then(|q| optional_text(q, request))
-        {
-            name.push('.');
-            name.push_str(&qualifier);
+        let mut name = required_string(&self.event_name, request)?;
+        if let Some(qualifier) = &self.event_name_qualifier {
+            if let Some(qualifier) = optional_string(qualifier, request)? {
+                name.push('.');
+                name.push_str(&qualifier);
+            }
         }
         let name = snake_case(&name);
         if name.trim_matches('_').is_empty() {
@@ -415,6 +421,46 @@ fn optional_number(field: &Field, request: &Request<'_>) -> Option<f64> {
         .sources
         .iter()
         .find_map(|s| s.find(request).and_then(number_of))
+}
+
+/// A name's part: text read from a header or a constant, or a JSON **string** — an event name
+/// decides a topic, so a number there is the wrong shape. `Err` names what was found instead.
+fn as_string(found: Found<'_>) -> Result<Option<String>, &'static str> {
+    match found {
+        Found::Json(Value::String(s)) => Ok((!s.trim().is_empty()).then(|| s.clone())),
+        Found::Json(Value::Null) => Ok(None),
+        Found::Json(other) => Err(json::kind(other)),
+        Found::Text(text) => Ok(as_text(Found::Text(text))),
+    }
+}
+
+/// The first source with a non-empty string; `Err` when a source holds something else.
+fn optional_string(field: &Field, request: &Request<'_>) -> Result<Option<String>, PayloadError> {
+    for source in &field.sources {
+        if let Some(found) = source.find(request) {
+            match as_string(found) {
+                Ok(Some(text)) => return Ok(Some(text)),
+                Ok(None) => {}
+                Err(kind) => {
+                    return Err(PayloadError::new(
+                        source.describe(),
+                        format!("expected a string, found {kind} ({})", field.key),
+                    ))
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// [`optional_string`], required.
+fn required_string(field: &Field, request: &Request<'_>) -> Result<String, PayloadError> {
+    optional_string(field, request)?.ok_or_else(|| {
+        PayloadError::new(
+            field.sources[0].describe(),
+            format!("missing ({})", field.key),
+        )
+    })
 }
 
 /// The first source with a usable value, or why there is none: naming the first source, and

@@ -225,6 +225,14 @@ impl Provider for Configured {
         self.mapping.dedupe_key(request)
     }
 
+    fn event_id_header(&self) -> Option<&'static str> {
+        self.mapping.event_id_header()
+    }
+
+    fn dedupes_on_body(&self) -> bool {
+        self.mapping.dedupe_on_body_digest
+    }
+
     fn handshake(&self, request: &Request<'_>) -> Result<Option<Handshake>, PayloadError> {
         if self.ping_events.is_empty() {
             return Ok(None);

@@ -96,8 +96,15 @@ fn a_body_of_the_wrong_shape_names_the_source_and_the_field() {
     );
     let wrong = extract(&provider, json!({"kind": {"a": 1}, "id": "1"})).unwrap_err();
     assert!(
-        wrong.problem.contains("expected a non-empty string"),
+        wrong.problem.contains("expected a string, found an object"),
         "{wrong}"
+    );
+    // A number is no event name: it would become a topic of its own.
+    let number = extract(&provider, json!({"kind": 42, "id": "1"})).unwrap_err();
+    assert_eq!(number.field, "/kind");
+    assert!(
+        number.problem.contains("expected a string, found a number"),
+        "{number}"
     );
     let long = extract(&provider, json!({"kind": "a", "id": "x".repeat(300)})).unwrap_err();
     assert!(long.problem.contains("at most 256"), "{long}");
