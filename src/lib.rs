@@ -40,8 +40,10 @@
 //!     carry plain data (names, codes, reasons, `&dyn Display`), never an error type of a layer
 //!     above.
 //! 12. **Metrics**: `metrics` — the Prometheus registry.
-//! 13. **Leaves**: `codes` — error codes and produce failure reasons; `telemetry` — logging and
-//!     the log-volume budget; `test_alloc` — the allocation counter of the unit tests.
+//! 13. **Leaves**: `codes` — error codes and produce failure reasons; `duration` — durations in
+//!     configuration, read with a unit and written as the docs write them; `telemetry` —
+//!     logging and the log-volume budget; `test_alloc` — the allocation counter of the unit
+//!     tests.
 
 pub mod avro;
 pub mod cli;
@@ -49,6 +51,7 @@ pub(crate) mod codes;
 pub mod configuration;
 pub(crate) mod dead_letter;
 pub(crate) mod dedupe;
+pub(crate) mod duration;
 pub(crate) mod error;
 pub mod event;
 pub(crate) mod ingest;

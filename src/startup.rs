@@ -198,10 +198,8 @@ impl Application {
             spool.clone(),
         )?;
         let enabled = ingest.enabled_providers();
-        if enabled.is_empty() {
-            tracing::warn!(
-                "no provider has a signing secret: every webhook route answers 404 provider_disabled"
-            );
+        for warning in settings.warnings() {
+            tracing::warn!("{warning}");
         }
         tracing::info!(
             port,

@@ -15,23 +15,50 @@ pub struct LogSettings {
     pub format: String,
 }
 
+/// The levels a filter may name.
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+
 /// A `log.level` (or `RUST_LOG`) filter: a level, or `target=level` pairs separated by commas
 /// (`info`, `hookstream=debug,rdkafka=warn`). A filter by target and level only — unlike
-/// `EnvFilter` it costs nothing per span.
+/// `EnvFilter` it costs nothing per span. Each directive must be a level or `target=level`: a
+/// bare word that is not a level (`verbose`) would otherwise be read as a target with every
+/// other line off — silence, not what anyone asked for.
 pub fn filter(directives: &str) -> Result<Targets, String> {
-    directives.parse().map_err(|e| {
-        format!("{directives:?} is not a filter like \"info\" or \"hookstream=debug,info\" ({e})")
-    })
+    let example = "like \"info\" or \"hookstream=debug,info\"";
+    for directive in directives.split(',').map(str::trim) {
+        let level = match directive.rsplit_once('=') {
+            Some((target, level)) => {
+                if target.is_empty() || target.contains(['[', '{', ' ']) {
+                    return Err(format!(
+                        "{directives:?}: {directive:?} is not target=level (span and field filters are not supported); a filter is {example}"
+                    ));
+                }
+                level
+            }
+            None if directive.is_empty() => continue,
+            None => directive,
+        };
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{directives:?}: {level:?} is not a level ({}); a filter is {example}",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    directives
+        .parse()
+        .map_err(|e| format!("{directives:?} is not a filter {example} ({e})"))
 }
 
 /// Installs the global subscriber. `RUST_LOG`, when set and valid, overrides `log.level`
 /// (which configuration has checked).
 pub fn init(settings: &LogSettings) {
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|directives| filter(&directives).ok())
-        .or_else(|| filter(&settings.level).ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let from_env = std::env::var("RUST_LOG").ok().map(|d| filter(&d));
+    let filter = match &from_env {
+        Some(Ok(filter)) => Some(filter.clone()),
+        _ => filter(&settings.level).ok(),
+    }
+    .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     // Colour only on a terminal: a file or a log collector gets plain text.
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -43,6 +70,9 @@ pub fn init(settings: &LogSettings) {
     } else {
         registry.with(layer).try_init()
     };
+    if let Some(Err(why)) = from_env {
+        tracing::warn!("RUST_LOG ignored, log.level used instead: {why}");
+    }
 }
 
 /// Lines per key (e.g. per rejection reason) written each second before the rest are counted.
@@ -106,6 +136,23 @@ impl LogBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_is_levels_and_target_level_pairs_only() {
+        for good in [
+            "info",
+            "WARN",
+            "hookstream=debug,info",
+            "rdkafka=warn, info",
+            "off",
+        ] {
+            assert!(filter(good).is_ok(), "{good}");
+        }
+        let err = filter("verbose").unwrap_err();
+        assert!(err.contains("\"verbose\" is not a level"), "{err}");
+        assert!(filter("hookstream=loud").is_err());
+        assert!(filter("info,hookstream[webhook]=debug").is_err());
+    }
 
     #[test]
     fn a_flood_is_cut_to_a_few_lines_per_second_per_key_and_the_rest_counted() {

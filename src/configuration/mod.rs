@@ -59,7 +59,7 @@ pub struct SpoolSettings {
     pub max_bytes: u64,
     /// How long a webhook waits for the broker's acknowledgement before it is spooled instead
     /// (below `kafka.ack_timeout`, and well below the 10 s GitHub waits for an answer).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub after: Duration,
 }
 
@@ -74,24 +74,24 @@ pub struct ServerSettings {
     /// Largest request body accepted; larger ones get 413 before they are buffered.
     pub max_body_bytes: usize,
     /// `Retry-After` sent with every 503, so providers back off rather than hammer a sick broker.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub retry_after: Duration,
     /// How long shutdown waits for in-flight requests, and then again for the producer to flush.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub shutdown_timeout: Duration,
     /// After SIGTERM, how long `/readyz` answers 503 while requests are still served, so load
     /// balancers stop sending before the listener closes.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub shutdown_delay: Duration,
     /// How often readiness checks the broker (and writes a canary while writes fail).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub readiness_interval: Duration,
     /// Longest wait for a request's headers; a slower client gets 408 and is disconnected.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub header_timeout: Duration,
     /// Longest wait for a whole body once the headers arrived; a slower client gets
     /// `408 request_timeout` and is disconnected, so slow clients cannot pile up.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub body_timeout: Duration,
     /// Open connections served; one more is answered `503 overloaded` and closed. Bounds the
     /// memory that connections cost.
@@ -125,7 +125,7 @@ pub struct KafkaSettings {
     /// The one deadline of a write: topic creation, enqueue and acknowledgement together.
     /// librdkafka's `message.timeout.ms` is derived from it, so a message's fate is known before
     /// its request is answered.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub ack_timeout: Duration,
     /// Partitions and replication factor of topics hookstream creates.
     pub topic_partitions: i32,
@@ -170,7 +170,7 @@ pub struct DedupeSettings {
     /// Where written ids are remembered: this process only, or shared through Redis.
     pub backend: DedupeBackend,
     /// How long an accepted event id is remembered (at most [`MAX_DEDUPE_WINDOW`]).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub window: Duration,
     /// Most ids remembered at once in this process (bounds memory; the oldest are forgotten
     /// first). With Redis, the size of the first-level cache in front of it.
@@ -208,7 +208,7 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub on_unavailable: OnUnavailable,
     /// Longest wait for one Redis call; within the request's `kafka.ack_timeout`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub timeout: Duration,
 }
 
@@ -222,7 +222,7 @@ pub struct SchemaRegistrySettings {
     pub username: String,
     #[serde(serialize_with = "effective::redacted")]
     password: SecretString,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration")]
     pub request_timeout: Duration,
 }
 
@@ -255,7 +255,11 @@ pub struct ProviderSettings {
     #[serde(default, skip_serializing_if = "is_default")]
     pub fields: FieldsDefinition,
     /// Event names answered `200 {"status":"ping"}` and never written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::providers::configured::definition::list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ping_events: Option<Vec<String>>,
 }
 
@@ -312,6 +316,22 @@ impl Settings {
             .collect();
         Registry::with_definitions(definitions.iter().map(|(n, d)| (*n, d)))
             .map_err(|e| ConfigError::Invalid(e.key, e.problem))
+    }
+
+    /// What is valid but most likely not meant, as `serve` warns at startup and `config check`
+    /// prints.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let any_secret = self
+            .providers
+            .values()
+            .any(|p| !p.secret_list().trim().is_empty());
+        if !any_secret {
+            warnings.push(
+                "no provider has a signing secret: every webhook route answers 404 provider_disabled".to_string(),
+            );
+        }
+        warnings
     }
 
     /// The signing secrets of `provider`, parsed as its scheme reads them (empty when it is

@@ -8,25 +8,99 @@ use std::collections::BTreeSet;
 /// Tables whose keys are free: librdkafka properties.
 const OPEN_TABLES: &[&str] = &["kafka.options"];
 
+/// The values each enumerated key takes, for the message when one is misspelt.
+const ENUMS: &[(&str, &[&str])] = &[
+    ("DedupeBackend", &["memory", "redis"]),
+    ("OnUnavailable", &["write", "reject"]),
+];
+
 /// Deserializes `config`, refusing keys the settings do not have.
 pub(super) fn deserialize(config: config::Config) -> Result<Settings, ConfigError> {
     let origins = config.clone();
     let mut unknown = Vec::new();
     let settings: Settings = serde_ignored::deserialize(config, |path| {
         unknown.push(path.to_string());
-    })?;
+    })
+    .map_err(|e| explain(e, &origins))?;
     match unknown.into_iter().next() {
         None => Ok(settings),
         Some(key) => Err(ConfigError::UnknownKey {
-            from: origin(&origins, &key),
+            from: origin_of(&origins, &key),
             nearest: nearest(&key, &candidates(&key)),
             key,
         }),
     }
 }
 
+/// A value that does not deserialize, said the way every other configuration error is: the key,
+/// where it was set (a file, or the environment variable), and what is wrong, in words.
+fn explain(error: config::ConfigError, origins: &config::Config) -> ConfigError {
+    let (key, origin, problem) = parts(error);
+    let Some(key) = key else {
+        return ConfigError::Layer(problem);
+    };
+    let from = match origin.as_deref() {
+        Some("the environment") => format!(
+            " (from HOOKSTREAM__{})",
+            key.replace('.', "__").to_uppercase()
+        ),
+        Some(file) => format!(" (from {file})"),
+        None => origin_of(origins, &key)
+            .map(|o| format!(" (from {o})"))
+            .unwrap_or_default(),
+    };
+    ConfigError::Invalid(key, format!("{problem}{from}"))
+}
+
+/// The key, the origin and the problem of a deserialization error, the innermost key winning.
+fn parts(error: config::ConfigError) -> (Option<String>, Option<String>, String) {
+    match error {
+        config::ConfigError::At { error, origin, key } => {
+            let (inner_key, inner_origin, problem) = parts(*error);
+            (inner_key.or(key), inner_origin.or(origin), problem)
+        }
+        config::ConfigError::Type {
+            origin,
+            unexpected,
+            expected,
+            key,
+        } => (key, origin, format!("is {unexpected}, expected {expected}")),
+        config::ConfigError::Message(message) => (None, None, reworded(&message)),
+        other => (None, None, other.to_string()),
+    }
+}
+
+/// serde's and `config`'s wording, where it is unclear: an unknown variant names the values there
+/// are.
+fn reworded(message: &str) -> String {
+    let Some((name, value)) = message
+        .strip_prefix("enum ")
+        .and_then(|rest| rest.split_once(" does not have variant constructor "))
+    else {
+        return message.to_string();
+    };
+    let Some((_, values)) = ENUMS.iter().find(|(n, _)| *n == name) else {
+        return format!("{value:?} is not a valid value");
+    };
+    let nearest = values
+        .iter()
+        .map(|v| (edit_distance(value, v), *v))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, v)| format!(": did you mean \"{v}\"?"))
+        .unwrap_or_default();
+    format!(
+        "{value:?} is not one of {}{nearest}",
+        values
+            .iter()
+            .map(|v| format!("\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// Where `key` was set: the environment variable's name, or the file.
-fn origin(config: &config::Config, key: &str) -> Option<String> {
+fn origin_of(config: &config::Config, key: &str) -> Option<String> {
     // Values read whole keep their origin; values deserialized from them do not.
     let (parent, name) = key.rsplit_once('.')?;
     let value = config.get_table(parent).ok()?.remove(name)?;
@@ -169,6 +243,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("backend"), "{err}");
+        let err = load("[dedupe]\nbackend = \"reddis\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`dedupe.backend`")
+                && err.contains(
+                    "\"reddis\" is not one of \"memory\", \"redis\": did you mean \"redis\"?"
+                ),
+            "{err}"
+        );
+        let err = load("[kafka]\nack_timeout = 5").unwrap_err().to_string();
+        assert!(
+            err.contains("`kafka.ack_timeout`") && err.contains("e.g. \"5s\""),
+            "{err}"
+        );
         assert!(load("[dedupe]\nbackend = \"redis\"").is_ok());
     }
 

@@ -23,6 +23,35 @@ impl std::fmt::Display for Checked {
     }
 }
 
+/// `None` when at least one bootstrap broker of `brokers` (`host:port,…`) takes a TCP
+/// connection within `timeout`; else why each did not (`connection refused`, no such host, …).
+async fn unreachable_brokers(brokers: &str, timeout: std::time::Duration) -> Option<String> {
+    let mut failures = Vec::new();
+    for broker in brokers.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+        // librdkafka accepts a `protocol://` prefix; the address is what follows it.
+        let address = broker.rsplit("://").next().unwrap_or(broker);
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(_)) => return None,
+            Ok(Err(e)) => failures.push(format!("{address}: {}", plain(&e))),
+            Err(_) => failures.push(format!(
+                "{address}: no connection within kafka.ack_timeout ({} ms)",
+                timeout.as_millis()
+            )),
+        }
+    }
+    Some(failures.join("; "))
+}
+
+/// An I/O error as a person says it: `connection refused`, not `Connection refused (os error
+/// 111)`.
+fn plain(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::TimedOut => "timed out".into(),
+        _ => error.to_string(),
+    }
+}
+
 /// Runs every check that applies to `settings`: the broker's metadata, a write to a topic
 /// hookstream may create, Redis (with `dedupe.backend = "redis"`) and the Schema Registry (when
 /// configured). Each is bounded by `kafka.ack_timeout`.
@@ -39,8 +68,26 @@ pub async fn connect(settings: &Settings) -> Vec<Checked> {
             return checks;
         }
     };
-    match KafkaSink::new(&settings.kafka, metrics.clone()) {
-        Ok(sink) => {
+    let unreachable = unreachable_brokers(&settings.kafka.brokers, timeout).await;
+    let sink = match unreachable {
+        // Not one bootstrap broker takes a connection: say why at once, rather than what
+        // librdkafka's metadata request says after the whole timeout.
+        Some(why) => {
+            checks.push(Checked {
+                what: format!("kafka metadata from {}", settings.kafka.brokers),
+                outcome: Err(why),
+            });
+            checks.push(Checked {
+                what: format!("kafka write to {}.canary", settings.kafka.topic_prefix),
+                outcome: Err("not tried: no broker takes a connection".into()),
+            });
+            Err(())
+        }
+        None => Ok(KafkaSink::new(&settings.kafka, metrics.clone())),
+    };
+    match sink {
+        Err(()) => {}
+        Ok(Ok(sink)) => {
             let sink = Arc::new(sink);
             let probe = sink.clone();
             let brokers = tokio::task::spawn_blocking(move || probe.probe(timeout))
@@ -67,7 +114,7 @@ pub async fn connect(settings: &Settings) -> Vec<Checked> {
                     .map_err(|e| e.to_string()),
             });
         }
-        Err(e) => checks.push(Checked {
+        Ok(Err(e)) => checks.push(Checked {
             what: "kafka client".into(),
             outcome: Err(e.to_string()),
         }),

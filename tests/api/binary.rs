@@ -514,6 +514,7 @@ async fn config_check_connect_tries_the_broker_a_write_and_redis() {
     }
     assert!(!out.contains("schema registry"), "not configured: {out}");
 
+    let started = std::time::Instant::now();
     let (code, out, err) = config_check(
         &["--connect"],
         &[
@@ -526,14 +527,129 @@ async fn config_check_connect_tries_the_broker_a_write_and_redis() {
     );
     assert_eq!(code, Some(1), "{out}");
     assert!(err.contains("4 of 4 connection checks failed"), "{err}");
+    // A closed port is said to be one, at once — not a timeout after kafka.ack_timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     for line in [
-        "# FAILED  kafka metadata from 127.0.0.1:1",
-        "# FAILED  kafka write to webhooks.canary",
+        "# FAILED  kafka metadata from 127.0.0.1:1: 127.0.0.1:1: connection refused",
+        "# FAILED  kafka write to webhooks.canary: not tried",
         "# FAILED  redis (dedupe)",
         "# FAILED  schema registry at http://127.0.0.1:1",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
+}
+
+#[test]
+fn config_check_warns_as_serve_does_when_no_provider_has_a_secret_and_prints_durations_as_documented(
+) {
+    let (code, out, err) = config_check(&[], &[]);
+    assert_eq!(code, Some(0), "valid, if useless: {err}");
+    assert!(
+        err.contains("warning: no provider has a signing secret"),
+        "{err}"
+    );
+    assert!(out.contains("window = \"24h\""), "{out}");
+    assert!(out.contains("ack_timeout = \"5s\""), "{out}");
+    assert!(out.contains("timeout = \"500ms\""), "{out}");
+    let (code, _, err) = config_check(&[], &[("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", "s")]);
+    assert_eq!(code, Some(0));
+    assert!(!err.contains("warning"), "{err}");
+}
+
+#[test]
+fn misspelt_values_are_refused_naming_the_key_and_what_it_takes() {
+    for (var, value, says) in [
+        (
+            "HOOKSTREAM__DEDUPE__BACKEND",
+            "reddis",
+            "configuration key `dedupe.backend` \"reddis\" is not one of \"memory\", \"redis\": did you mean \"redis\"? (from HOOKSTREAM__DEDUPE__BACKEND)",
+        ),
+        (
+            "HOOKSTREAM__KAFKA__ACK_TIMEOUT",
+            "5",
+            "`kafka.ack_timeout` \"5\" has no unit: write a duration with one, e.g. \"5s\"",
+        ),
+        (
+            "HOOKSTREAM__LOG__LEVEL",
+            "verbose",
+            "`log.level` \"verbose\": \"verbose\" is not a level (trace, debug, info, warn, error, off)",
+        ),
+        (
+            "HOOKSTREAM__PROVIDERS__LIVESESION__SECRETS",
+            "x",
+            "`providers.livesesion` is not a provider: did you mean `livesession`?",
+        ),
+    ] {
+        let (code, _, err) = config_check(&[], &[(var, value)]);
+        assert_eq!(code, Some(1), "{var}={value}");
+        assert!(err.contains(says), "{var}={value}: {err}");
+    }
+}
+
+#[test]
+fn an_error_in_a_file_names_the_file() {
+    let dir = temp_dir("config-file-error");
+    std::fs::copy("config/default.toml", dir.join("default.toml")).expect("copied");
+    std::fs::write(dir.join("staging.toml"), "[dedupe]\nbackend = \"reddis\"\n").expect("written");
+    let (code, _, err) = config_check(
+        &["--config-dir", &dir.display().to_string()],
+        &[("HOOKSTREAM_ENV", "staging")],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("`dedupe.backend`") && err.contains("staging.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn list_valued_keys_take_a_json_array_in_an_environment_variable_and_a_comma_in_one_pointer_is_refused(
+) {
+    let github = [
+        ("HOOKSTREAM__PROVIDERS__GH__PRESET", "github"),
+        ("HOOKSTREAM__PROVIDERS__GH__SECRETS", "s"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let env: Vec<(&str, &str)> = github.iter().chain(extra).copied().collect();
+        config_check(&[], &env)
+    };
+    let (code, out, err) = with(&[
+        (
+            "HOOKSTREAM__PROVIDERS__GH__FIELDS__ATTRIBUTES",
+            r#"["/issue", "/pull_request"]"#,
+        ),
+        (
+            "HOOKSTREAM__PROVIDERS__GH__FIELDS__SUBJECT",
+            r#"["/sender/login", "/sender/id"]"#,
+        ),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let shown: toml::Value = toml::from_str(&out).expect("config check prints TOML");
+    let fields = &shown["providers"]["gh"]["fields"];
+    assert_eq!(
+        fields["attributes"],
+        toml::Value::from(vec!["/issue", "/pull_request"]),
+        "{out}"
+    );
+    assert_eq!(
+        fields["subject"],
+        toml::Value::from(vec!["/sender/login", "/sender/id"]),
+        "{out}"
+    );
+    let (code, _, err) = with(&[(
+        "HOOKSTREAM__PROVIDERS__GH__FIELDS__SUBJECT",
+        "/sender/login,/sender/id",
+    )]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("providers.gh.fields.subject")
+            && err.contains(r#"write an array: ["/sender/login","/sender/id"]"#),
+        "{err}"
+    );
 }
 
 /// Runs `hookstream load ARGS` against `url` with the test secret, off the test's runtime (which
@@ -635,4 +751,15 @@ async fn send_with_fresh_ids_lands_every_sample_and_without_them_the_second_is_a
     assert_eq!(code, Some(1), "{out}");
     assert!(out.starts_with("401 "), "{out}");
     assert!(err.contains("answered 401"), "{err}");
+    // A 200 that is not the event written is no success either.
+    let dir = temp_dir("send-dead-letter");
+    let broken = dir.join("broken.json");
+    std::fs::write(&broken, br#"{"message_id":"x","payload":{}}"#).expect("written");
+    let (code, out, err) = send_command(&["--url", &url, &broken.display().to_string()]).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.starts_with("200 ") && out.contains("dead_lettered"),
+        "{out}"
+    );
+    assert!(err.contains("not accepted, spooled, duplicate"), "{err}");
 }

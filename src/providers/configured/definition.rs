@@ -49,7 +49,7 @@ pub struct SignatureDefinition {
     /// How far a signed timestamp may be from now (default 5 minutes).
     #[serde(
         default,
-        with = "humantime_serde",
+        with = "crate::duration::option",
         skip_serializing_if = "Option::is_none"
     )]
     pub tolerance: Option<Duration>,
@@ -94,14 +94,22 @@ pub struct FieldsDefinition {
     pub client: ClientFields,
     /// JSON pointers to subtrees whose scalars become attributes, keyed by their dotted path
     /// within the subtree.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<String>>,
     /// Headers the signature does not cover that `event_id`, `event_name` or
     /// `event_name_qualifier` may still read. Anyone who saw one delivery can resend it with
     /// such a header changed, so a provider listing any is deduplicated on its body's digest:
     /// a resend under a fresh id or another event name is a duplicate, not a new record on a
     /// new topic. Without this key, such a header is refused at startup.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "list",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub allow_unsigned_headers: Option<Vec<String>>,
 }
 
@@ -177,25 +185,61 @@ impl Sources {
 
 impl<'de> Deserialize<'de> for Sources {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct OneOrMany;
-        impl<'de> Visitor<'de> for OneOrMany {
-            type Value = Sources;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a source (\"/json/pointer\", \"header:NAME\" or \"const:VALUE\") or a list of them")
-            }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<Sources, E> {
-                Ok(Sources(vec![value.to_string()]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Sources, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<String>()? {
-                    items.push(item);
-                }
-                Ok(Sources(items))
-            }
-        }
-        deserializer.deserialize_any(OneOrMany)
+        deserializer
+            .deserialize_any(OneOrMany(
+                "a source (\"/json/pointer\", \"header:NAME\" or \"const:VALUE\") or a list of them",
+            ))
+            .map(Sources)
     }
+}
+
+/// A string or a list of strings. An environment variable holds text only, so a string that
+/// is a JSON array (`["/a", "/b"]`) is read as that list. A single JSON pointer with a comma in
+/// it is refused: it is almost certainly two pointers meant as a list, and as one it could never
+/// match.
+struct OneOrMany(&'static str);
+
+impl<'de> Visitor<'de> for OneOrMany {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Vec<String>, E> {
+        let trimmed = value.trim();
+        if trimmed.starts_with('[') {
+            return serde_json::from_str::<Vec<String>>(trimmed).map_err(|e| {
+                E::custom(format!(
+                    "{value:?} is not a JSON array of strings like [\"/a\", \"/b\"] ({e})"
+                ))
+            });
+        }
+        if trimmed.starts_with('/') && trimmed.contains(',') {
+            let parts: Vec<&str> = trimmed.split(',').map(str::trim).collect();
+            return Err(E::custom(format!(
+                "{value:?} is one JSON pointer with a comma in it, which matches nothing you meant; for several sources write an array: {} (as the value of an environment variable too)",
+                serde_json::to_string(&parts).unwrap_or_default()
+            )));
+        }
+        Ok(vec![value.to_string()])
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<String>()? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// `Option<Vec<String>>` written as a list, a JSON array in a string (an environment
+/// variable), or a single string.
+pub fn list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<String>>, D::Error> {
+    deserializer
+        .deserialize_any(OneOrMany("a list of strings"))
+        .map(Some)
 }
 
 impl Serialize for Sources {
