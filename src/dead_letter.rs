@@ -14,6 +14,8 @@
 //! | `hookstream-event-id` | the event id, when it could be read |
 //! | `content-type` | the request's `Content-Type`, as received |
 //! | `hookstream-replay-attempts` | how many replays it failed (absent until the first) |
+//! | `hookstream-replay-error` | the error code of its last failed replay (absent until the first; `hookstream-error` keeps the original) |
+//! | `hookstream-replay-error-detail` | that replay's detail |
 //! | `hookstream-header-NAME` | each request header the provider reads besides its signature (a configured provider's `header:NAME` sources), so a replay reads it too |
 //!
 //! Only requests whose signature verified are dead-lettered, and only for reasons retrying
@@ -26,6 +28,7 @@ use crate::kafka::{
     Acknowledged, KafkaSink, OutboundMessage, PublishError, HEADER_EVENT_ID, HEADER_PROVIDER,
 };
 use rdkafka::message::{Headers, Message};
+use std::borrow::Cow;
 use strum::IntoEnumIterator;
 use tokio::time::Instant;
 
@@ -34,6 +37,8 @@ pub const HEADER_ERROR_DETAIL: &str = "hookstream-error-detail";
 pub const HEADER_RECEIVED_AT: &str = "hookstream-received-at";
 pub const HEADER_CONTENT_TYPE: &str = "content-type";
 pub const HEADER_REPLAY_ATTEMPTS: &str = "hookstream-replay-attempts";
+pub const HEADER_REPLAY_ERROR: &str = "hookstream-replay-error";
+pub const HEADER_REPLAY_ERROR_DETAIL: &str = "hookstream-replay-error-detail";
 /// Followed by a request header's lowercase name.
 pub const HEADER_REQUEST_PREFIX: &str = "hookstream-header-";
 
@@ -41,10 +46,13 @@ pub const HEADER_REQUEST_PREFIX: &str = "hookstream-header-";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     pub provider: String,
-    /// The error code (one of [`crate::codes::DEAD_LETTER_REASONS`] when it arrives; a replay
-    /// that still fails may say why with another).
-    pub error: &'static str,
+    /// The error code it was kept for when it arrived (one of
+    /// [`crate::codes::DEAD_LETTER_REASONS`]); kept as it was when a replay writes it back.
+    pub error: Cow<'static, str>,
     pub detail: String,
+    /// Why its last replay failed (code, detail), when one did: beside the original error,
+    /// never instead of it.
+    pub replay_error: Option<(&'static str, String)>,
     /// Epoch milliseconds.
     pub received_at: i64,
     pub event_id: Option<String>,
@@ -74,6 +82,10 @@ impl DeadLetter {
             (HEADER_ERROR_DETAIL, self.detail.as_bytes()),
             (HEADER_RECEIVED_AT, received_at.as_bytes()),
         ];
+        if let Some((code, detail)) = &self.replay_error {
+            headers.push((HEADER_REPLAY_ERROR, code.as_bytes()));
+            headers.push((HEADER_REPLAY_ERROR_DETAIL, detail.as_bytes()));
+        }
         if let Some(id) = &self.event_id {
             headers.push((HEADER_EVENT_ID, id.as_bytes()));
         }
@@ -136,6 +148,9 @@ pub struct StoredDeadLetter {
     pub provider: Option<String>,
     pub error: Option<String>,
     pub detail: Option<String>,
+    /// Why its last replay failed, when one did.
+    pub replay_error: Option<String>,
+    pub replay_error_detail: Option<String>,
     pub received_at: Option<i64>,
     pub event_id: Option<String>,
     pub content_type: Option<String>,
@@ -163,6 +178,8 @@ impl StoredDeadLetter {
             provider: header(HEADER_PROVIDER),
             error: header(HEADER_ERROR),
             detail: header(HEADER_ERROR_DETAIL),
+            replay_error: header(HEADER_REPLAY_ERROR),
+            replay_error_detail: header(HEADER_REPLAY_ERROR_DETAIL),
             received_at: header(HEADER_RECEIVED_AT).and_then(|t| t.trim().parse().ok()),
             event_id: header(HEADER_EVENT_ID),
             content_type: header(HEADER_CONTENT_TYPE),
@@ -188,23 +205,20 @@ impl StoredDeadLetter {
         }
     }
 
-    /// This letter to write again at the end of the topic: with the error it fails with now
-    /// (`None`: as it was) and `attempts` replays failed.
+    /// This letter to write again at the end of the topic, its original error and detail as
+    /// they were: with the error its replay fails with now (`None`: not tried — its provider is
+    /// not served here — so its last replay error stays as it was) and `attempts` replays
+    /// failed.
     pub fn requeued(&self, now: Option<(&'static str, String)>, attempts: u32) -> DeadLetter {
-        let (error, detail) = match now {
-            Some(failure) => failure,
-            None => (
-                self.error
-                    .as_deref()
-                    .and_then(known_code)
-                    .unwrap_or("invalid_payload"),
-                self.detail.clone().unwrap_or_default(),
-            ),
-        };
+        let replay_error = now.or_else(|| {
+            let code = self.replay_error.as_deref().and_then(known_code)?;
+            Some((code, self.replay_error_detail.clone().unwrap_or_default()))
+        });
         DeadLetter {
             provider: self.provider.clone().unwrap_or_default(),
-            error,
-            detail,
+            error: Cow::Owned(self.error.clone().unwrap_or_default()),
+            detail: self.detail.clone().unwrap_or_default(),
+            replay_error,
             received_at: self.received_at.unwrap_or_default(),
             event_id: self.event_id.clone(),
             content_type: self.content_type.clone().map(String::into_bytes),
@@ -222,6 +236,8 @@ impl StoredDeadLetter {
             "provider": self.provider,
             "error": self.error,
             "detail": self.detail,
+            "replay_error": self.replay_error,
+            "replay_error_detail": self.replay_error_detail,
             "received_at": self.received_at,
             "event_id": self.event_id,
             "content_type": self.content_type,

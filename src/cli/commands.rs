@@ -1,14 +1,12 @@
 //! What each command does.
 
-use super::{DeadLetterCommand, Failure, LoadArgs, SendArgs, SpoolCommand};
+use super::{DeadLetterCommand, Failure, LoadArgs, SpoolCommand};
 use crate::configuration::{self, ConfigDir, Loaded, Settings};
 use crate::operations::tail::TailOptions;
 use crate::operations::{list, replay};
 use crate::providers;
 use crate::signature::Secret;
 use crate::startup::Application;
-use std::io::Read;
-use std::path::Path;
 
 fn loaded(config_dir: &ConfigDir) -> Result<Loaded, Failure> {
     configuration::load(config_dir).map_err(|e| Failure::new(1, e))
@@ -35,19 +33,27 @@ pub(super) fn serve(config_dir: &ConfigDir) -> Result<(), Failure> {
     })
 }
 
-/// `hookstream tail`: prints a topic's records.
+/// `hookstream tail`: prints the records of one or more topics.
 pub(super) fn tail(
     config_dir: &ConfigDir,
-    topic: &str,
+    topics: &[String],
     options: TailOptions,
 ) -> Result<(), Failure> {
     use crate::operations::tail::{self, TailError};
     let settings = settings(config_dir)?;
-    match tail::tail(&settings, topic, options, &mut std::io::stdout().lock()) {
+    match tail::tail(&settings, topics, options, &mut std::io::stdout().lock()) {
         Ok(_) => Ok(()),
         Err(e @ TailError::DeadLetterTopic(_)) => Err(Failure::new(2, e)),
         Err(e) => Err(Failure::new(1, e)),
     }
+}
+
+/// `hookstream topics`: the topics under the prefix.
+pub(super) fn topics(config_dir: &ConfigDir) -> Result<(), Failure> {
+    let settings = settings(config_dir)?;
+    crate::operations::topics::topics(&settings, &mut std::io::stdout().lock())
+        .map(|_| ())
+        .map_err(|e| Failure::new(1, e))
 }
 
 /// `hookstream dead-letters list|replay`.
@@ -57,20 +63,31 @@ pub(super) fn dead_letters(
 ) -> Result<(), Failure> {
     let settings = settings(config_dir)?;
     match command {
-        DeadLetterCommand::List { limit } => {
-            list::list(&settings, limit, &mut std::io::stdout().lock())
+        DeadLetterCommand::List {
+            limit,
+            provider,
+            pending,
+        } => {
+            let options = list::ListOptions {
+                limit,
+                provider,
+                pending,
+            };
+            list::list(&settings, &options, &mut std::io::stdout().lock())
                 .map(|_| ())
                 .map_err(|e| Failure::new(1, e))
         }
         DeadLetterCommand::Replay {
             dry_run,
             from_beginning,
+            provider,
         } => {
             let runtime = tokio::runtime::Runtime::new()
                 .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))?;
             let options = replay::ReplayOptions {
                 dry_run,
                 from_beginning,
+                provider,
             };
             let summary = runtime
                 .block_on(replay::replay(&settings, options))
@@ -95,6 +112,9 @@ pub(super) fn config_check(config_dir: &ConfigDir, connect: bool) -> Result<(), 
     println!("# hookstream's effective configuration, secrets redacted");
     println!("# read from: {}", sources.join(", "));
     print!("{shown}");
+    for warning in settings.warnings() {
+        eprintln!("hookstream config check: warning: {warning}");
+    }
     if !connect {
         return Ok(());
     }
@@ -113,146 +133,6 @@ pub(super) fn config_check(config_dir: &ConfigDir, connect: bool) -> Result<(), 
             1,
             format!("{failed} of {} connection checks failed", checks.len()),
         ))
-    }
-}
-
-/// `hookstream sign`: prints the `Header: value` lines.
-pub(super) fn sign(
-    config_dir: &ConfigDir,
-    provider: &str,
-    secret: &str,
-    file: &Path,
-) -> Result<(), Failure> {
-    signature_lines(config_dir, provider, secret, file)
-        .map(|lines| println!("{lines}"))
-        .map_err(|e| Failure::new(2, e))
-}
-
-/// A built-in provider, or one the configuration defines (then the configuration is loaded).
-fn provider(
-    config_dir: &ConfigDir,
-    name: &str,
-) -> Result<&'static dyn providers::Provider, String> {
-    if let Some(provider) = providers::built_in(name) {
-        return Ok(provider);
-    }
-    let registry = configuration::load(config_dir)
-        .and_then(|loaded| loaded.settings.provider_registry())
-        .map_err(|e| format!("{name:?} is not a built-in provider, and {e}"))?;
-    registry.find(name).ok_or_else(|| {
-        format!(
-            "unknown provider {name:?} (known: {})",
-            registry.names().join(", ")
-        )
-    })
-}
-
-/// The headers that sign `body` as `provider` with `secret` (as its scheme reads secrets: a
-/// Standard Webhooks secret is `whsec_…`).
-fn signature_headers(
-    provider: &dyn providers::Provider,
-    secret: &str,
-    body: &[u8],
-) -> Result<Vec<(&'static str, String)>, String> {
-    let scheme = provider.signature();
-    let secret = scheme
-        .parse_secrets(secret)?
-        .into_iter()
-        .next()
-        .ok_or("the secret is empty")?;
-    Ok(scheme.sign(body, &secret))
-}
-
-/// FILE's bytes; `-` is standard input.
-fn read_body(file: &Path) -> Result<Vec<u8>, String> {
-    if file.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
-        Ok(buf)
-    } else {
-        std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
-    }
-}
-
-fn signature_lines(
-    config_dir: &ConfigDir,
-    provider_name: &str,
-    secret: &str,
-    file: &Path,
-) -> Result<String, String> {
-    let provider = provider(config_dir, provider_name)?;
-    let body = read_body(file)?;
-    Ok(signature_headers(provider, secret, &body)?
-        .iter()
-        .map(|(name, value)| format!("{name}: {value}"))
-        .collect::<Vec<_>>()
-        .join("\n"))
-}
-
-/// `hookstream send`: signs FILE, POSTs it, prints the status and the answer; fails unless 2xx.
-pub(super) fn send(config_dir: &ConfigDir, args: SendArgs) -> Result<(), Failure> {
-    let failed = |e: String| Failure::new(2, e);
-    let name = match &args.provider {
-        Some(name) => name.clone(),
-        None => args
-            .url
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default()
-            .to_string(),
-    };
-    let provider =
-        provider(config_dir, &name).map_err(|e| failed(format!("{e}: use --provider")))?;
-    let mut body = read_body(&args.file).map_err(failed)?;
-    if args.fresh_id {
-        let text = String::from_utf8(body)
-            .map_err(|_| failed("--fresh-id needs a UTF-8 JSON body".into()))?;
-        let span = crate::load::event_id_span(provider, &text).map_err(failed)?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let fresh = format!("send-{now:x}");
-        body = [&text[..span.start], &fresh, &text[span.end..]]
-            .concat()
-            .into_bytes();
-        eprintln!("hookstream send: event id {fresh}");
-    }
-    let mut headers: Vec<(String, String)> = signature_headers(provider, &args.secret, &body)
-        .map_err(failed)?
-        .into_iter()
-        .map(|(name, value)| (name.to_string(), value))
-        .collect();
-    for header in &args.headers {
-        let (name, value) = header
-            .split_once(':')
-            .ok_or_else(|| failed(format!("--header {header:?} is not NAME:VALUE")))?;
-        headers.push((name.trim().to_string(), value.trim().to_string()));
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| failed(format!("cannot start the runtime: {e}")))?;
-    let (status, answer) = runtime
-        .block_on(async {
-            let mut request = reqwest::Client::new()
-                .post(&args.url)
-                .header("content-type", "application/json");
-            for (name, value) in headers {
-                request = request.header(name, value);
-            }
-            let response = request.body(body).send().await?;
-            let status = response.status();
-            Ok::<_, reqwest::Error>((status, response.text().await?))
-        })
-        .map_err(|e| Failure::new(1, format!("no answer from {}: {e}", args.url)))?;
-    println!("{} {answer}", status.as_u16());
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(Failure::new(1, format!("answered {status}")))
     }
 }
 

@@ -1,7 +1,8 @@
-//! The command line: `hookstream serve | sign | send | tail | load | dead-letters | config`. The binary calls
+//! The command line: `hookstream serve | sign | send | topics | tail | load | dead-letters | config | spool`. The binary calls
 //! [`run`]; [`commands`] holds what each command does.
 
 mod commands;
+mod send;
 
 use crate::configuration::ConfigDir;
 use crate::operations::reader::Start;
@@ -30,24 +31,32 @@ pub struct Cli {
 pub enum Command {
     /// Run the webhook server (the default).
     Serve,
-    /// Print the signature header a provider would send with FILE as the body.
+    /// Print the signature headers a provider would send with FILE as the body.
     Sign {
         /// Provider name: livesession, lasoexperience, seismic, or one the configuration defines.
         #[arg(long)]
         provider: String,
         /// Signing secret (or set HOOKSTREAM_SIGN_SECRET to keep it out of the process list).
+        /// Default: the provider's first secret in the configuration.
         #[arg(long, env = "HOOKSTREAM_SIGN_SECRET", hide_env_values = true)]
-        secret: String,
+        secret: Option<String>,
         /// The request body, byte for byte; `-` reads standard input.
         file: PathBuf,
     },
     /// Sign FILE as the provider would and POST it to a hookstream webhook URL; print the answer.
+    /// Exits 0 only when the answer is accepted, spooled, duplicate, ping or a challenge.
     Send(SendArgs),
-    /// Print the records of TOPIC as JSON lines, decoded with the schema, from every partition,
-    /// like `kcat -C`: from --from to the end the topic has now, then exit (or go on with
-    /// --follow).
+    /// Print the records of one or more topics as JSON lines, decoded with the schema, from
+    /// every partition, like `kcat -C`: from --from to the end each topic has now, then exit (or
+    /// go on with --follow).
     Tail {
-        topic: String,
+        /// Topic names; with --regex, regular expressions matched against whole topic names.
+        #[arg(required = true, value_name = "TOPIC")]
+        topics: Vec<String>,
+        /// The topics given are regular expressions (like `rpk topic consume -r`), e.g.
+        /// 'webhooks\.livesession\..*'.
+        #[arg(short = 'r', long)]
+        regex: bool,
         /// Where to start in each partition: beginning, end, an offset, or -N (the last N).
         #[arg(long, default_value = "beginning", allow_hyphen_values = true)]
         from: Start,
@@ -61,6 +70,9 @@ pub enum Command {
         #[arg(long)]
         headers: bool,
     },
+    /// List the topics under kafka.topic_prefix (and the dead-letter topic) with their
+    /// partitions, records and end offsets, like `rpk topic list`.
+    Topics,
     /// Send signed webhooks to a hookstream deployment and report throughput and latency.
     Load(LoadArgs),
     /// Inspect or replay the dead-letter topic.
@@ -123,12 +135,23 @@ pub enum DeadLetterCommand {
         /// plain replay.
         #[arg(long)]
         from_beginning: bool,
+        /// Replay only the letters of this provider; the others stay in the dead-letter topic
+        /// for a later replay, as they were.
+        #[arg(long)]
+        provider: Option<String>,
     },
-    /// Print dead letters as JSON lines, oldest first.
+    /// Print dead letters as JSON lines, in the order they were received (oldest first).
     List {
-        /// Stop after this many.
+        /// Print at most this many (the earliest received).
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Only the letters of this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only the letters not yet written to an event topic: never replayed, or written back
+        /// by a replay because they still fail.
+        #[arg(long)]
+        pending: bool,
     },
 }
 
@@ -141,16 +164,24 @@ pub struct SendArgs {
     #[arg(long)]
     pub provider: Option<String>,
     /// Signing secret (or set HOOKSTREAM_SIGN_SECRET to keep it out of the process list).
+    /// Default: the provider's first secret in the configuration.
     #[arg(long, env = "HOOKSTREAM_SIGN_SECRET", hide_env_values = true)]
-    pub secret: String,
-    /// Replace the body's event id with a fresh one, so each send is a new event rather than a
-    /// duplicate of the last (every other byte stays as it is).
+    pub secret: Option<String>,
+    /// Give the delivery a fresh event id, so each send is a new event rather than a duplicate
+    /// of the last: in the body, or in the id header when the provider reads its id from one.
     #[arg(long)]
     pub fresh_id: bool,
-    /// An extra request header, `NAME:VALUE` (repeatable), e.g. the event name and delivery id
-    /// headers a GitHub-style provider reads.
+    /// A request header, `NAME:VALUE` (repeatable); it wins over FILE's sidecar
+    /// (`NAME.headers.json` beside `NAME.json`, read when present).
     #[arg(long = "header", value_name = "NAME:VALUE")]
     pub headers: Vec<String>,
+    /// For an https:// URL: trust the certificates in this PEM file (e.g. a self-signed one)
+    /// instead of the system's.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// For an https:// URL: accept any certificate (tests only).
+    #[arg(long, conflicts_with = "ca_file")]
+    pub tls_insecure: bool,
     /// The request body; `-` reads standard input.
     pub file: PathBuf,
 }
@@ -252,10 +283,11 @@ pub fn run() -> ExitCode {
             file,
         } => (
             "hookstream sign",
-            commands::sign(&config_dir, &provider, &secret, &file),
+            send::sign(&config_dir, &provider, secret.as_deref(), &file),
         ),
         Command::Tail {
-            topic,
+            topics,
+            regex,
             from,
             follow,
             count,
@@ -264,17 +296,19 @@ pub fn run() -> ExitCode {
             "hookstream tail",
             commands::tail(
                 &config_dir,
-                &topic,
+                &topics,
                 TailOptions {
                     from,
                     follow,
                     count,
                     headers,
+                    regex,
                 },
             ),
         ),
+        Command::Topics => ("hookstream topics", commands::topics(&config_dir)),
         Command::Load(args) => ("hookstream load", commands::load(args)),
-        Command::Send(args) => ("hookstream send", commands::send(&config_dir, args)),
+        Command::Send(args) => ("hookstream send", send::send(&config_dir, args)),
         Command::DeadLetters(command) => (
             "hookstream dead-letters",
             commands::dead_letters(&config_dir, command),

@@ -166,6 +166,17 @@ impl MemoryCache {
         }
     }
 
+    /// Whether the id is recorded within the window (a read: it claims nothing).
+    pub(super) fn recorded(&self, namespace: Namespace, provider: &str, event_id: &str) -> bool {
+        let digest = self.digester.digest(namespace, provider, event_id);
+        let now = self.now();
+        self.inner
+            .lock()
+            .recorded
+            .get(digest)
+            .is_some_and(|at| now.wrapping_sub(at) < self.window_ms)
+    }
+
     /// Number of recorded ids.
     pub(super) fn len(&self) -> usize {
         self.inner.lock().recorded.len()

@@ -170,6 +170,21 @@ impl Dedupe {
         }
     }
 
+    /// Whether the id was written within the window, as far as this process or Redis knows —
+    /// asked without claiming it (a dry run's forecast; a store that cannot be asked says no).
+    pub async fn recorded(&self, namespace: Namespace, provider: &str, event_id: &str) -> bool {
+        if self.local.recorded(namespace, provider, event_id) {
+            return true;
+        }
+        match &self.shared {
+            Some(store) => store
+                .recorded(namespace, provider, event_id)
+                .await
+                .unwrap_or(false),
+            None => false,
+        }
+    }
+
     fn claimed(&self, local: LocalClaim, shared: Option<SharedClaim>) -> Verdict {
         Verdict::Claimed(Claim {
             local,

@@ -173,6 +173,22 @@ impl SharedStore {
         }
     }
 
+    /// Whether the id is recorded as written (a read: it claims nothing).
+    pub(super) async fn recorded(
+        &self,
+        namespace: Namespace,
+        provider: &str,
+        event_id: &str,
+    ) -> Result<bool, SharedError> {
+        let mut command = redis::cmd("GET");
+        command.arg(self.0.key(namespace, provider, event_id));
+        let held: Option<Vec<u8>> = self
+            .0
+            .call(command, IfAbandoned::Skip { undo: None })
+            .await?;
+        Ok(held.as_deref() == Some(RECORDED))
+    }
+
     /// The record of an id written without a claim (Redis could not be asked, `write` mode):
     /// committing it records the id once Redis answers again, so a redelivery after the outage
     /// is still a duplicate. Dropped, it does nothing.

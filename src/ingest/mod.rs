@@ -246,7 +246,8 @@ impl Ingest {
             }) => {
                 let letter = DeadLetter {
                     provider: provider.name().to_string(),
-                    error: error.code().as_str(),
+                    error: error.code().as_str().into(),
+                    replay_error: None,
                     detail: error.to_string(),
                     received_at,
                     event_id: id,
@@ -378,7 +379,8 @@ impl Writer {
                 let error = self.unavailable(e);
                 let letter = DeadLetter {
                     provider: event.provider.to_string(),
-                    error: error.code().as_str(),
+                    error: error.code().as_str().into(),
+                    replay_error: None,
                     detail: error.to_string(),
                     received_at: event.received_at,
                     event_id: Some(event.event_id),
@@ -505,6 +507,7 @@ impl Writer {
         original: ApiError,
         deadline: Instant,
     ) -> Result<Outcome, ApiError> {
+        let code = original.code().as_str();
         let Some(topic) = &self.dead_letter_topic else {
             return Err(original);
         };
@@ -516,7 +519,7 @@ impl Writer {
             {
                 Verdict::Duplicate => {
                     return Ok(Outcome::DeadLettered {
-                        error: letter.error,
+                        error: code,
                         detail: letter.detail,
                         duplicate: true,
                     })
@@ -560,7 +563,7 @@ impl Writer {
                     claim.commit().await;
                 }
                 Ok(Outcome::DeadLettered {
-                    error: letter.error,
+                    error: code,
                     detail: letter.detail,
                     duplicate: false,
                 })

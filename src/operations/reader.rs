@@ -60,12 +60,13 @@ pub enum ReadError {
 
 pub struct Reader {
     consumer: BaseConsumer,
-    topic: String,
-    /// Partition → (next offset to read, end: the high watermark when reading began; `None`
-    /// when following).
-    positions: BTreeMap<i32, (i64, Option<i64>)>,
-    /// Partition → the group's committed offset when reading began (absent: none).
-    committed: BTreeMap<i32, i64>,
+    /// The topics read, in the order given.
+    topics: Vec<String>,
+    /// (Topic, partition) → (next offset to read, end: the high watermark when reading began;
+    /// `None` when following).
+    positions: BTreeMap<(String, i32), (i64, Option<i64>)>,
+    /// (Topic, partition) → the group's committed offset when reading began (absent: none).
+    committed: BTreeMap<(String, i32), i64>,
     last_progress: Instant,
 }
 
@@ -78,57 +79,68 @@ impl Reader {
         start: Start,
         follow: bool,
     ) -> Result<Self, ReadError> {
+        Self::open_topics(settings, group, &[topic.to_string()], start, follow)
+    }
+
+    /// Opens every topic of `topics` as the consumer group `group`, from `start` in each
+    /// partition of each. `Err(NoSuchTopic)` names the first that does not exist.
+    pub fn open_topics(
+        settings: &KafkaSettings,
+        group: &str,
+        topics: &[String],
+        start: Start,
+        follow: bool,
+    ) -> Result<Self, ReadError> {
         let kafka =
             |what: &str, e: &dyn std::fmt::Display| ReadError::Kafka(format!("{what}: {e}"));
         let consumer: BaseConsumer = consumer_config(settings, group)
             .create()
             .map_err(|e| kafka("cannot create a Kafka consumer", &e))?;
-        let metadata = consumer
-            .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-            .map_err(|e| kafka(&format!("cannot fetch metadata for {topic}"), &e))?;
-        let mut partitions = Vec::new();
-        for t in metadata.topics() {
-            match t.error().map(RDKafkaErrorCode::from) {
-                None => partitions.extend(t.partitions().iter().map(|p| p.id())),
-                Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
-                    return Err(ReadError::NoSuchTopic(topic.to_string()))
-                }
-                Some(code) => return Err(kafka(&format!("topic {topic}"), &code)),
-            }
-        }
-        let committed = committed_offsets(&consumer, topic, &partitions)?;
         let mut positions = BTreeMap::new();
+        let mut committed = BTreeMap::new();
         let mut assignment = TopicPartitionList::new();
-        for partition in partitions {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
-                .map_err(|e| {
-                    kafka(
-                        &format!("cannot read the offsets of {topic}/{partition}"),
-                        &e,
-                    )
-                })?;
-            let next = match start {
-                Start::Beginning => low,
-                Start::Committed => committed.get(&partition).copied().unwrap_or(low),
-                Start::End => high,
-                Start::Offset(offset) => offset,
-                Start::Last(n) => high.saturating_sub(n),
+        for topic in topics {
+            let partitions = partitions_of(&consumer, topic)?;
+            for (partition, offset) in committed_offsets(&consumer, topic, &partitions)? {
+                committed.insert((topic.clone(), partition), offset);
             }
-            .clamp(low, high);
-            if follow || next < high {
-                positions.insert(partition, (next, (!follow).then_some(high)));
-                assignment
-                    .add_partition_offset(topic, partition, Offset::Offset(next))
-                    .map_err(|e| kafka("cannot assign", &e))?;
+            for partition in partitions {
+                let (low, high) = consumer
+                    .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+                    .map_err(|e| {
+                        kafka(
+                            &format!("cannot read the offsets of {topic}/{partition}"),
+                            &e,
+                        )
+                    })?;
+                let next = match start {
+                    Start::Beginning => low,
+                    Start::Committed => committed
+                        .get(&(topic.clone(), partition))
+                        .copied()
+                        .unwrap_or(low),
+                    Start::End => high,
+                    Start::Offset(offset) => offset,
+                    Start::Last(n) => high.saturating_sub(n),
+                }
+                .clamp(low, high);
+                if follow || next < high {
+                    positions.insert(
+                        (topic.clone(), partition),
+                        (next, (!follow).then_some(high)),
+                    );
+                    assignment
+                        .add_partition_offset(topic, partition, Offset::Offset(next))
+                        .map_err(|e| kafka("cannot assign", &e))?;
+                }
             }
         }
         consumer
             .assign(&assignment)
-            .map_err(|e| kafka(&format!("cannot read {topic}"), &e))?;
+            .map_err(|e| kafka(&format!("cannot read {}", topics.join(", ")), &e))?;
         Ok(Self {
             consumer,
-            topic: topic.to_string(),
+            topics: topics.to_vec(),
             positions,
             committed,
             last_progress: Instant::now(),
@@ -157,7 +169,8 @@ impl Reader {
         }
         match self.consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
-                let Some((next, end)) = self.positions.get_mut(&message.partition()) else {
+                let at = (message.topic().to_string(), message.partition());
+                let Some((next, end)) = self.positions.get_mut(&at) else {
                     return Ok(None);
                 };
                 if end.is_some_and(|end| message.offset() >= end) {
@@ -169,11 +182,11 @@ impl Reader {
                 self.last_progress = Instant::now();
                 Ok(Some(message.detach()))
             }
-            Some(Err(e)) => Err(format!("cannot read {}: {e}", self.topic)),
+            Some(Err(e)) => Err(format!("cannot read {}: {e}", self.topics.join(", "))),
             None if !self.following() && self.last_progress.elapsed() > STALL_TIMEOUT => {
                 Err(format!(
                     "the broker served no record of {} for {} s",
-                    self.topic,
+                    self.topics.join(", "),
                     STALL_TIMEOUT.as_secs()
                 ))
             }
@@ -196,19 +209,21 @@ impl Reader {
         }))
     }
 
-    /// Whether the group had already read past `letter` when reading began.
+    /// Whether the group had already read past `letter` (of the first topic: the dead-letter
+    /// topic) when reading began.
     pub fn was_committed(&self, letter: &StoredDeadLetter) -> bool {
+        let topic = self.topics.first().cloned().unwrap_or_default();
         self.committed
-            .get(&letter.partition)
+            .get(&(topic, letter.partition))
             .is_some_and(|&committed| letter.offset < committed)
     }
 
     /// Commits the group's offsets up to what was read. Blocking.
     pub fn commit(&self) -> Result<(), String> {
         let mut offsets = TopicPartitionList::new();
-        for (partition, (next, _)) in &self.positions {
+        for ((topic, partition), (next, _)) in &self.positions {
             offsets
-                .add_partition_offset(&self.topic, *partition, Offset::Offset(*next))
+                .add_partition_offset(topic, *partition, Offset::Offset(*next))
                 .map_err(|e| e.to_string())?;
         }
         if offsets.count() == 0 {
@@ -216,8 +231,63 @@ impl Reader {
         }
         self.consumer
             .commit(&offsets, CommitMode::Sync)
-            .map_err(|e| format!("cannot commit offsets of {}: {e}", self.topic))
+            .map_err(|e| format!("cannot commit offsets of {}: {e}", self.topics.join(", ")))
     }
+}
+
+/// The partitions of `topic`; `Err(NoSuchTopic)` when it does not exist.
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> Result<Vec<i32>, ReadError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|e| ReadError::Kafka(format!("cannot fetch metadata for {topic}: {e}")))?;
+    let mut partitions = Vec::new();
+    for t in metadata.topics() {
+        match t.error().map(RDKafkaErrorCode::from) {
+            None => partitions.extend(t.partitions().iter().map(|p| p.id())),
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+                return Err(ReadError::NoSuchTopic(topic.to_string()))
+            }
+            Some(code) => return Err(ReadError::Kafka(format!("topic {topic}: {code}"))),
+        }
+    }
+    Ok(partitions)
+}
+
+/// The name of every topic of the cluster, in order. Blocking.
+pub fn topic_names(settings: &KafkaSettings) -> Result<Vec<String>, String> {
+    let consumer = consumer(settings)?;
+    let metadata = consumer
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .map_err(|e| format!("cannot list the cluster's topics: {e}"))?;
+    let mut names: Vec<String> = metadata
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Each partition's (low, high) watermarks of `topic`, in partition order. Blocking.
+pub fn watermarks(settings: &KafkaSettings, topic: &str) -> Result<Vec<(i64, i64)>, String> {
+    let consumer = consumer(settings)?;
+    let mut partitions = partitions_of(&consumer, topic).map_err(|e| e.to_string())?;
+    partitions.sort_unstable();
+    partitions
+        .into_iter()
+        .map(|partition| {
+            consumer
+                .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+                .map_err(|e| format!("cannot read the offsets of {topic}/{partition}: {e}"))
+        })
+        .collect()
+}
+
+/// A consumer that only looks (it joins no group it could commit for).
+fn consumer(settings: &KafkaSettings) -> Result<BaseConsumer, String> {
+    consumer_config(settings, "hookstream-topics")
+        .create()
+        .map_err(|e| format!("cannot create a Kafka consumer: {e}"))
 }
 
 fn committed_offsets(

@@ -13,6 +13,12 @@
 //! after every write of a batch was acknowledged; a retriable write error (a full producer queue,
 //! a broker that is briefly away) is retried with backoff within the run.
 //!
+//! A letter whose replay fails keeps its original `hookstream-error` and detail; the replay's
+//! own reason goes beside them (`hookstream-replay-error`). A letter whose provider this
+//! configuration does not serve (disabled, or not defined here) is not tried at all and counts no
+//! attempt: a replay run with another configuration than the server's must not wear letters out.
+//! `--provider NAME` replays that provider's letters only; the others go back as they were.
+//!
 //! `--from-beginning` reads every letter still in the topic. Letters the group had already read
 //! (replayed, or failed and written again further on) are replayed once more if they succeed now,
 //! and never written to the dead-letter topic a second time; the rest are handled as above.
@@ -22,12 +28,13 @@ use crate::avro::{Framing, RegistryClient};
 use crate::codes::{ErrorCode, FailureClass};
 use crate::configuration::Settings;
 use crate::dead_letter::StoredDeadLetter;
-use crate::dedupe::Dedupe;
+use crate::dedupe::{Dedupe, Namespace};
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
 use crate::ingest::{Ingest, ProduceError, Written};
 use crate::kafka::{producer_queue_bytes, KafkaSink, PublishError};
 use crate::metrics::Metrics;
+use crate::naming;
 use crate::providers::{self, VerifiedPayload};
 use crate::signature::VerifiedBody;
 use std::collections::BTreeMap;
@@ -45,12 +52,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// The provider metric label of what a replay writes (its metrics are not exported).
 const LABEL: &str = "hookstream";
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ReplayOptions {
     /// Report only: write and commit nothing.
     pub dry_run: bool,
     /// Read every letter still in the topic, not just those after the group's offsets.
     pub from_beginning: bool,
+    /// Replay only this provider's letters.
+    pub provider: Option<String>,
 }
 
 /// What a replay did.
@@ -59,19 +68,32 @@ pub struct ReplaySummary {
     pub read: u64,
     /// Written to their normal topic (with `dry_run`: would have been).
     pub replayed: u64,
+    /// What was replayed, by the topic written to (with `dry_run`: its event's own topic).
+    pub topics: BTreeMap<String, u64>,
     /// Already written within the dedupe window (a copy earlier in this run, or a delivery).
     pub already_written: u64,
     /// Still failing, by error code.
     pub still_failing: BTreeMap<String, u64>,
     /// Not replayed because their provider is disabled in the current configuration.
     pub skipped_disabled: u64,
+    /// Not replayed because the current configuration does not define their provider.
+    pub skipped_unknown: u64,
+    /// Not replayed because `--provider` named another.
+    pub other_providers: u64,
     pub dry_run: bool,
 }
 
 impl ReplaySummary {
-    /// Every letter read was replayed: none still fails or was skipped.
+    /// Every letter read that was to be replayed was: none still fails or was skipped.
     pub fn complete(&self) -> bool {
-        self.still_failing.is_empty() && self.skipped_disabled == 0
+        self.still_failing.is_empty() && self.skipped_disabled == 0 && self.skipped_unknown == 0
+    }
+
+    /// Most letters were not tried because this configuration does not serve their provider:
+    /// likely not the server's configuration.
+    fn mostly_not_served(&self) -> bool {
+        let considered = self.read - self.other_providers;
+        considered > 0 && (self.skipped_disabled + self.skipped_unknown) * 2 > considered
     }
 }
 
@@ -89,6 +111,14 @@ impl std::fmt::Display for ReplaySummary {
             },
             self.replayed
         )?;
+        if !self.topics.is_empty() {
+            let topics: Vec<String> = self
+                .topics
+                .iter()
+                .map(|(topic, n)| format!("{topic}: {n}"))
+                .collect();
+            write!(f, " ({})", topics.join(", "))?;
+        }
         if self.already_written > 0 {
             write!(f, ", already written {}", self.already_written)?;
         }
@@ -104,8 +134,25 @@ impl std::fmt::Display for ReplaySummary {
         if self.skipped_disabled > 0 {
             write!(f, ", skipped (provider disabled) {}", self.skipped_disabled)?;
         }
+        if self.skipped_unknown > 0 {
+            write!(
+                f,
+                ", skipped (provider not configured) {}",
+                self.skipped_unknown
+            )?;
+        }
+        if self.other_providers > 0 {
+            write!(
+                f,
+                ", left as they were (other providers) {}",
+                self.other_providers
+            )?;
+        }
         if self.dry_run {
             f.write_str(" (dry run: nothing written or committed)")?;
+        }
+        if self.mostly_not_served() {
+            f.write_str("\nmost letters were skipped because this configuration does not serve their provider: is this the server's configuration? (--config-dir, HOOKSTREAM_ENV and the HOOKSTREAM__ variables are read as `serve` reads them)")?;
         }
         Ok(())
     }
@@ -117,6 +164,10 @@ enum Verdict {
     /// The error code and detail it fails with now.
     Failing(&'static str, String),
     ProviderDisabled,
+    /// This configuration does not define the letter's provider.
+    ProviderUnknown,
+    /// `--provider` named another.
+    OtherProvider,
 }
 
 /// Runs a replay to the end the topic had when it began. `Err` on a broker or registry error
@@ -149,7 +200,9 @@ pub async fn replay(settings: &Settings, options: ReplayOptions) -> Result<Repla
         Err(ReadError::NoSuchTopic(_)) => return Ok(summary),
         Err(e) => return Err(e.to_string()),
     };
-    let replayer = Replayer::new(settings, topic)?;
+    let replayer = Replayer::new(settings, topic, options.provider.clone())?;
+    // Events this dry run would write, so a second copy in the topic is forecast as a duplicate.
+    let mut forecast = std::collections::HashSet::new();
     let mut progress = Progress::new(reader.remaining());
     while !reader.done() {
         let batch_bytes = replayer.batch_bytes;
@@ -171,9 +224,11 @@ pub async fn replay(settings: &Settings, options: ReplayOptions) -> Result<Repla
         if options.dry_run {
             for verdict in verdicts {
                 match verdict {
-                    Verdict::Replay(_) => summary.replayed += 1,
+                    Verdict::Replay(event) => {
+                        replayer.forecast(&event, &mut forecast, &mut summary).await
+                    }
                     Verdict::Failing(code, _) => count(&mut summary, code),
-                    Verdict::ProviderDisabled => summary.skipped_disabled += 1,
+                    other => skipped(&mut summary, &other),
                 }
             }
         } else {
@@ -192,6 +247,16 @@ fn count(summary: &mut ReplaySummary, code: &str) {
     *summary.still_failing.entry(code.to_string()).or_default() += 1;
 }
 
+/// Counts a letter that was not tried.
+fn skipped(summary: &mut ReplaySummary, verdict: &Verdict) {
+    match verdict {
+        Verdict::ProviderDisabled => summary.skipped_disabled += 1,
+        Verdict::ProviderUnknown => summary.skipped_unknown += 1,
+        Verdict::OtherProvider => summary.other_providers += 1,
+        Verdict::Replay(_) | Verdict::Failing(..) => {}
+    }
+}
+
 /// Runs blocking Kafka consumer calls off the async workers.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, String> + Send + 'static,
@@ -205,6 +270,11 @@ async fn blocking<T: Send + 'static>(
 struct Replayer {
     sink: Arc<KafkaSink>,
     ingest: Ingest,
+    /// The deployment's deduplication, also asked (without claiming) by a dry run.
+    dedupe: Arc<Dedupe>,
+    topic_prefix: String,
+    /// `--provider`: only this provider's letters are replayed.
+    only: Option<String>,
     dead_letter_topic: String,
     ack_timeout: Duration,
     /// Body bytes read per batch, at most: a quarter of the producer queue, so a batch of large
@@ -214,7 +284,11 @@ struct Replayer {
 }
 
 impl Replayer {
-    fn new(settings: &Settings, dead_letter_topic: String) -> Result<Self, String> {
+    fn new(
+        settings: &Settings,
+        dead_letter_topic: String,
+        only: Option<String>,
+    ) -> Result<Self, String> {
         // Metrics of a command-line run are not exported; the sink needs somewhere to count.
         let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
         let sink = Arc::new(
@@ -238,8 +312,18 @@ impl Replayer {
         let registry = settings.provider_registry().map_err(|e| e.to_string())?;
         Ok(Self {
             // The spool belongs to `serve`: a replay writes to Kafka or not at all.
-            ingest: Ingest::new(settings, registry, sink.clone(), framing, dedupe, None)
-                .map_err(|e| e.to_string())?,
+            ingest: Ingest::new(
+                settings,
+                registry,
+                sink.clone(),
+                framing,
+                dedupe.clone(),
+                None,
+            )
+            .map_err(|e| e.to_string())?,
+            dedupe,
+            topic_prefix: settings.kafka.topic_prefix.clone(),
+            only,
             sink,
             dead_letter_topic,
             ack_timeout: settings.kafka.ack_timeout,
@@ -251,9 +335,13 @@ impl Replayer {
     fn judge(&self, letter: &StoredDeadLetter) -> Verdict {
         let failing = |e: ApiError| Verdict::Failing(e.code().as_str(), e.to_string());
         let name = letter.provider.as_deref().unwrap_or_default();
+        if self.only.as_deref().is_some_and(|only| only != name) {
+            return Verdict::OtherProvider;
+        }
         let provider = match self.ingest.provider(name) {
             Ok(provider) => provider,
             Err(ApiError::ProviderDisabled(_)) => return Verdict::ProviderDisabled,
+            Err(ApiError::UnknownProvider(_)) => return Verdict::ProviderUnknown,
             Err(e) => return failing(e),
         };
         let payload = match VerifiedPayload::parse(VerifiedBody::from_dead_letter(&letter.body)) {
@@ -275,6 +363,28 @@ impl Replayer {
             Ok(event) => Verdict::Replay(Box::new(event)),
             Err(e) => failing(e.into()),
         }
+    }
+
+    /// What writing `event` would come to, counted in `summary` without writing: a duplicate
+    /// if this run would already have written it, or the deployment's dedupe remembers it.
+    async fn forecast(
+        &self,
+        event: &WebhookEvent,
+        forecast: &mut std::collections::HashSet<(&'static str, String)>,
+        summary: &mut ReplaySummary,
+    ) {
+        let first = forecast.insert((event.provider, event.dedupe_id().to_string()));
+        let remembered = self
+            .dedupe
+            .recorded(Namespace::Event, event.provider, event.dedupe_id())
+            .await;
+        if !first || remembered {
+            summary.already_written += 1;
+            return;
+        }
+        summary.replayed += 1;
+        let topic = naming::topic_name(&self.topic_prefix, event.provider, &event.event_name);
+        *summary.topics.entry(topic).or_default() += 1;
     }
 
     /// Writes a batch: events to their topics, the letters still failing or skipped back to the
@@ -321,8 +431,9 @@ impl Replayer {
             let (letter, outcome) = result?;
             let again = match outcome {
                 // A replay has no spool: `Spooled` cannot happen, and would be written later.
-                Ok(Written::Accepted { .. } | Written::Spooled { .. }) => {
+                Ok(Written::Accepted { topic, .. } | Written::Spooled { topic }) => {
                     summary.replayed += 1;
+                    *summary.topics.entry(topic).or_default() += 1;
                     None
                 }
                 Ok(Written::Duplicate) => {
@@ -333,8 +444,8 @@ impl Replayer {
                     count(summary, code);
                     Some(letter.requeued(Some((code, detail)), letter.replay_attempts + 1))
                 }
-                Err(_) => {
-                    summary.skipped_disabled += 1;
+                Err(verdict) => {
+                    skipped(summary, &verdict);
                     Some(letter.requeued(None, letter.replay_attempts))
                 }
             };
@@ -501,11 +612,53 @@ mod tests {
             skipped_disabled: 1,
             ..ReplaySummary::default()
         };
+        summary
+            .topics
+            .insert("webhooks.livesession.js_error".into(), 1);
         count(&mut summary, "invalid_json");
         assert_eq!(
             summary.to_string(),
-            "read 4, replayed 1, already written 1, still failing 1 (invalid_json: 1), skipped (provider disabled) 1"
+            "read 4, replayed 1 (webhooks.livesession.js_error: 1), already written 1, still failing 1 (invalid_json: 1), skipped (provider disabled) 1"
         );
         assert!(!summary.complete());
+    }
+
+    #[test]
+    fn a_summary_of_mostly_skipped_letters_asks_whether_this_is_the_servers_configuration() {
+        let summary = ReplaySummary {
+            read: 5,
+            skipped_disabled: 2,
+            skipped_unknown: 2,
+            replayed: 1,
+            ..ReplaySummary::default()
+        };
+        let text = summary.to_string();
+        assert!(
+            text.contains("skipped (provider not configured) 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("is this the server's configuration?"),
+            "{text}"
+        );
+        let mostly_replayed = ReplaySummary {
+            read: 5,
+            replayed: 4,
+            skipped_disabled: 1,
+            ..ReplaySummary::default()
+        };
+        assert!(!mostly_replayed
+            .to_string()
+            .contains("server's configuration"));
+        let other_providers = ReplaySummary {
+            read: 5,
+            replayed: 1,
+            other_providers: 4,
+            ..ReplaySummary::default()
+        };
+        assert!(other_providers.complete());
+        assert!(!other_providers
+            .to_string()
+            .contains("server's configuration"));
     }
 }

@@ -1,6 +1,7 @@
-//! `hookstream tail`: a topic's records as JSON lines, decoded with the shipped schema — read
-//! like `kcat -C` or `rpk topic consume`: from a starting point to the end (or on, following),
-//! every partition.
+//! `hookstream tail`: the records of one or more topics (named, or matched by regular expressions
+//! like `rpk topic consume -r`) as JSON lines, decoded with the shipped schema — read like
+//! `kcat -C` or `rpk topic consume`: from a starting point to the end (or on, following), every
+//! partition.
 
 use super::reader::{ReadError, Reader, Start};
 use crate::avro::{datum_of, schema};
@@ -20,6 +21,8 @@ pub struct TailOptions {
     pub count: Option<u64>,
     /// Print each record's headers too.
     pub headers: bool,
+    /// The topics given are regular expressions, matched against the cluster's topic names.
+    pub regex: bool,
 }
 
 /// Why nothing (more) could be printed.
@@ -29,21 +32,57 @@ pub enum TailError {
     Read(#[from] ReadError),
     #[error("{0} is the dead-letter topic: its records are request bodies kept as received, not Avro records; `hookstream dead-letters list` prints them")]
     DeadLetterTopic(String),
+    #[error("no topic matches {0} (`hookstream topics` lists them)")]
+    NoMatch(String),
     #[error("{0}")]
     Other(String),
 }
 
-/// Prints the records of `topic` to `out`; returns how many. Blocking.
+/// The topics `given` names: themselves, or with `regex` every topic of the cluster one of them
+/// matches (whole names, as `rpk` matches), the dead-letter topic left out.
+fn resolve(settings: &Settings, given: &[String], regex: bool) -> Result<Vec<String>, TailError> {
+    let dead_letters = settings.dead_letter.topic(&settings.kafka.topic_prefix);
+    if !regex {
+        if let Some(topic) = given.iter().find(|t| **t == dead_letters) {
+            return Err(TailError::DeadLetterTopic(topic.clone()));
+        }
+        let mut topics = given.to_vec();
+        topics.dedup();
+        return Ok(topics);
+    }
+    let patterns = given
+        .iter()
+        .map(|p| {
+            regex::Regex::new(&format!("^(?:{p})$"))
+                .map_err(|e| TailError::Other(format!("--regex {p:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let topics: Vec<String> = super::reader::topic_names(&settings.kafka)
+        .map_err(TailError::Other)?
+        .into_iter()
+        .filter(|name| *name != dead_letters && patterns.iter().any(|p| p.is_match(name)))
+        .collect();
+    if topics.is_empty() {
+        return Err(TailError::NoMatch(given.join(" or ")));
+    }
+    Ok(topics)
+}
+
+/// Prints the records of `topics` to `out`; returns how many. Blocking.
 pub fn tail(
     settings: &Settings,
-    topic: &str,
+    topics: &[String],
     options: TailOptions,
     out: &mut dyn Write,
 ) -> Result<u64, TailError> {
-    if topic == settings.dead_letter.topic(&settings.kafka.topic_prefix) {
-        return Err(TailError::DeadLetterTopic(topic.to_string()));
-    }
-    let mut reader = Reader::open(&settings.kafka, GROUP, topic, options.from, options.follow)?;
+    let topics = resolve(settings, topics, options.regex)?;
+    let mut reader = Reader::open_topics(
+        &settings.kafka,
+        GROUP,
+        &topics,
+        options.from,
+        options.follow,
+    )?;
     let mut printed = 0;
     while !reader.done() && options.count.is_none_or(|n| printed < n) {
         let Some(message) = reader.next_message().map_err(TailError::Other)? else {
@@ -63,6 +102,7 @@ fn line(message: &OwnedMessage, with_headers: bool) -> serde_json::Value {
         .key()
         .map(|k| String::from_utf8_lossy(k).into_owned());
     let mut line = serde_json::json!({
+        "topic": message.topic(),
         "partition": message.partition(),
         "offset": message.offset(),
         "timestamp": message.timestamp().to_millis(),

@@ -101,6 +101,90 @@ async fn deliver(port: u16, id: &str) -> u16 {
         .map_or(0, |r| r.status().as_u16())
 }
 
+/// What the quickstart prints for another terminal (`export VAR=VALUE …`) is all `send`,
+/// `sign`, `topics` and `tail` need: the providers — a configured one too — their secrets and
+/// the broker; `send --fresh-id` with GitHub's sidecar headers makes a new event each time.
+async fn commands_in_another_terminal_use_its_configuration(port: u16, broker: u16, line: &str) {
+    let exports = line
+        .split("export ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no export in {line:?}"));
+    let env: Vec<(String, String)> = exports
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert!(
+        env.contains(&("HOOKSTREAM_ENV".into(), "quickstart".into())),
+        "{line}"
+    );
+    assert!(
+        env.contains(&(
+            "HOOKSTREAM__KAFKA__BROKERS".into(),
+            format!("127.0.0.1:{broker}")
+        )),
+        "the broker is named when it is not the default: {line}"
+    );
+    let run = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookstream"));
+        command
+            .args(args)
+            .env_remove("HOOKSTREAM__KAFKA__BROKERS")
+            .env_remove("HOOKSTREAM_SIGN_SECRET")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        command
+    };
+    let url = |provider: &str| format!("http://127.0.0.1:{port}/webhooks/{provider}");
+    for (provider, file) in [
+        ("livesession", "tests/fixtures/livesession/js_error.json"),
+        ("github", "tests/fixtures/github/issues_opened.json"),
+        ("github", "tests/fixtures/github/issues_opened.json"),
+    ] {
+        let (code, out, err) =
+            run_off_runtime(run(&["send", "--url", &url(provider), "--fresh-id", file])).await;
+        assert_eq!(code, Some(0), "{provider}: {out}{err}");
+        assert!(
+            out.starts_with("200 ") && out.contains("\"accepted\""),
+            "{out}"
+        );
+    }
+    // Without --fresh-id the same GitHub delivery is a duplicate: still done, exit 0.
+    let github = url("github");
+    let (code, out, _) = run_off_runtime(run(&[
+        "send",
+        "--url",
+        &github,
+        "tests/fixtures/github/issues_opened.json",
+    ]))
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out, err) = run_off_runtime(run(&[
+        "send",
+        "--url",
+        &github,
+        "tests/fixtures/github/issues_opened.json",
+    ]))
+    .await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("\"duplicate\""), "{out}");
+    let (code, out, _) = run_off_runtime(run(&[
+        "sign",
+        "--provider",
+        "github",
+        "tests/fixtures/github/issues_opened.json",
+    ]))
+    .await;
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("x-hub-signature-256: sha256="), "{out}");
+    let (code, out, err) = run_off_runtime(run(&["topics"])).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("webhooks.github.issues_opened"), "{out}");
+    let (code, out, err) =
+        run_off_runtime(run(&["tail", "--regex", r"webhooks\.github\..*"])).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.lines().count() >= 3, "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_quickstart_says_so_and_stops_nothing_it_did_not_start() {
     let (port, admin, broker) = (free_port(), free_port(), free_port());
@@ -125,6 +209,13 @@ async fn a_second_quickstart_says_so_and_stops_nothing_it_did_not_start() {
         "no colour when not on a terminal: {banner:?}"
     );
     assert_eq!(deliver(port, "quickstart-1").await, 200);
+    let (mut first, other_terminal) = tokio::task::spawn_blocking(move || {
+        let line = first.wait_for("in another terminal");
+        (first, line)
+    })
+    .await
+    .expect("task");
+    commands_in_another_terminal_use_its_configuration(port, broker, &other_terminal).await;
 
     // The same command again, by mistake.
     let mut second = Quickstart::start(port, admin, broker);

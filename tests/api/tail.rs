@@ -142,3 +142,60 @@ async fn a_missing_topic_is_one_line_and_the_dead_letter_topic_points_to_dead_le
     assert_eq!(code, Some(2));
     assert!(err.contains("hookstream dead-letters list"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tail_reads_several_topics_or_those_a_regular_expression_matches_and_topics_lists_them() {
+    let app = spawn_app().await;
+    send(&app, &["js-1", "js-2"]).await;
+    let rage = with_json(&fixture("livesession", "rage_click"), |j| {
+        j["message_id"] = "rage-1".into()
+    });
+    assert_eq!(app.post_signed("livesession", rage).await.status, 200);
+    let js_error = app.topic("livesession", "js_error");
+    let rage_click = app.topic("livesession", "rage_click");
+    app.read_messages(&js_error, 2).await;
+    app.read_messages(&rage_click, 1).await;
+
+    let (code, lines, err, _) = tail(&app, &[&js_error, &rage_click]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(event_ids(&lines), ["js-1", "js-2", "rage-1"]);
+    assert!(
+        lines.iter().any(|l| l["topic"] == rage_click.as_str()),
+        "each line names its topic: {lines:?}"
+    );
+
+    let pattern = format!("{}\\.livesession\\..*", app.prefix);
+    let (code, lines, err, _) = tail(&app, &["--regex", &pattern]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(event_ids(&lines), ["js-1", "js-2", "rage-1"]);
+    let (code, _, err, _) = tail(&app, &["-r", &format!("{}\\.nothing\\..*", app.prefix)]).await;
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no topic matches"), "{err}");
+
+    let (code, out, err) = run_off_runtime({
+        let mut command = Command::new(BIN);
+        command
+            .arg("topics")
+            .env("HOOKSTREAM__KAFKA__BROKERS", &app.brokers)
+            .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &app.prefix);
+        command
+    })
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let row = |topic: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(topic))
+            .unwrap_or_else(|| panic!("no {topic} in:\n{out}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let js = row(&js_error);
+    assert_eq!(js[2], "2", "records: {out}");
+    let ends: i64 = js[3]
+        .split(',')
+        .map(|e| e.parse::<i64>().expect("offset"))
+        .sum();
+    assert_eq!(ends, 2, "end offsets: {out}");
+    assert_eq!(row(&rage_click)[2], "1", "{out}");
+}

@@ -181,6 +181,24 @@ async fn webhooks_arrive_over_tls_and_a_new_certificate_is_taken_without_droppin
     );
     assert!(out.contains("200: 50"), "{out}");
 
+    // `send` trusting the same certificate, or any with --tls-insecure; not the system's.
+    let url = format!("https://127.0.0.1:{port}/webhooks/livesession");
+    let ca = dir.join("second.crt").display().to_string();
+    for (trust, expect_ok) in [
+        (vec!["--ca-file", ca.as_str()], true),
+        (vec!["--tls-insecure"], true),
+        (vec![], false),
+    ] {
+        let mut command = Command::new(BIN);
+        command
+            .args(["send", "--url", &url, "--fresh-id"])
+            .args(&trust)
+            .arg("tests/fixtures/livesession/js_error.json")
+            .env("HOOKSTREAM_SIGN_SECRET", SECRET);
+        let (code, out, err) = run_off_runtime(command).await;
+        assert_eq!(code == Some(0), expect_ok, "{trust:?}: {out}{err}");
+    }
+
     let app = TestApp {
         address: String::new(),
         port,
@@ -190,7 +208,7 @@ async fn webhooks_arrive_over_tls_and_a_new_certificate_is_taken_without_droppin
         client: reqwest::Client::new(),
         sink: None,
     };
-    app.read_messages(&app.topic("livesession", "js_error"), 53)
+    app.read_messages(&app.topic("livesession", "js_error"), 55)
         .await;
 }
 
