@@ -5,7 +5,8 @@ hookstream writes each record as Avro in one of two framings:
   * Avro single-object encoding (no Schema Registry): C3 01, the schema's 8-byte CRC-64-AVRO
     fingerprint, then the datum; decoded with the shipped avro/webhook_event.avsc;
   * the Confluent wire format (with a Schema Registry): 00, the 4-byte schema id, then the datum;
-    decoded with the schema the registry has under that id.
+    decoded by Confluent's own AvroDeserializer with the schema the registry has under that id —
+    the code to copy into a consumer of your own.
 
     python consumer.py --brokers localhost:9092 --topic webhooks.livesession.js_error
     python consumer.py --brokers localhost:19092 --topic webhooks.livesession.js_error \
@@ -16,17 +17,18 @@ It reads every partition from the beginning and stops when no record arrived for
 """
 
 import argparse
-import base64
 import datetime
 import io
 import json
 import os
 import struct
 import sys
-import urllib.request
 
 import fastavro
 from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "avro", "webhook_event.avsc")
 SINGLE_OBJECT = b"\xc3\x01"
@@ -46,31 +48,24 @@ class Decoder:
             shipped = json.load(f)
         self.shipped = fastavro.parse_schema(shipped)
         self.shipped_fingerprint = fingerprint(shipped)
-        self.registry = registry.rstrip("/") if registry else None
-        self.auth = auth
-        self.by_id = {}
+        self.confluent = None
+        if registry:
+            conf = {"url": registry}
+            if auth:
+                conf["basic.auth.user.info"] = auth
+            # The writer's schema is fetched (and cached) by the id each value names.
+            self.confluent = AvroDeserializer(SchemaRegistryClient(conf))
 
-    def registry_schema(self, schema_id: int):
-        if schema_id not in self.by_id:
-            if not self.registry:
-                raise ValueError(f"schema id {schema_id}: a Confluent-framed value needs --registry")
-            request = urllib.request.Request(f"{self.registry}/schemas/ids/{schema_id}")
-            if self.auth:
-                token = base64.b64encode(self.auth.encode()).decode()
-                request.add_header("Authorization", f"Basic {token}")
-            with urllib.request.urlopen(request, timeout=10) as response:
-                text = json.load(response)["schema"]
-            self.by_id[schema_id] = fastavro.parse_schema(json.loads(text))
-        return self.by_id[schema_id]
-
-    def decode(self, value: bytes) -> dict:
+    def decode(self, value: bytes, topic: str) -> dict:
         if value.startswith(SINGLE_OBJECT):
             if value[2:10] != self.shipped_fingerprint:
                 raise ValueError("single-object value written with another schema than the shipped one")
             return fastavro.schemaless_reader(io.BytesIO(value[10:]), self.shipped)
         if value.startswith(CONFLUENT) and len(value) >= 5:
-            (schema_id,) = struct.unpack(">I", value[1:5])
-            return fastavro.schemaless_reader(io.BytesIO(value[5:]), self.registry_schema(schema_id))
+            if self.confluent is None:
+                (schema_id,) = struct.unpack(">I", value[1:5])
+                raise ValueError(f"schema id {schema_id}: a Confluent-framed value needs --registry")
+            return self.confluent(value, SerializationContext(topic, MessageField.VALUE))
         raise ValueError("neither Avro single-object encoding nor the Confluent wire format")
 
 
@@ -120,7 +115,7 @@ def main() -> int:
             "headers": {k: v.decode() for k, v in (message.headers() or [])},
         }
         try:
-            line["value"] = decoder.decode(message.value())
+            line["value"] = decoder.decode(message.value(), message.topic())
         except ValueError as e:
             line["undecodable"] = str(e)
         print(json.dumps(line, default=as_json), flush=True)

@@ -404,6 +404,90 @@ impl RedisServer {
     }
 }
 
+/// A real Confluent-compatible Schema Registry of a test's own (`rivven-schema`, in memory: a
+/// restart starts it empty), on a free port.
+pub struct SchemaRegistryServer {
+    pub port: u16,
+    process: OwnProcess,
+}
+
+impl SchemaRegistryServer {
+    pub async fn start() -> SchemaRegistryServer {
+        let port = free_port();
+        let mut registry = SchemaRegistryServer {
+            port,
+            process: OwnProcess::new("rivven-schema", port),
+        };
+        registry.launch().await;
+        registry
+    }
+
+    async fn launch(&mut self) {
+        let mut command = std::process::Command::new(tool("rivven-schema"));
+        command.args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &self.port.to_string(),
+        ]);
+        self.process.launch(command, self.port).await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again on the same port, empty.
+    pub async fn restart(&mut self) {
+        self.process.kill();
+        self.launch().await;
+    }
+
+    /// `GET path` (from the root), as JSON.
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        reqwest::get(format!("{}{path}", self.url()))
+            .await
+            .expect("the registry answers")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
+    /// Registers `schema` (Avro, as JSON text) under `subject`; its id.
+    pub async fn register(&self, subject: &str, schema: &str) -> u64 {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/subjects/{subject}/versions", self.url()))
+            .header("content-type", "application/vnd.schemaregistry.v1+json")
+            .json(&serde_json::json!({ "schema": schema }))
+            .send()
+            .await
+            .expect("the registry answers")
+            .json()
+            .await
+            .expect("JSON");
+        answer["id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("not registered: {answer}"))
+    }
+
+    /// Sets `subject`'s compatibility level (`BACKWARD`, …).
+    pub async fn set_compatibility(&self, subject: &str, level: &str) {
+        let status = reqwest::Client::new()
+            .put(format!("{}/config/{subject}", self.url()))
+            .json(&serde_json::json!({ "compatibility": level }))
+            .send()
+            .await
+            .expect("the registry answers")
+            .status();
+        assert!(status.is_success(), "PUT /config/{subject}: {status}");
+    }
+
+    pub fn log(&self) -> String {
+        self.process.log()
+    }
+}
+
 /// Whether `reply` holds one whole RESP value (of the kinds the tests read).
 fn complete_resp(reply: &[u8]) -> bool {
     let Some(end) = reply.windows(2).position(|w| w == b"\r\n") else {
