@@ -400,8 +400,11 @@ pub fn load(dir: &ConfigDir) -> Result<Loaded, ConfigError> {
                 .separator("__"),
         )
         .build()?;
+    let origins = config.clone();
     let settings = strict::deserialize(config)?;
-    settings.validate()?;
+    settings
+        .validate()
+        .map_err(|e| strict::with_origin(e, &origins))?;
     Ok(Loaded { settings, sources })
 }
 

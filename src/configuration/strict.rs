@@ -52,6 +52,20 @@ fn explain(error: config::ConfigError, origins: &config::Config) -> ConfigError 
     ConfigError::Invalid(key, format!("{problem}{from}"))
 }
 
+/// An invalid value's error, with where the value was set (a file, or the environment
+/// variable) when the key names one value and the message does not say so already.
+pub(super) fn with_origin(error: ConfigError, origins: &config::Config) -> ConfigError {
+    match error {
+        ConfigError::Invalid(key, problem) if !problem.contains("(from ") => {
+            match origin_of(origins, &key) {
+                Some(from) => ConfigError::Invalid(key, format!("{problem} (from {from})")),
+                None => ConfigError::Invalid(key, problem),
+            }
+        }
+        other => other,
+    }
+}
+
 /// The key, the origin and the problem of a deserialization error, the innermost key winning.
 fn parts(error: config::ConfigError) -> (Option<String>, Option<String>, String) {
     match error {
