@@ -58,18 +58,26 @@ pub fn first<'a>(obj: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a Value
     keys.iter().find_map(|k| obj.get(*k))
 }
 
+/// The first of `keys` present and not null; `Err` says it is missing, naming `path`.
+fn present<'a>(
+    obj: &'a Map<String, Value>,
+    keys: &[&str],
+    path: &str,
+) -> Result<&'a Value, PayloadError> {
+    match first(obj, keys) {
+        None | Some(Value::Null) => Err(PayloadError::new(path, "missing")),
+        Some(value) => Ok(value),
+    }
+}
+
 /// A required non-empty string (or number) field.
 pub fn required_text(
     obj: &Map<String, Value>,
     keys: &[&str],
     path: &str,
 ) -> Result<String, PayloadError> {
-    match first(obj, keys) {
-        None | Some(Value::Null) => Err(PayloadError::new(path, "missing")),
-        Some(v) => {
-            text(Some(v)).ok_or_else(|| PayloadError::new(path, "expected a non-empty string"))
-        }
-    }
+    let value = present(obj, keys, path)?;
+    text(Some(value)).ok_or_else(|| PayloadError::new(path, "expected a non-empty string"))
 }
 
 /// A required non-empty **string** under the first of `keys` present: an event name decides a
@@ -79,11 +87,10 @@ pub fn required_string(
     keys: &[&str],
     path: &str,
 ) -> Result<String, PayloadError> {
-    match first(obj, keys) {
-        None | Some(Value::Null) => Err(PayloadError::new(path, "missing")),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) => Err(PayloadError::new(path, "is empty")),
-        Some(other) => Err(PayloadError::new(
+    match present(obj, keys, path)? {
+        Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
+        Value::String(_) => Err(PayloadError::new(path, "is empty")),
+        other => Err(PayloadError::new(
             path,
             format!("expected a string, found {}", kind(other)),
         )),

@@ -120,6 +120,12 @@ impl State {
     fn records(&self) -> usize {
         self.segments.values().map(|s| s.entries.len()).sum()
     }
+
+    fn entry_mut(&mut self, id: &SpoolId) -> Option<&mut Entry> {
+        self.segments
+            .get_mut(&id.segment)
+            .and_then(|s| s.entries.get_mut(&id.offset))
+    }
 }
 
 pub(crate) struct Spool {
@@ -453,11 +459,7 @@ impl Spool {
     pub(crate) fn release(&self, ids: &[SpoolId]) {
         let mut state = self.state.lock();
         for id in ids {
-            if let Some(entry) = state
-                .segments
-                .get_mut(&id.segment)
-                .and_then(|s| s.entries.get_mut(&id.offset))
-            {
+            if let Some(entry) = state.entry_mut(id) {
                 entry.status = Status::Waiting;
             }
         }
@@ -475,11 +477,7 @@ impl Spool {
         let mut longest = Duration::ZERO;
         let mut state = self.state.lock();
         for id in ids {
-            if let Some(entry) = state
-                .segments
-                .get_mut(&id.segment)
-                .and_then(|s| s.entries.get_mut(&id.offset))
-            {
+            if let Some(entry) = state.entry_mut(id) {
                 let wait = FIRST_PARKED
                     .saturating_mul(1 << entry.refusals.min(10))
                     .min(MAX_PARKED);
