@@ -1,7 +1,7 @@
 //! Test support shared by the test targets: the app harness ([`app`]), reading Kafka back
-//! ([`kafka`]), external tools, brokers and Redis ([`tools`]), the binary as a child process
-//! ([`process`]), a fault-injecting Kafka proxy ([`proxy`]), raw HTTP for misbehaving clients
-//! ([`raw`]) and a Schema Registry double ([`registry`]).
+//! ([`kafka`]), external tools, brokers, Redis and a real Schema Registry ([`tools`]), the
+//! binary as a child process ([`process`]), a fault-injecting Kafka proxy ([`proxy`]), raw HTTP
+//! for misbehaving clients ([`raw`]) and a Schema Registry double for its faults ([`registry`]).
 //!
 //! Each test target compiles this module on its own and uses a different part of it.
 #![allow(dead_code, unused_imports)]
