@@ -39,16 +39,11 @@ fn explain(error: config::ConfigError, origins: &config::Config) -> ConfigError 
     let Some(key) = key else {
         return ConfigError::Layer(problem);
     };
-    let from = match origin.as_deref() {
-        Some("the environment") => format!(
-            " (from HOOKSTREAM__{})",
-            key.replace('.', "__").to_uppercase()
-        ),
-        Some(file) => format!(" (from {file})"),
-        None => origin_of(origins, &key)
-            .map(|o| format!(" (from {o})"))
-            .unwrap_or_default(),
-    };
+    let from = origin
+        .map(|o| source_name(&o, &key))
+        .or_else(|| origin_of(origins, &key))
+        .map(|o| format!(" (from {o})"))
+        .unwrap_or_default();
     ConfigError::Invalid(key, format!("{problem}{from}"))
 }
 
@@ -96,12 +91,8 @@ fn reworded(message: &str) -> String {
     let Some((_, values)) = ENUMS.iter().find(|(n, _)| *n == name) else {
         return format!("{value:?} is not a valid value");
     };
-    let nearest = values
-        .iter()
-        .map(|v| (edit_distance(value, v), *v))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, v)| format!(": did you mean \"{v}\"?"))
+    let nearest = closest(value, values.iter().copied())
+        .map(|v| format!(": did you mean \"{v}\"?"))
         .unwrap_or_default();
     format!(
         "{value:?} is not one of {}{nearest}",
@@ -118,13 +109,28 @@ fn origin_of(config: &config::Config, key: &str) -> Option<String> {
     // Values read whole keep their origin; values deserialized from them do not.
     let (parent, name) = key.rsplit_once('.')?;
     let value = config.get_table(parent).ok()?.remove(name)?;
-    match value.origin()? {
-        "the environment" => Some(format!(
-            "HOOKSTREAM__{}",
-            key.replace('.', "__").to_uppercase()
-        )),
-        file => Some(file.to_string()),
+    Some(source_name(value.origin()?, key))
+}
+
+/// A value's origin as a person names it: the environment variable that sets `key`, or the file.
+fn source_name(origin: &str, key: &str) -> String {
+    match origin {
+        "the environment" => format!("HOOKSTREAM__{}", key.replace('.', "__").to_uppercase()),
+        file => file.to_string(),
     }
+}
+
+/// The one of `candidates` within two edits of `word`, the closest first, for "did you mean".
+pub(super) fn closest<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, c)| c)
 }
 
 /// The keys `key` may have been meant as: every key there is, and, under `providers.NAME`, every

@@ -152,12 +152,9 @@ impl Settings {
             // A name a letter or two from a built-in's, with nothing that defines a provider of
             // its own: a misspelt built-in.
             if providers::built_in(name).is_none() && settings.definition().is_empty() {
-                let nearest = providers::BUILT_IN
-                    .iter()
-                    .map(|p| (super::strict::edit_distance(name, p.name()), p.name()))
-                    .filter(|(distance, _)| *distance <= 2)
-                    .min();
-                if let Some((_, built_in)) = nearest {
+                let nearest =
+                    super::strict::closest(name, providers::BUILT_IN.iter().map(|p| p.name()));
+                if let Some(built_in) = nearest {
                     return invalid(
                         format!("providers.{name}"),
                         format!("is not a provider: did you mean `{built_in}`? (a provider of your own needs a `preset`, or a `signature` and `fields`)"),

@@ -140,11 +140,7 @@ impl MemoryCache {
                 let now = self.now();
                 let mut inner = self.inner.lock();
                 self.expire(&mut inner, now);
-                if inner
-                    .recorded
-                    .get(digest)
-                    .is_some_and(|at| now.wrapping_sub(at) < self.window_ms)
-                {
+                if self.holds(&inner, digest, now) {
                     return LocalVerdict::Duplicate;
                 }
                 match inner.in_flight.get_mut(&digest) {
@@ -170,8 +166,12 @@ impl MemoryCache {
     pub(super) fn recorded(&self, namespace: Namespace, provider: &str, event_id: &str) -> bool {
         let digest = self.digester.digest(namespace, provider, event_id);
         let now = self.now();
-        self.inner
-            .lock()
+        self.holds(&self.inner.lock(), digest, now)
+    }
+
+    /// Whether `digest` was recorded within the window, as of `now`.
+    fn holds(&self, inner: &Inner, digest: Digest, now: Millis) -> bool {
+        inner
             .recorded
             .get(digest)
             .is_some_and(|at| now.wrapping_sub(at) < self.window_ms)

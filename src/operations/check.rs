@@ -52,6 +52,63 @@ fn plain(error: &std::io::Error) -> String {
     }
 }
 
+/// The broker's metadata and a write to `{topic_prefix}.canary`. When not one bootstrap broker
+/// takes a connection, that is said at once, rather than what librdkafka's metadata request says
+/// after the whole timeout.
+async fn kafka(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    timeout: std::time::Duration,
+) -> Vec<Checked> {
+    let metadata = format!("kafka metadata from {}", settings.kafka.brokers);
+    if let Some(why) = unreachable_brokers(&settings.kafka.brokers, timeout).await {
+        return vec![
+            Checked {
+                what: metadata,
+                outcome: Err(why),
+            },
+            Checked {
+                what: format!("kafka write to {}.canary", settings.kafka.topic_prefix),
+                outcome: Err("not tried: no broker takes a connection".into()),
+            },
+        ];
+    }
+    let sink = match KafkaSink::new(&settings.kafka, metrics) {
+        Ok(sink) => Arc::new(sink),
+        Err(e) => {
+            return vec![Checked {
+                what: "kafka client".into(),
+                outcome: Err(e.to_string()),
+            }]
+        }
+    };
+    let probe = sink.clone();
+    let answered = tokio::task::spawn_blocking(move || probe.probe(timeout))
+        .await
+        .unwrap_or(false);
+    vec![
+        Checked {
+            what: metadata,
+            outcome: if answered {
+                Ok("the cluster answered".into())
+            } else {
+                Err(format!(
+                    "no metadata within kafka.ack_timeout ({} ms)",
+                    timeout.as_millis()
+                ))
+            },
+        },
+        Checked {
+            what: format!("kafka write to {}", sink.canary_topic()),
+            outcome: sink
+                .write_canary()
+                .await
+                .map(|()| "created if missing, written and acknowledged".into())
+                .map_err(|e| e.to_string()),
+        },
+    ]
+}
+
 /// Runs every check that applies to `settings`: the broker's metadata, a write to a topic
 /// hookstream may create, Redis (with `dedupe.backend = "redis"`) and the Schema Registry (when
 /// configured). Each is bounded by `kafka.ack_timeout`.
@@ -68,57 +125,7 @@ pub async fn connect(settings: &Settings) -> Vec<Checked> {
             return checks;
         }
     };
-    let unreachable = unreachable_brokers(&settings.kafka.brokers, timeout).await;
-    let sink = match unreachable {
-        // Not one bootstrap broker takes a connection: say why at once, rather than what
-        // librdkafka's metadata request says after the whole timeout.
-        Some(why) => {
-            checks.push(Checked {
-                what: format!("kafka metadata from {}", settings.kafka.brokers),
-                outcome: Err(why),
-            });
-            checks.push(Checked {
-                what: format!("kafka write to {}.canary", settings.kafka.topic_prefix),
-                outcome: Err("not tried: no broker takes a connection".into()),
-            });
-            Err(())
-        }
-        None => Ok(KafkaSink::new(&settings.kafka, metrics.clone())),
-    };
-    match sink {
-        Err(()) => {}
-        Ok(Ok(sink)) => {
-            let sink = Arc::new(sink);
-            let probe = sink.clone();
-            let brokers = tokio::task::spawn_blocking(move || probe.probe(timeout))
-                .await
-                .unwrap_or(false);
-            checks.push(Checked {
-                what: format!("kafka metadata from {}", settings.kafka.brokers),
-                outcome: if brokers {
-                    Ok("the cluster answered".into())
-                } else {
-                    Err(format!(
-                        "no metadata within kafka.ack_timeout ({} ms)",
-                        timeout.as_millis()
-                    ))
-                },
-            });
-            let topic = sink.canary_topic().to_string();
-            checks.push(Checked {
-                what: format!("kafka write to {topic}"),
-                outcome: sink
-                    .write_canary()
-                    .await
-                    .map(|()| "created if missing, written and acknowledged".into())
-                    .map_err(|e| e.to_string()),
-            });
-        }
-        Ok(Err(e)) => checks.push(Checked {
-            what: "kafka client".into(),
-            outcome: Err(e.to_string()),
-        }),
-    }
+    checks.extend(kafka(settings, metrics.clone(), timeout).await);
     match Dedupe::new(&settings.dedupe, timeout, metrics) {
         Ok(dedupe) => {
             if let Some(reached) = dedupe.check_shared_store().await {
