@@ -97,6 +97,15 @@ impl ReplaySummary {
     }
 }
 
+/// `name: count, …` of a summary's tally (topics written, reasons still failing).
+fn counts(tally: &BTreeMap<String, u64>) -> String {
+    tally
+        .iter()
+        .map(|(name, n)| format!("{name}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl std::fmt::Display for ReplaySummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let failing: u64 = self.still_failing.values().sum();
@@ -112,24 +121,14 @@ impl std::fmt::Display for ReplaySummary {
             self.replayed
         )?;
         if !self.topics.is_empty() {
-            let topics: Vec<String> = self
-                .topics
-                .iter()
-                .map(|(topic, n)| format!("{topic}: {n}"))
-                .collect();
-            write!(f, " ({})", topics.join(", "))?;
+            write!(f, " ({})", counts(&self.topics))?;
         }
         if self.already_written > 0 {
             write!(f, ", already written {}", self.already_written)?;
         }
         write!(f, ", still failing {failing}")?;
         if failing > 0 {
-            let reasons: Vec<String> = self
-                .still_failing
-                .iter()
-                .map(|(reason, n)| format!("{reason}: {n}"))
-                .collect();
-            write!(f, " ({})", reasons.join(", "))?;
+            write!(f, " ({})", counts(&self.still_failing))?;
         }
         if self.skipped_disabled > 0 {
             write!(f, ", skipped (provider disabled) {}", self.skipped_disabled)?;

@@ -185,9 +185,8 @@ async fn a_provider_defined_only_in_a_config_file_takes_the_whole_path() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(reply.json()["status"], "dead_lettered", "{}", reply.text);
     assert!(
-        reply.json()["detail"]
-            .as_str()
-            .unwrap_or_default()
+        reply
+            .detail()
             .contains("/kind: missing (fields.event_name)"),
         "{}",
         reply.text
@@ -201,9 +200,8 @@ async fn a_provider_defined_only_in_a_config_file_takes_the_whole_path() {
     assert_eq!(reply.json()["status"], "dead_lettered", "{}", reply.text);
     assert_eq!(reply.json()["error"], "invalid_payload", "{}", reply.text);
     assert!(
-        reply.json()["detail"]
-            .as_str()
-            .unwrap_or_default()
+        reply
+            .detail()
             .contains("/kind: expected a string, found a number (fields.event_name)"),
         "{}",
         reply.text

@@ -54,6 +54,14 @@ impl Reply {
             .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.text))
     }
 
+    /// The `detail` of a JSON answer (an error or a dead letter); empty when it has none.
+    pub fn detail(&self) -> String {
+        self.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
     /// Asserts an error reply: status, code, and a non-empty detail.
     pub fn assert_error(&self, status: u16, code: &str) -> String {
         assert_eq!(self.status, status, "body: {}", self.text);
