@@ -67,7 +67,7 @@ impl Reply {
         assert_eq!(self.status, status, "body: {}", self.text);
         let json = self.json();
         assert_eq!(json["error"], code, "body: {}", self.text);
-        let detail = json["detail"].as_str().unwrap_or_default().to_string();
+        let detail = self.detail();
         assert!(!detail.is_empty(), "error detail missing: {}", self.text);
         assert_eq!(
             json.as_object().map(|o| o.len()),
