@@ -82,7 +82,9 @@ pub enum ApiError {
         NotReady::ShuttingDown => "hookstream is shutting down: send no more requests here",
         NotReady::Dedupe => "redis (dedupe.backend) did not carry out the last check (a claim, release and commit on a probe key), and dedupe.redis.on_unavailable is \"reject\"",
         NotReady::SpoolFull => "the broker is not acknowledging writes and the spool is full (spool.max_bytes)",
-        NotReady::SpoolUnwritable => "the broker is not acknowledging writes and the spool cannot be written (its last append failed: a full disk or an I/O error)",
+        NotReady::SpoolUnwritable => "the broker is not acknowledging writes and the spool cannot be written (its last append failed: a full disk, a missing directory or an I/O error)",
+        NotReady::SpoolStalled => "the spool holds records the broker accepts no longer: no spooled record was acknowledged for a while although the broker answers metadata (its producer is being replaced)",
+        NotReady::SpoolUnreadable => "spooled records cannot be read back (an I/O error, such as no file descriptors left); they are kept and tried again",
     })]
     NotReady(NotReady),
     /// A bug: a record that does not match the schema.
@@ -123,7 +125,9 @@ impl ApiError {
                 NotReady::Broker
                 | NotReady::Writes
                 | NotReady::SpoolFull
-                | NotReady::SpoolUnwritable,
+                | NotReady::SpoolUnwritable
+                | NotReady::SpoolStalled
+                | NotReady::SpoolUnreadable,
             ) => ErrorCode::BrokerUnavailable,
             ApiError::NotReady(NotReady::SchemaRegistry) => ErrorCode::SchemaRegistryUnavailable,
             ApiError::NotReady(NotReady::ShuttingDown) => ErrorCode::ShuttingDown,

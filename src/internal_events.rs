@@ -250,8 +250,9 @@ impl SpoolForwarded {
 }
 
 /// The broker refused a spooled record for a reason retrying soon cannot fix (not authorized,
-/// too large, an invalid topic). It stays in the spool and is tried again after `retry_in`; the
-/// failure itself is counted in `hookstream_kafka_produce_failures_total{reason}`.
+/// too large, an invalid topic), and it could not be dead-lettered either. It stays in the
+/// spool (`hookstream_spool_parked_records`) and is tried again after `retry_in`; the failure
+/// itself is counted in `hookstream_kafka_produce_failures_total{reason}`.
 pub struct SpoolRecordRefused<'a> {
     pub topic: &'a str,
     pub reason: FailureReason,
@@ -266,7 +267,27 @@ impl SpoolRecordRefused<'_> {
                 reason = self.reason.label(),
                 retry_in = %humantime::format_duration(self.retry_in),
                 suppressed,
-                "spool: the broker refuses a spooled record; it stays in the spool and is tried again (fix the broker's side: an ACL, max.message.bytes)"
+                "spool: the broker refuses a spooled record, and it could not be dead-lettered; it stays in the spool and is tried again (fix the broker's side: an ACL, max.message.bytes)"
+            );
+        }
+    }
+}
+
+/// A spooled record whose provider is not enabled (since it was spooled): held in the spool,
+/// not forwarded, and tried again after `retry_in` — enabling the provider lets it through.
+pub struct SpoolRecordHeld<'a> {
+    pub topic: &'a str,
+    pub retry_in: Duration,
+}
+
+impl SpoolRecordHeld<'_> {
+    pub fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = m.spool_refused_log.admit("spool_held") {
+            tracing::warn!(
+                topic = self.topic,
+                retry_in = %humantime::format_duration(self.retry_in),
+                suppressed,
+                "spool: a spooled record's provider is not enabled; it is held in the spool, not forwarded (enable the provider to let it through)"
             );
         }
     }
@@ -292,11 +313,75 @@ impl SpoolDamaged<'_> {
     }
 }
 
+/// A spool operation failed with an I/O error: not damage, retried. Counted per operation,
+/// logged at most once a minute per operation.
+pub struct SpoolIoFailed<'a> {
+    /// `append`, `read`, `mark` or `probe`.
+    pub operation: &'static str,
+    pub dir: &'a std::path::Path,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl SpoolIoFailed<'_> {
+    pub fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = m.spool_io_log.admit(self.operation) {
+            tracing::warn!(
+                operation = self.operation,
+                dir = %self.dir.display(),
+                error = %self.error,
+                suppressed,
+                "spool: I/O error (not damage: nothing is dropped, it is tried again)"
+            );
+        }
+        m.spool_io_errors.with_label_values(&[self.operation]).inc();
+    }
+}
+
+/// A spooled record the broker refused for good was written to the dead-letter topic.
+pub struct SpoolDeadLettered<'a> {
+    pub topic: &'a str,
+    pub reason: FailureReason,
+}
+
+impl SpoolDeadLettered<'_> {
+    pub fn emit(self, m: &Metrics) {
+        tracing::warn!(
+            topic = self.topic,
+            reason = self.reason.label(),
+            "spool: the broker refuses a spooled record for good; kept in the dead-letter topic instead"
+        );
+        m.spool_dead_lettered.inc();
+    }
+}
+
+/// The forwarder made no progress while the broker answers metadata: its producer is replaced.
+pub struct SpoolStalled<'a> {
+    pub records: usize,
+    pub since: Duration,
+    pub why: &'a str,
+}
+
+impl SpoolStalled<'_> {
+    pub fn emit(self, m: &Metrics) {
+        tracing::warn!(
+            records = self.records,
+            since = %humantime::format_duration(Duration::from_secs(self.since.as_secs())),
+            why = self.why,
+            "spool: the forwarder made no progress although the broker answers; replacing its producer"
+        );
+        m.spool_stalled.set(1);
+    }
+}
+
 /// The spool's size, on every forwarder round and scrape.
 pub struct SpoolMeasured {
     pub records: usize,
+    /// Bytes of the records not yet acknowledged (what counts against `spool.max_bytes`).
     pub bytes: u64,
     pub oldest_age: Duration,
+    pub parked: usize,
+    pub stalled: bool,
+    pub unreadable_segments: usize,
 }
 
 impl SpoolMeasured {
@@ -304,6 +389,10 @@ impl SpoolMeasured {
         m.spool_records.set(self.records as i64);
         m.spool_bytes.set(self.bytes as i64);
         m.spool_oldest_age.set(self.oldest_age.as_secs_f64());
+        m.spool_parked.set(self.parked as i64);
+        m.spool_stalled.set(i64::from(self.stalled));
+        m.spool_unreadable_segments
+            .set(self.unreadable_segments as i64);
     }
 }
 

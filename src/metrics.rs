@@ -49,6 +49,11 @@ pub struct Metrics {
     pub spool_corrupt: IntCounter,
     pub spool_possible_duplicates: IntCounter,
     pub spool_sync_duration: Histogram,
+    pub spool_io_errors: IntCounterVec,
+    pub spool_parked: IntGauge,
+    pub spool_stalled: IntGauge,
+    pub spool_unreadable_segments: IntGauge,
+    pub spool_dead_lettered: IntCounter,
     pub producer_resets: IntCounter,
     pub open_connections: IntGauge,
     pub requests_in_flight: IntGauge,
@@ -72,6 +77,9 @@ pub struct Metrics {
     /// One warning a minute about spooled records the broker refuses: a whole spool of them
     /// is retried in turn.
     pub spool_refused_log: LogBudget,
+    /// One warning a minute per spool I/O operation that fails (a read, an append, a mark):
+    /// a failing disk fails every one of them.
+    pub spool_io_log: LogBudget,
     event_names: Mutex<HashSet<String>>,
 }
 
@@ -159,11 +167,16 @@ impl Metrics {
             spooled: r.counter_vec("spooled_total", "Webhooks answered 202 spooled: on local disk, fsynced, on their way to Kafka.", &["provider"])?,
             spool_forwarded: r.counter("spool_forwarded_total", "Spooled records written to Kafka and acknowledged.")?,
             spool_records: r.gauge("spool_records", "Records in the spool, not yet acknowledged by Kafka.")?,
-            spool_bytes: r.gauge("spool_bytes", "Bytes of the spool's files on disk (bounded by spool.max_bytes).")?,
+            spool_bytes: r.gauge("spool_bytes", "Bytes of the spooled records not yet acknowledged by Kafka (bounded by spool.max_bytes; space of forwarded records in a segment that still holds others is not counted).")?,
             spool_max_bytes: r.gauge("spool_max_bytes", "spool.max_bytes: the most the spool may hold (0 when the spool is disabled).")?,
             spool_oldest_age: r.float_gauge("spool_oldest_age_seconds", "Age of the oldest record in the spool (0 when empty).")?,
             spool_corrupt: r.counter("spool_corrupt_records_total", "Damaged records found in spool files (kept aside under corrupt/, never forwarded).")?,
             spool_possible_duplicates: r.counter("spool_possible_duplicates_total", "Spooled records forwarded after a restart whose first write's outcome was unknown: possibly a second copy.")?,
+            spool_io_errors: r.counter_vec("spool_io_errors_total", "Spool operations that failed with an I/O error (never taken for damage: retried). operation: append, read, mark, probe.", &["operation"])?,
+            spool_parked: r.gauge("spool_parked_records", "Spooled records the broker refuses for good and that could not be dead-lettered either (or whose provider is disabled): kept, tried again later. Alert on it.")?,
+            spool_stalled: r.gauge("spool_stalled", "1 while the spool holds records and the forwarder has made no progress for a while although the broker answers metadata.")?,
+            spool_unreadable_segments: r.gauge("spool_unreadable_segments", "Spool segment files that could not be read at startup (an I/O error, not damage): kept and read again every second.")?,
+            spool_dead_lettered: r.counter("spool_dead_lettered_total", "Spooled records the broker refused for good, written to the dead-letter topic instead.")?,
             spool_sync_duration: r.histogram("spool_sync_duration_seconds", "Time of one spool append batch's write and fdatasync (group commit).")?,
             topic_overflows: r.counter_vec("kafka_topic_overflow_total", "Events written to their provider's overflow topic ({prefix}.{provider}.OVERFLOW) because it had kafka.max_topics_per_provider topics.", &["provider"])?,
             producer_resets: r.counter("kafka_producer_resets_total", "Times the producer was replaced with a fresh instance (a write timed out, or the producer became unusable).")?,
@@ -184,6 +197,7 @@ impl Metrics {
             dedupe_error_log: LogBudget::default(),
             topic_overflow_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
             spool_refused_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
+            spool_io_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
             event_names: Mutex::new(HashSet::new()),
             registry,
         })

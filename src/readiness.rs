@@ -12,7 +12,7 @@ use crate::dedupe::Dedupe;
 use crate::internal_events::DependencyChecked;
 use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
-use crate::spool::{Spool, SpoolError};
+use crate::spool::{ForwardingProblem, Spool, SpoolError};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,6 +35,11 @@ pub enum NotReady {
     /// The broker is not acknowledging, and the spool's last append failed (a full disk, an
     /// I/O error).
     SpoolUnwritable,
+    /// The spool holds records, the broker answers metadata, and none was acknowledged for
+    /// `spool` stall time: the broker accepts them no longer (came back empty, fenced).
+    SpoolStalled,
+    /// Spooled records cannot be read back (an I/O error): kept, tried again.
+    SpoolUnreadable,
 }
 
 /// The latest verdict of the dependency checks, combined with the live write outcome.
@@ -81,7 +86,12 @@ impl Readiness {
             (Err(NotReady::Broker | NotReady::Writes), Some(spool)) => match spool.accepting() {
                 Ok(()) => Ok(()),
                 Err(SpoolError::Full(_)) => Err(NotReady::SpoolFull),
-                Err(SpoolError::Io(_)) => Err(NotReady::SpoolUnwritable),
+                Err(SpoolError::Unwritable(_)) => Err(NotReady::SpoolUnwritable),
+            },
+            (Ok(()), Some(spool)) => match spool.forwarding_problem() {
+                None => Ok(()),
+                Some(ForwardingProblem::Unreadable(_)) => Err(NotReady::SpoolUnreadable),
+                Some(ForwardingProblem::Stalled(_)) => Err(NotReady::SpoolStalled),
             },
             (other, _) => other,
         }

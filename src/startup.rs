@@ -36,7 +36,7 @@ pub enum StartupError {
     #[error("could not set up deduplication: {0}")]
     Dedupe(String),
     #[error("could not open the spool: {0}")]
-    Spool(String),
+    Spool(#[from] crate::spool::OpenError),
     #[error("could not set up metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("could not start the HTTP server: {0}")]
@@ -135,9 +135,8 @@ pub struct Application {
     sink: Arc<KafkaSink>,
     /// The durable spool, when enabled: its forwarder runs while serving.
     spool: Option<Arc<Spool>>,
-    /// The providers' names: the forwarder's metric labels.
-    provider_names: Vec<&'static str>,
-    ack_timeout: Duration,
+    /// What the spool's forwarder needs of the configuration.
+    forwarding: Option<crate::spool::Forwarding>,
     registry: Option<Arc<RegistryClient>>,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
@@ -188,7 +187,6 @@ impl Application {
             )
             .map_err(StartupError::Dedupe)?,
         );
-        let provider_names = providers.names();
         let ingest = Ingest::new(
             &settings,
             providers,
@@ -198,6 +196,15 @@ impl Application {
             spool.clone(),
         )?;
         let enabled = ingest.enabled_providers();
+        let forwarding = spool.as_ref().map(|_| crate::spool::Forwarding {
+            ack_timeout: settings.kafka.ack_timeout,
+            providers: enabled.clone(),
+            dead_letter_topic: settings
+                .dead_letter
+                .enabled
+                .then(|| settings.dead_letter.topic(&settings.kafka.topic_prefix)),
+            stall_after: stall_after(&settings),
+        });
         for warning in settings.warnings() {
             tracing::warn!("{warning}");
         }
@@ -237,8 +244,7 @@ impl Application {
             tls,
             sink,
             spool,
-            provider_names,
-            ack_timeout: settings.kafka.ack_timeout,
+            forwarding,
             registry,
             readiness,
             metrics,
@@ -285,14 +291,13 @@ impl Application {
         let reload = self.tls.clone().map(|tls| tokio::spawn(tls.watch()));
         // Forwards what the spool holds from the start (records from before a restart too),
         // and through the drain: what it cannot forward by then stays on disk.
-        let forwarder = self.spool.clone().map(|spool| {
-            tokio::spawn(crate::spool::forward(
-                spool,
-                self.sink.clone(),
-                self.ack_timeout,
-                self.provider_names.clone(),
-            ))
-        });
+        let forwarder = self
+            .spool
+            .clone()
+            .zip(self.forwarding)
+            .map(|(spool, forwarding)| {
+                tokio::spawn(crate::spool::forward(spool, self.sink.clone(), forwarding))
+            });
         let admin_handle = self.admin.handle();
         let admin = tokio::spawn(self.admin);
         let handle = self.server.handle();
@@ -342,6 +347,13 @@ impl Application {
         }
         served
     }
+}
+
+/// How long the spool's forwarder may go without an acknowledgement, while records wait and the
+/// broker answers metadata, before it is called stalled and its producer replaced: five
+/// readiness checks, and never less than two `kafka.ack_timeout`s.
+pub(crate) fn stall_after(settings: &Settings) -> Duration {
+    (settings.server.readiness_interval * 5).max(settings.kafka.ack_timeout * 2)
 }
 
 /// Resolves on SIGTERM or SIGINT.

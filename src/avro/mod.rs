@@ -59,6 +59,21 @@ pub fn encode_datum(event: &crate::event::WebhookEvent) -> Result<Vec<u8>, Encod
     Ok(out)
 }
 
+/// The original request body (`raw_payload`) of a framed record written by this hookstream:
+/// what a dead letter keeps when the broker refuses the record itself. `None` for a value that
+/// is not such a record.
+pub fn raw_payload(value: &[u8]) -> Option<String> {
+    let mut datum = framing::datum_of(value)?;
+    let decoded = apache_avro::from_avro_datum(schema(), &mut datum, None).ok()?;
+    let apache_avro::types::Value::Record(fields) = decoded else {
+        return None;
+    };
+    fields.into_iter().find_map(|(name, value)| match value {
+        apache_avro::types::Value::String(raw) if name == "raw_payload" => Some(raw),
+        _ => None,
+    })
+}
+
 /// The framed value of `event` for `topic`: the framing header, then the datum, in one buffer.
 pub async fn encode_framed(
     framing: &Framing,

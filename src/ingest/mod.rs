@@ -21,7 +21,7 @@ use crate::kafka::{
 use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, Registry, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};
-use crate::spool::{Spool, SpoolError, SpooledRecord};
+use crate::spool::{Refused, Spool, SpoolError, SpooledRecord};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -426,27 +426,76 @@ impl Writer {
         };
         let value = encode_value(&self.framing, event, &topic, deadline).await?;
         let headers = event_headers(event.provider, &event.event_name, &event.event_id);
+        let msg = OutboundMessage {
+            topic: &topic,
+            key: event.subject_id.as_deref(),
+            value: &value,
+            headers: &headers,
+            provider: event.provider,
+            event_name: Some(&event.event_name),
+        };
+        match self.write_or_spool(spool, *after, msg, deadline).await? {
+            Durable::Acked(ack) => {
+                claim.commit().await;
+                Ok(Written::Accepted { ack, topic })
+            }
+            Durable::Spooled => {
+                // Spooled counts as accepted: a redelivery is a duplicate.
+                claim.commit().await;
+                Ok(Written::Spooled { topic })
+            }
+        }
+    }
+
+    /// Writes `msg`, waiting `after` for the broker's acknowledgement, and spools it if none
+    /// came by then (at once while writes are known to fail). One write, one outcome:
+    /// - a record the producer would refuse is refused now, as in fair weather (413);
+    /// - the spool's room is reserved before the first write starts: without room, the webhook
+    ///   is written as without a spool (its answer waits for the write's outcome, by
+    ///   `deadline`), so a 503 never leaves a write behind it;
+    /// - a first write still in flight when the record is spooled is settled by the spool.
+    async fn write_or_spool(
+        &self,
+        spool: &Arc<Spool>,
+        after: Duration,
+        msg: OutboundMessage<'_>,
+        deadline: Instant,
+    ) -> Result<Durable, ProduceError> {
+        self.sink.check_size(&msg)?;
+        let attempt = !self.sink.writes_failing();
+        let record = SpooledRecord::new(
+            msg.provider,
+            msg.event_name,
+            msg.topic,
+            msg.key,
+            msg.value.to_vec(),
+            msg.headers,
+            attempt,
+        );
+        let reservation = match spool.reserve(&record) {
+            Ok(reservation) => reservation,
+            // No room: written as without a spool, or (writes known to fail) refused at once.
+            Err(error) if attempt => {
+                return match self.sink.publish(msg, deadline).await {
+                    Ok(ack) => Ok(Durable::Acked(ack)),
+                    Err(e) if e.class() == FailureClass::Retriable => Err(ProduceError::Publish(
+                        PublishError::new(e.reason, format!("{e}, and {error}; nothing was kept")),
+                    )),
+                    Err(e) => Err(ProduceError::Publish(e)),
+                };
+            }
+            Err(error) => return Err(ProduceError::Spool(error)),
+        };
         let mut first_attempt = None;
         // While writes are known to fail, spooled at once: waiting `after` for each would let
         // a few connections carry only a few webhooks a second.
-        if !self.sink.writes_failing() {
-            let msg = OutboundMessage {
-                topic: &topic,
-                key: event.subject_id.as_deref(),
-                value: &value,
-                headers: &headers,
-                provider: event.provider,
-                event_name: Some(&event.event_name),
-            };
+        if attempt {
             match self
                 .sink
-                .publish_or_wait(msg, Instant::now() + *after, deadline)
+                .publish_or_wait(msg, Instant::now() + after, deadline)
                 .await
             {
-                Ok(Published::Acked(ack)) => {
-                    claim.commit().await;
-                    return Ok(Written::Accepted { ack, topic });
-                }
+                Ok(Published::Acked(ack)) => return Ok(Durable::Acked(ack)),
                 Ok(Published::Waiting(first)) => first_attempt = Some(first),
                 Err(e) if e.class() != FailureClass::Retriable => {
                     return Err(ProduceError::Publish(e))
@@ -454,29 +503,23 @@ impl Writer {
                 Err(_) => {}
             }
         }
-        let record = SpooledRecord::new(
-            event.provider,
-            Some(&event.event_name),
-            &topic,
-            event.subject_id.as_deref(),
-            value,
-            &headers,
-            first_attempt.is_some(),
-        );
-        let id = spool.append(&record).await.map_err(ProduceError::Spool)?;
-        // Spooled counts as accepted: a redelivery is a duplicate.
-        claim.commit().await;
-        if let Some(first) = first_attempt {
-            // Should the first write be acknowledged after all, the spooled copy is dropped.
-            let spool = spool.clone();
-            tokio::spawn(async move {
-                match first.await {
-                    Ok(_) => spool.ack(&[id]),
-                    Err(_) => spool.release(&[id]),
-                }
-            });
+        match spool.append(reservation, first_attempt, deadline).await {
+            Ok(()) => Ok(Durable::Spooled),
+            // The disk failed under a record with room reserved: the answer is the first
+            // write's, if it comes by the deadline.
+            Err(Refused {
+                error,
+                first_attempt: Some(first),
+            }) => match tokio::time::timeout_at(deadline, first).await {
+                Ok(Ok(ack)) => Ok(Durable::Acked(ack)),
+                Ok(Err(e)) => Err(ProduceError::Publish(PublishError::new(
+                    e.reason,
+                    format!("{e}; and {error}; nothing was kept"),
+                ))),
+                Err(_) => Err(ProduceError::Spool(error)),
+            },
+            Err(Refused { error, .. }) => Err(ProduceError::Spool(error)),
         }
-        Ok(Written::Spooled { topic })
     }
 
     /// Claims `event_id` in `namespace`, waiting for another delivery's write of it until
@@ -529,33 +572,32 @@ impl Writer {
             None => None,
         };
         let published = match &self.spool {
-            // Known to fail: spooled at once.
-            Some(_) if self.sink.writes_failing() => Err(PublishError::new(
-                FailureReason::BrokerUnavailable,
-                "writes are failing",
-            )),
-            _ => letter.publish(&self.sink, topic, provider, deadline).await,
-        };
-        let published = match (published, &self.spool) {
-            (Err(e), Some((spool, _))) if e.class() == FailureClass::Retriable => {
+            Some((spool, after)) => {
                 let texts = letter.texts();
-                let record = SpooledRecord::new(
-                    provider,
-                    None,
+                let msg = OutboundMessage {
                     topic,
-                    letter.event_id.as_deref(),
-                    letter.body.clone(),
-                    &letter.headers(&texts),
-                    false,
-                );
-                spool.append(&record).await.map(|_| ()).map_err(|spooled| {
-                    PublishError::new(
-                        FailureReason::BrokerUnavailable,
-                        format!("{e}, and {spooled}"),
-                    )
-                })
+                    key: letter.event_id.as_deref(),
+                    value: &letter.body,
+                    headers: &letter.headers(&texts),
+                    provider,
+                    event_name: None,
+                };
+                self.write_or_spool(spool, *after, msg, deadline)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        ProduceError::Publish(e) => e,
+                        ProduceError::Spool(spooled) => PublishError::new(
+                            FailureReason::BrokerUnavailable,
+                            format!("the broker did not acknowledge in time, and {spooled}"),
+                        ),
+                        other => PublishError::new(FailureReason::ClientError, other.to_string()),
+                    })
             }
-            (other, _) => other.map(|_| ()),
+            None => letter
+                .publish(&self.sink, topic, provider, deadline)
+                .await
+                .map(|_| ()),
         };
         match published {
             Ok(()) => {
@@ -580,6 +622,14 @@ fn claim_timed_out() -> PublishError {
         FailureReason::Deadline,
         "another delivery of this event is still being written; nothing was written",
     )
+}
+
+/// Where a write that may be spooled ended.
+enum Durable {
+    /// Acknowledged by the broker.
+    Acked(Acknowledged),
+    /// On disk in the spool (its first write, if still in flight, settled by the spool).
+    Spooled,
 }
 
 /// What writing an event did.

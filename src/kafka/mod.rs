@@ -54,6 +54,7 @@ pub(crate) const HEADER_EVENT_NAME: &str = "hookstream-event-name";
 pub(crate) const HEADER_EVENT_ID: &str = "hookstream-event-id";
 
 /// One message to write.
+#[derive(Clone, Copy)]
 pub(crate) struct OutboundMessage<'a> {
     pub topic: &'a str,
     pub key: Option<&'a str>,
@@ -173,6 +174,9 @@ pub struct KafkaSink {
     /// Per provider, the event topics that exist or are being created (at most
     /// `max_topics_per_provider` each), and when the cluster's were last listed.
     provider_topics: Mutex<HashMap<&'static str, ProviderTopics>>,
+    /// librdkafka's `message.max.bytes`: a larger record is refused at enqueue (413), so it is
+    /// refused before it is spooled too, the same answer in an outage as in fair weather.
+    max_message_bytes: usize,
     health: WriteHealth,
     metrics: Arc<Metrics>,
 }
@@ -212,6 +216,7 @@ impl KafkaSink {
             event_topic_prefix: format!("{}.", settings.topic_prefix),
             max_topics_per_provider: settings.max_topics_per_provider,
             provider_topics: Mutex::new(HashMap::new()),
+            max_message_bytes: max_message_bytes(settings),
             health: WriteHealth::default(),
             metrics,
         })
@@ -348,9 +353,11 @@ impl KafkaSink {
     }
 
     /// Writes one message like [`KafkaSink::publish`], but waits for the acknowledgement only
-    /// until `until`: then the write goes on, and [`Published::Waiting`] resolves how it ended
-    /// (by librdkafka's message timeout, within `deadline`). The spool keeps the record
-    /// meanwhile, and drops its copy if this first write is acknowledged.
+    /// until `until`: then the write goes on, and [`Published::Waiting`] resolves how it ended.
+    /// The write goes to the patient producer, never purged at a request's deadline, so that
+    /// librdkafka's idempotent retries decide its outcome even when the broker received it and
+    /// froze: the spool keeps the record meanwhile, and drops its copy if this first write is
+    /// acknowledged (a second copy is forwarded only when the first write failed).
     pub(crate) async fn publish_or_wait(
         self: &Arc<Self>,
         msg: OutboundMessage<'_>,
@@ -408,14 +415,15 @@ impl KafkaSink {
         deadline: Instant,
     ) -> Result<Published, PublishError> {
         self.ensure_topic_by(msg, until.min(deadline)).await?;
-        let producer = self.patient_producer();
+        let slot = self.patient_slot();
+        let producer = slot.current();
         let started = Instant::now();
         let mut delivery = producer
             .send_result(record(msg))
-            .map_err(|(err, _)| self.failed(&producer, "enqueue", &err, msg.topic))?;
+            .map_err(|(err, _)| self.failed(slot, &producer, "enqueue", &err, msg.topic))?;
         match tokio::time::timeout_at(until, &mut delivery).await {
             Ok(reported) => self
-                .settle(&producer, msg.topic, started, reported)
+                .settle(slot, &producer, msg.topic, started, reported)
                 .map(Published::Acked),
             Err(_) => {
                 let topic = msg.topic.to_string();
@@ -427,8 +435,9 @@ impl KafkaSink {
                 Ok(Published::Waiting(Box::pin(async move {
                     // librdkafka reports by its (patient) message timeout.
                     let patience = PATIENT_DELIVERY_TIMEOUT + Duration::from_secs(30);
+                    let slot = sink.patient_slot();
                     let result = match tokio::time::timeout(patience, delivery).await {
-                        Ok(reported) => sink.settle(&producer, &topic, started, reported),
+                        Ok(reported) => sink.settle(slot, &producer, &topic, started, reported),
                         Err(_) => Err(PublishError::timed_out()),
                     };
                     sink.outcome(provider, event_name.as_deref(), &result);
@@ -438,9 +447,34 @@ impl KafkaSink {
         }
     }
 
+    /// Refuses at once a message larger than librdkafka's `message.max.bytes`, as librdkafka
+    /// does at enqueue (its size check: the record's key, value and headers plus the largest
+    /// framing overhead) — so that a record spooled while the broker is away is one the
+    /// producer will take.
+    pub(crate) fn check_size(&self, msg: &OutboundMessage<'_>) -> Result<(), PublishError> {
+        let size = wire_size(msg);
+        if size > self.max_message_bytes {
+            return Err(PublishError::new(
+                FailureReason::MessageTooLarge,
+                format!(
+                    "the record is {size} bytes, more than the producer's message.max.bytes ({})",
+                    self.max_message_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The patient producer (the regular one when there is none).
-    fn patient_producer(&self) -> Arc<ProducerHandle> {
-        self.patient.as_ref().unwrap_or(&self.producers).current()
+    fn patient_slot(&self) -> &ProducerSlot {
+        self.patient.as_ref().unwrap_or(&self.producers)
+    }
+
+    /// Replaces the patient producer (the forwarder's), whose writes make no progress: its
+    /// messages are purged, and reported as failed, so the forwarder writes them again.
+    pub(crate) fn replace_patient(&self, why: &str) {
+        let slot = self.patient_slot();
+        slot.replace(&slot.current(), why);
     }
 
     /// Writes a spooled record with the patient producer: waits as long as librdkafka retries
@@ -452,14 +486,15 @@ impl KafkaSink {
     ) -> Result<Acknowledged, PublishError> {
         let result = async {
             self.ensure_topic_by(&msg, create_by).await?;
-            let producer = self.patient_producer();
+            let slot = self.patient_slot();
+            let producer = slot.current();
             let started = Instant::now();
             let delivery = producer
                 .send_result(record(&msg))
-                .map_err(|(err, _)| self.failed(&producer, "enqueue", &err, msg.topic))?;
+                .map_err(|(err, _)| self.failed(slot, &producer, "enqueue", &err, msg.topic))?;
             let patience = PATIENT_DELIVERY_TIMEOUT + Duration::from_secs(30);
             match tokio::time::timeout(patience, delivery).await {
-                Ok(reported) => self.settle(&producer, msg.topic, started, reported),
+                Ok(reported) => self.settle(slot, &producer, msg.topic, started, reported),
                 Err(_) => Err(PublishError::timed_out()),
             }
         }
@@ -487,6 +522,7 @@ impl KafkaSink {
     /// What librdkafka's report of a write means.
     fn settle(
         &self,
+        slot: &ProducerSlot,
         producer: &Arc<ProducerHandle>,
         topic: &str,
         started: Instant,
@@ -501,7 +537,7 @@ impl KafkaSink {
                 offset: delivery.offset,
                 elapsed: started.elapsed(),
             }),
-            Ok(Err((err, _))) => Err(self.failed(producer, "produce", &err, topic)),
+            Ok(Err((err, _))) => Err(self.failed(slot, producer, "produce", &err, topic)),
             Err(_canceled) => Err(PublishError::new(
                 FailureReason::BrokerUnavailable,
                 "the producer was shut down before it reported the write",
@@ -578,16 +614,18 @@ impl KafkaSink {
         let producer = self.producers.current();
         let started = Instant::now();
         // Never waits: a full queue is an immediate 503.
-        let delivery = producer
-            .send_result(record(msg))
-            .map_err(|(err, _)| self.failed(&producer, "enqueue", &err, msg.topic))?;
+        let delivery = producer.send_result(record(msg)).map_err(|(err, _)| {
+            self.failed(&self.producers, &producer, "enqueue", &err, msg.topic)
+        })?;
         match tokio::time::timeout_at(deadline, delivery).await {
             Ok(Ok(Ok(delivery))) => Ok(Acknowledged {
                 partition: delivery.partition,
                 offset: delivery.offset,
                 elapsed: started.elapsed(),
             }),
-            Ok(Ok(Err((err, _)))) => Err(self.failed(&producer, "produce", &err, msg.topic)),
+            Ok(Ok(Err((err, _)))) => {
+                Err(self.failed(&self.producers, &producer, "produce", &err, msg.topic))
+            }
             Ok(Err(_canceled)) => Err(PublishError::new(
                 FailureReason::BrokerUnavailable,
                 "the producer was shut down before it reported the write",
@@ -628,6 +666,7 @@ impl KafkaSink {
     /// Classifies a failed enqueue or delivery and heals what it can.
     fn failed(
         &self,
+        slot: &ProducerSlot,
         producer: &Arc<ProducerHandle>,
         context: &'static str,
         err: &KafkaError,
@@ -641,7 +680,7 @@ impl KafkaSink {
             self.forget_topic(topic);
         }
         if error::replaces_producer(error.reason) {
-            self.producers.replace(producer, &error.detail);
+            slot.replace(producer, &error.detail);
         }
         error
     }
@@ -734,4 +773,38 @@ impl KafkaSink {
             .unwrap_or(Ok(()));
         flushed.and(patient)
     }
+}
+
+/// librdkafka's `message.max.bytes` for these settings (its default unless `kafka.options`
+/// sets it).
+fn max_message_bytes(settings: &KafkaSettings) -> usize {
+    settings
+        .options
+        .iter()
+        .find(|(key, _)| key.as_str() == "message.max.bytes")
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// The size librdkafka checks against `message.max.bytes` at enqueue: key, value and
+/// serialized headers, plus the largest record overhead of the v2 message format (length,
+/// attributes, timestamp and offset deltas, key and value lengths, header count: 36 bytes).
+fn wire_size(msg: &OutboundMessage<'_>) -> usize {
+    const MAX_OVERHEAD: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+    let varint = |n: usize| {
+        // Zigzag, then base 128.
+        let mut v = (n as u64) << 1;
+        let mut len = 1;
+        while v >= 0x80 {
+            v >>= 7;
+            len += 1;
+        }
+        len
+    };
+    let headers: usize = msg
+        .headers
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + varint(name.len()) + varint(value.len()))
+        .sum();
+    MAX_OVERHEAD + msg.key.map_or(0, str::len) + msg.value.len() + headers
 }

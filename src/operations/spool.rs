@@ -53,20 +53,30 @@ pub async fn drain(settings: &Settings, timeout: Duration) -> Result<u64, String
         &settings.spool.dir,
         settings.spool.max_bytes,
         metrics.clone(),
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     let sink = Arc::new(
         KafkaSink::with_patient(&settings.kafka, metrics.clone(), true)
             .map_err(|e| format!("cannot create the Kafka client: {e}"))?,
     );
-    let providers = settings
-        .provider_registry()
-        .map_err(|e| e.to_string())?
-        .names();
+    let providers = settings.provider_registry().map_err(|e| e.to_string())?;
+    let enabled = providers
+        .iter()
+        .filter(|p| settings.secrets_for(*p).is_ok_and(|s| !s.is_empty()))
+        .map(|p| p.name())
+        .collect();
     let forwarder = tokio::spawn(spool::forward(
         spool.clone(),
         sink.clone(),
-        settings.kafka.ack_timeout,
-        providers,
+        spool::Forwarding {
+            ack_timeout: settings.kafka.ack_timeout,
+            providers: enabled,
+            dead_letter_topic: settings
+                .dead_letter
+                .enabled
+                .then(|| settings.dead_letter.topic(&settings.kafka.topic_prefix)),
+            stall_after: crate::startup::stall_after(settings),
+        },
     ));
     let until = tokio::time::Instant::now() + timeout;
     while !spool.is_empty() && tokio::time::Instant::now() < until {

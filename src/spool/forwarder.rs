@@ -1,14 +1,28 @@
 //! Writes spooled records to Kafka as soon as the broker acknowledges again, and forgets them
 //! only after the acknowledgement. Bounded: a batch holds at most [`MAX_RECORDS`] records and
 //! [`MAX_BYTES`] bytes in flight, so live traffic keeps the producer queue; after a failure the
-//! broker may recover from, it backs off, up to [`MAX_BACKOFF`]. A record the broker refuses
-//! for a reason of its own (not authorized, too large) is parked ([`Spool::park`]) rather than
-//! backed off for: it must not slow down every record behind it.
+//! broker may recover from, it backs off, up to [`MAX_BACKOFF`].
+//!
+//! - A record the broker refuses for good (too large for the topic, not authorized, an invalid
+//!   topic) is dead-lettered, as a live write would be; if that fails too, it is parked
+//!   ([`Spool::park`]), counted in `hookstream_spool_parked_records`, and tried again later.
+//! - A record whose provider is no longer enabled is parked likewise (replay refuses such
+//!   events too); enabling the provider again lets it through.
+//! - A record that cannot be read (an I/O error) is tried again; only damage drops one.
+//! - Before a batch is written, its offsets are marked as sent (synced), so that a restart
+//!   counts those it writes again as possible duplicates.
+//! - No acknowledgement for [`Forwarding::stall_after`] while the broker answers metadata (a
+//!   broker that came back empty, fenced, or forgot the producer's id): the spool says it is
+//!   stalled (readiness and `hookstream_spool_stalled`), and the producer is replaced.
 
+use super::error::ReadError;
 use super::{Spool, SpoolId};
-use crate::codes::{FailureClass, FailureReason};
-use crate::internal_events::{SpoolForwarded, SpoolRecordRefused};
-use crate::kafka::{KafkaSink, OutboundMessage};
+use crate::codes::{ErrorCode, FailureClass, FailureReason};
+use crate::dead_letter::DeadLetter;
+use crate::internal_events::{
+    SpoolDeadLettered, SpoolForwarded, SpoolRecordHeld, SpoolRecordRefused, SpoolStalled,
+};
+use crate::kafka::{KafkaSink, OutboundMessage, PublishError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -17,40 +31,72 @@ const MAX_RECORDS: usize = 256;
 const MAX_BYTES: u64 = 4 * 1024 * 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// How often the gauges are refreshed while idle.
+/// How often the gauges are refreshed, marks retried and the directory probed while idle.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// Runs until the task is dropped. `providers` are the configuration's provider names: a
-/// record's metric label is one of them (`unknown` otherwise), never text read from disk.
-pub(crate) async fn forward(
-    spool: Arc<Spool>,
-    sink: Arc<KafkaSink>,
-    ack_timeout: Duration,
-    providers: Vec<&'static str>,
-) {
+/// What the forwarder needs from the configuration.
+pub(crate) struct Forwarding {
+    /// Bounds a topic's creation and a dead letter's write.
+    pub ack_timeout: Duration,
+    /// The enabled providers: a record's metric label is one of them, never text read from
+    /// disk, and a record of any other is held.
+    pub providers: Vec<&'static str>,
+    /// Where a record the broker refuses for good goes (`None`: dead letters are disabled).
+    pub dead_letter_topic: Option<String>,
+    /// No acknowledgement for this long, while records wait and the broker answers metadata:
+    /// the forwarder is stalled, and its producer is replaced.
+    pub stall_after: Duration,
+}
+
+/// Whether a write that failed so may have been written all the same (its outcome is unknown):
+/// writing the record again may make a second copy.
+pub(crate) fn may_have_been_written(error: &PublishError) -> bool {
+    matches!(
+        error.reason,
+        FailureReason::Timeout
+            | FailureReason::BrokerUnavailable
+            | FailureReason::ProducerUnusable
+            | FailureReason::ClientError
+    )
+}
+
+/// Runs until the task is dropped: the forwarding loop, and its watchdog beside it.
+pub(crate) async fn forward(spool: Arc<Spool>, sink: Arc<KafkaSink>, config: Forwarding) {
+    tokio::join!(
+        forward_loop(&spool, &sink, &config),
+        watch(&spool, &sink, &config)
+    );
+}
+
+async fn forward_loop(spool: &Arc<Spool>, sink: &Arc<KafkaSink>, config: &Forwarding) {
     let mut backoff = FIRST_BACKOFF;
     loop {
+        spool.flush_marks();
+        spool.retry_unreadable();
+        spool.probe().await;
         let batch = spool.take(MAX_RECORDS, MAX_BYTES);
         if batch.is_empty() {
             spool.measure();
             tokio::select! {
-                () = spool.ready.notified() => {}
+                () = spool.shared.ready.notified() => {}
                 () = tokio::time::sleep(IDLE) => {}
             }
             continue;
         }
-        let deadline = Instant::now() + ack_timeout;
-        let writes = batch.iter().map(|&(id, uncertain)| {
-            let (spool, sink, providers) = (&spool, &sink, &providers);
-            async move {
-                let written = write(spool, sink, providers, id, deadline).await;
-                (id, uncertain, written)
-            }
-        });
-        let outcomes = futures_util::future::join_all(writes).await;
+        let ids: Vec<SpoolId> = batch.iter().map(|(id, _)| *id).collect();
+        spool.mark_sent(&ids);
+        let deadline = Instant::now() + config.ack_timeout;
+        let outcomes =
+            futures_util::future::join_all(batch.iter().map(|&(id, uncertain)| async move {
+                (
+                    id,
+                    uncertain,
+                    write(spool, sink, config, id, deadline).await,
+                )
+            }))
+            .await;
         let mut acked = Vec::new();
         let mut failed = Vec::new();
-        let mut refused = Vec::new();
         let mut uncertain_acked = 0;
         for (id, uncertain, written) in outcomes {
             match written {
@@ -58,34 +104,83 @@ pub(crate) async fn forward(
                     uncertain_acked += usize::from(uncertain);
                     acked.push(id);
                 }
-                Written::Failed => failed.push(id),
-                Written::Refused(reason, topic) => refused.push((id, reason, topic)),
+                Written::Failed { maybe_written } => failed.push((id, maybe_written)),
+                Written::Unread => failed.push((id, false)),
+                Written::Held { topic } => {
+                    let retry_in = spool.park(&[id]);
+                    SpoolRecordHeld {
+                        topic: &topic,
+                        retry_in,
+                    }
+                    .emit(spool.metrics());
+                }
+                Written::Refused { reason, topic } => {
+                    let retry_in = spool.park(&[id]);
+                    SpoolRecordRefused {
+                        topic: &topic,
+                        reason,
+                        retry_in,
+                    }
+                    .emit(spool.metrics());
+                }
                 Written::Damaged => {} // already dropped
             }
         }
         spool.ack(&acked);
-        for (id, reason, topic) in refused {
-            let wait = spool.park(&[id]);
-            SpoolRecordRefused {
-                topic: &topic,
-                reason,
-                retry_in: wait,
-            }
-            .emit(&spool.metrics);
-        }
         SpoolForwarded {
             records: acked.len(),
             possible_duplicates: uncertain_acked,
         }
-        .emit(&spool.metrics);
+        .emit(spool.metrics());
         spool.measure();
         if failed.is_empty() {
             backoff = FIRST_BACKOFF;
-        } else {
-            spool.release(&failed);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
         }
+        for (id, maybe_written) in failed {
+            spool.release(&[id], maybe_written);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Every [`IDLE`]: when the spool holds records and none was acknowledged (by the forwarder or
+/// by a first write) for `stall_after`, asks the broker for metadata. If it answers, the
+/// forwarder is stalled, not the broker down: says so, and replaces the producer. A broker that
+/// came back empty, fenced the producer or forgot its id heals so, without a restart.
+async fn watch(spool: &Spool, sink: &Arc<KafkaSink>, config: &Forwarding) {
+    loop {
+        tokio::time::sleep(IDLE).await;
+        let Some(since) = spool.waiting_without_progress() else {
+            spool.set_stalled(None);
+            continue;
+        };
+        if since < config.stall_after {
+            continue;
+        }
+        let probe = sink.clone();
+        let timeout = config.ack_timeout;
+        let answers = tokio::task::spawn_blocking(move || probe.probe(timeout))
+            .await
+            .unwrap_or(false);
+        if !answers {
+            continue;
+        }
+        let why = format!(
+            "no spooled record acknowledged for {} although the broker answers metadata",
+            humantime::format_duration(Duration::from_secs(since.as_secs()))
+        );
+        SpoolStalled {
+            records: spool.shared.state.lock().records(),
+            since,
+            why: &why,
+        }
+        .emit(spool.metrics());
+        spool.set_stalled(Some(why.clone()));
+        sink.replace_patient(&why);
+        // The next replacement only after another `stall_after` without progress.
+        spool.progressed();
     }
 }
 
@@ -93,10 +188,20 @@ pub(crate) async fn forward(
 enum Written {
     Acked,
     /// Not acknowledged, for a reason the broker may recover from: tried again after a backoff.
-    Failed,
-    /// Refused by the broker for a reason retrying soon cannot fix (not authorized, too large,
-    /// an invalid topic): parked; the topic it was for.
-    Refused(FailureReason, String),
+    Failed {
+        maybe_written: bool,
+    },
+    /// Could not be read (an I/O error): tried again.
+    Unread,
+    /// Refused for good, and not dead-lettered: parked.
+    Refused {
+        reason: FailureReason,
+        topic: String,
+    },
+    /// Its provider is not enabled: parked.
+    Held {
+        topic: String,
+    },
     /// Its bytes were damaged since: counted, kept aside and dropped by [`Spool::read`].
     Damaged,
 }
@@ -104,31 +209,39 @@ enum Written {
 async fn write(
     spool: &Spool,
     sink: &KafkaSink,
-    providers: &[&'static str],
+    config: &Forwarding,
     id: SpoolId,
     deadline: Instant,
 ) -> Written {
-    let Some(record) = spool.read(id) else {
-        return Written::Damaged;
+    let record = match spool.read(id) {
+        Ok(record) => record,
+        Err(ReadError::Io) => return Written::Unread,
+        Err(ReadError::Damaged) => return Written::Damaged,
     };
-    let provider = providers
+    let Some(provider) = config
+        .providers
         .iter()
         .copied()
         .find(|p| *p == record.provider)
-        .unwrap_or("unknown");
+    else {
+        return Written::Held {
+            topic: record.topic,
+        };
+    };
     let headers: Vec<(&str, &[u8])> = record
         .headers
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
+    let key = record
+        .key
+        .as_deref()
+        .and_then(|k| std::str::from_utf8(k).ok());
     let published = sink
         .publish_patient(
             OutboundMessage {
                 topic: &record.topic,
-                key: record
-                    .key
-                    .as_deref()
-                    .and_then(|k| std::str::from_utf8(k).ok()),
+                key,
                 value: &record.value,
                 headers: &headers,
                 provider,
@@ -137,9 +250,58 @@ async fn write(
             deadline,
         )
         .await;
-    match published {
-        Ok(_) => Written::Acked,
-        Err(e) if e.class() == FailureClass::Retriable => Written::Failed,
-        Err(e) => Written::Refused(e.reason, record.topic),
+    let error = match published {
+        Ok(_) => return Written::Acked,
+        Err(e) if e.class() == FailureClass::Retriable => {
+            return Written::Failed {
+                maybe_written: may_have_been_written(&e),
+            }
+        }
+        Err(e) => e,
+    };
+    // Refused for good. An event goes to the dead-letter topic, as a live write's would; a
+    // dead letter refused for good has nowhere else to go.
+    let (Some(topic), Some(_)) = (&config.dead_letter_topic, &record.event_name) else {
+        return Written::Refused {
+            reason: error.reason,
+            topic: record.topic,
+        };
+    };
+    let code = match error.class() {
+        FailureClass::TooLarge => ErrorCode::PayloadTooLarge,
+        _ => ErrorCode::ProduceFailed,
+    };
+    let event_id = record
+        .headers
+        .iter()
+        .find(|(k, _)| k == crate::kafka::HEADER_EVENT_ID)
+        .and_then(|(_, v)| String::from_utf8(v.clone()).ok());
+    let letter = DeadLetter {
+        provider: provider.to_string(),
+        error: code.as_str().into(),
+        replay_error: None,
+        detail: format!("spooled for {}, then {error}", record.topic),
+        received_at: record.spooled_at,
+        event_id,
+        content_type: None,
+        request_headers: Vec::new(),
+        body: crate::avro::raw_payload(&record.value)
+            .map_or(record.value.clone(), String::into_bytes),
+        replay_attempts: 0,
+    };
+    let deadline = Instant::now() + config.ack_timeout;
+    match letter.publish(sink, topic, provider, deadline).await {
+        Ok(_) => {
+            SpoolDeadLettered {
+                topic: &record.topic,
+                reason: error.reason,
+            }
+            .emit(spool.metrics());
+            Written::Acked
+        }
+        Err(_) => Written::Refused {
+            reason: error.reason,
+            topic: record.topic,
+        },
     }
 }

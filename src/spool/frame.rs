@@ -106,6 +106,12 @@ pub(super) fn scan(bytes: &[u8]) -> Scan {
                     at += i + 1;
                     continue;
                 }
+                // The rest of the file is a whole payload whose length field lies: damage (a
+                // flipped bit), not a write cut off by a crash.
+                None if crc32c(&rest[HEADER_LEN..]) == crc => {
+                    damage_from.get_or_insert(at);
+                    break;
+                }
                 None => {
                     close_damage(&mut scan, &mut damage_from, at);
                     scan.torn_at = Some(at as u64);
@@ -193,6 +199,27 @@ mod tests {
             assert_eq!(scan.damaged.len(), 1, "flip at {flip}");
             assert_eq!(scan.damaged[0].0, second_at as u64, "flip at {flip}");
             assert_eq!(scan.torn_at, None, "flip at {flip}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_length_bit_in_the_last_record_is_damage_not_a_torn_tail() {
+        let whole = framed(&[b"first", b"second record"]);
+        let last_at = HEADER_LEN + 5;
+        for bit in 0..8 {
+            let mut damaged = whole.clone();
+            damaged[last_at + 4] ^= 1 << bit;
+            let scan = scan(&damaged);
+            if damaged[last_at + 4] < whole[last_at + 4] {
+                continue; // a shorter length fails the checksum: damage either way
+            }
+            assert_eq!(scan.records.len(), 1, "bit {bit}");
+            assert_eq!(scan.torn_at, None, "bit {bit}");
+            assert_eq!(
+                scan.damaged,
+                [(last_at as u64, (whole.len() - last_at) as u64)],
+                "bit {bit}"
+            );
         }
     }
 

@@ -1,55 +1,79 @@
 //! The durable local spool: records the broker could not acknowledge in time, kept on disk
-//! (fsynced) until the [`forwarder`] has written them to Kafka.
+//! (fsynced) until the [`forwarder`] has written them to Kafka. Shaped like a write-ahead log
+//! whose parts each own one thing:
+//! - [`directory`]: the lock, the file names (exact: `segment-{seq:016}.log`), listing,
+//!   removal, keeping damage aside, and syncing the directory after every change of names;
+//! - [`writer`]: the one thread that appends, with group commit, and registers what it wrote;
+//! - [`frame`] and [`record`]: the bytes of a record, and telling damage from a torn tail;
+//! - this module: the state — which records wait, are in flight, or are parked — and the
+//!   accounting against `spool.max_bytes`;
+//! - [`forwarder`]: writing them to Kafka, healing a producer that makes no progress.
 //!
 //! Files, in `spool.dir`:
-//! - `segment-{seq}.log`: frames ([`frame`]) of [`record::SpooledRecord`]s, appended only, by one
-//!   writer thread that syncs once for every batch of concurrent appends (group commit);
-//! - `segment-{seq}.acked`: the offsets of its records that reached Kafka, so a restart does not
+//! - `segment-{seq}.log`: frames of [`record::SpooledRecord`]s, appended only;
+//! - `segment-{seq}.sent`: offsets of its records the forwarder started writing (synced before
+//!   the write), so that a restart counts those it writes again as possible duplicates;
+//! - `segment-{seq}.acked`: offsets of its records that reached Kafka, so a restart does not
 //!   write them again; a segment whose every record is acked is deleted;
-//! - `corrupt/`: damaged bytes found at startup, kept aside for inspection;
+//! - `doubt`: segments whose marks could not be persisted (a full disk): after a restart every
+//!   record of theirs counts as a possible duplicate;
+//! - `corrupt/`: damaged bytes, kept aside for inspection;
 //! - `lock`: held (`flock`) by the one process using the directory.
 //!
-//! Startup never fails because of what is in the spool: a torn tail is truncated, damage is
-//! counted and copied aside, everything whole is forwarded.
+//! What counts against `spool.max_bytes` is the bytes of the records not yet acknowledged: a
+//! parked record keeps its segment file on disk, but not the bytes of the records forwarded
+//! around it. The disk may therefore hold up to one segment (8 MiB) more per parked record.
+//!
+//! An I/O error is never damage: only a checksum or framing failure of bytes actually read is.
+//! Every other failure is retried, never acknowledged, and shows in a metric, the log
+//! (rate-limited) and readiness. Startup never fails because of what is in the spool: a torn
+//! tail is truncated, damage is counted and copied aside, everything whole is forwarded.
 
+mod directory;
+mod error;
 mod forwarder;
 mod frame;
 mod record;
 mod status;
 mod writer;
 
-pub(crate) use forwarder::forward;
+pub use error::OpenError;
+pub(crate) use error::{ForwardingProblem, SpoolError};
+pub(crate) use forwarder::{forward, Forwarding};
 pub(crate) use record::SpooledRecord;
 pub use status::status;
 
-use crate::internal_events::{SpoolDamaged, SpoolMeasured};
+use crate::internal_events::{SpoolDamaged, SpoolIoFailed, SpoolMeasured};
+use crate::kafka::{Acknowledged, PublishError};
 use crate::metrics::Metrics;
+use directory::{Directory, Marks};
+use error::ReadError;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
-use writer::Writer;
+use std::time::{Duration, Instant};
+use writer::{Appended, Writer};
 
 /// A segment is sealed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The first wait of a record the broker refused (and that could not be dead-lettered), doubled
+/// at each refusal up to [`MAX_PARKED`].
+const FIRST_PARKED: Duration = Duration::from_secs(30);
+const MAX_PARKED: Duration = Duration::from_secs(600);
+
+/// A first write of a record, in flight while the record is spooled: it resolves how it ended.
+pub(crate) type FirstAttempt =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Acknowledged, PublishError>> + Send>>;
 
 /// Where a record is: its segment and the offset of its frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct SpoolId {
     segment: u64,
     offset: u64,
-}
-
-/// Why a record could not be spooled: the webhook is answered 503.
-#[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum SpoolError {
-    #[error("the spool is full (spool.max_bytes = {0} bytes)")]
-    Full(u64),
-    #[error("the spool cannot be written: {0}")]
-    Io(String),
 }
 
 /// What the forwarder does with a record next.
@@ -59,6 +83,9 @@ enum Status {
     FirstAttempt,
     Waiting,
     Forwarding,
+    /// Refused for good and not dead-lettered (or its provider is disabled): tried again at
+    /// the instant it is parked until.
+    Parked(Instant),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -67,53 +94,47 @@ struct Entry {
     len: u64,
     spooled_at: i64,
     status: Status,
-    /// Read back after a restart with its first write's outcome unknown: forwarding it may
-    /// write a second copy.
+    /// Writing it may write a second copy: its first write's outcome is unknown (a crash, a
+    /// purged write), or a forwarder write of it was under way at a restart.
     uncertain: bool,
-    /// The broker refused this record for a reason retrying soon cannot fix (not authorized,
-    /// too large, an invalid topic): it waits until then, so that it neither holds back the
-    /// records behind it nor makes the forwarder back off for all of them. An operator's fix
-    /// (an ACL, `max.message.bytes`) lets it through on a later try; it is never dropped.
-    parked_until: Option<std::time::Instant>,
-    /// Times the broker refused it so: each doubles the wait, up to [`MAX_PARKED`].
+    /// Times it was parked: each doubles the wait, up to [`MAX_PARKED`].
     refusals: u32,
 }
 
-/// The first wait of a record the broker refused, doubled at each refusal up to
-/// [`MAX_PARKED`].
-const FIRST_PARKED: Duration = Duration::from_secs(30);
-const MAX_PARKED: Duration = Duration::from_secs(600);
-
-impl Entry {
-    fn new(len: u64, spooled_at: i64, status: Status, uncertain: bool) -> Self {
-        Self {
-            len,
-            spooled_at,
-            status,
-            uncertain,
-            parked_until: None,
-            refusals: 0,
-        }
-    }
-}
-
-#[derive(Debug, Default)]
 struct Segment {
-    bytes: u64,
+    /// Held open for reading: records stay readable without a new descriptor (none may be
+    /// left), and even when the file was removed under the running process.
+    file: Arc<File>,
     entries: BTreeMap<u64, Entry>,
+    /// Ack marks not yet persisted (the disk was full): retried on every forwarder round.
+    pending_acks: Vec<u64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     segments: BTreeMap<u64, Segment>,
     /// The segment appends go to.
     active: u64,
-    total_bytes: u64,
-    /// The last append failed (a full disk, an I/O error) and none succeeded since.
+    /// Bytes of the records not yet acknowledged: what counts against `max_bytes`.
+    live_bytes: u64,
+    /// Bytes of appends under way.
+    reserved: u64,
+    /// Records ready to be forwarded, oldest first.
+    waiting: BTreeSet<SpoolId>,
+    /// Parked records, by when they are tried again.
+    parked: BTreeSet<(Instant, SpoolId)>,
+    /// The last append (or probe) failed, and none succeeded since.
     failing: Option<String>,
-    /// An append was refused for want of room, and none has been freed since: full, for
-    /// readiness (the bytes held may stay just below `max_bytes`, short of one more record).
-    full: bool,
+    /// The size of the last append refused for want of room, until one fits again.
+    refused_len: Option<u64>,
+    /// The last read failed with an I/O error, and none succeeded since.
+    read_failing: Option<String>,
+    /// Segments that could not be read at startup: read again on every forwarder round.
+    unreadable: BTreeSet<u64>,
+    /// The forwarder made no progress while the broker answers: why.
+    stalled: Option<String>,
+    /// The last acknowledgement of a spooled record, or when the spool last became non-empty.
+    progress: Option<Instant>,
 }
 
 impl State {
@@ -126,82 +147,321 @@ impl State {
             .get_mut(&id.segment)
             .and_then(|s| s.entries.get_mut(&id.offset))
     }
+
+    fn set_status(&mut self, id: SpoolId, status: Status) {
+        let Some(entry) = self.entry_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut entry.status, status);
+        if let Status::Parked(until) = old {
+            self.parked.remove(&(until, id));
+        }
+        match status {
+            Status::Waiting => {
+                self.waiting.insert(id);
+            }
+            Status::Parked(until) => {
+                self.waiting.remove(&id);
+                self.parked.insert((until, id));
+            }
+            Status::FirstAttempt | Status::Forwarding => {
+                self.waiting.remove(&id);
+            }
+        }
+    }
+
+    /// Forgets a record; its segment's number if that now holds nothing and is not active.
+    fn remove(&mut self, id: SpoolId) -> Option<u64> {
+        let segment = self.segments.get_mut(&id.segment)?;
+        let entry = segment.entries.remove(&id.offset)?;
+        self.live_bytes = self.live_bytes.saturating_sub(entry.len);
+        self.waiting.remove(&id);
+        if let Status::Parked(until) = entry.status {
+            self.parked.remove(&(until, id));
+        }
+        (segment.entries.is_empty() && id.segment != self.active).then_some(id.segment)
+    }
+}
+
+/// What the writer thread and the spool share.
+struct Shared {
+    dir: Directory,
+    max_bytes: u64,
+    state: Mutex<State>,
+    /// Wakes the forwarder when records arrive or become forwardable.
+    ready: tokio::sync::Notify,
+    metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn failing(&self) -> bool {
+        self.state.lock().failing.is_some()
+    }
+
+    fn set_failing(&self, why: Option<String>) {
+        self.state.lock().failing = why;
+    }
+
+    fn unreserve(&self, len: u64) {
+        let mut state = self.state.lock();
+        state.reserved = state.reserved.saturating_sub(len);
+    }
+
+    /// A new active segment: the previous one is deleted if it holds nothing.
+    fn segment_started(&self, seq: u64, file: Arc<File>) {
+        let mut state = self.state.lock();
+        state.segments.insert(
+            seq,
+            Segment {
+                file,
+                entries: BTreeMap::new(),
+                pending_acks: Vec::new(),
+            },
+        );
+        let sealed = std::mem::replace(&mut state.active, seq);
+        let empty = sealed != seq
+            && state
+                .segments
+                .get(&sealed)
+                .is_some_and(|s| s.entries.is_empty());
+        if empty {
+            state.segments.remove(&sealed);
+        }
+        drop(state);
+        if empty {
+            self.remove_segment(sealed);
+        }
+    }
+
+    /// Registers the records of a batch written to segment `seq` at their offsets.
+    fn register<R>(
+        &self,
+        seq: u64,
+        jobs: impl Iterator<Item = ((Vec<u8>, Appended, R), u64)>,
+    ) -> Vec<(SpoolId, R)> {
+        let mut state = self.state.lock();
+        state.failing = None;
+        state.refused_len = None;
+        if state.records() == 0 {
+            state.progress = Some(Instant::now());
+        }
+        let mut registered = Vec::new();
+        for ((_, appended, reply), offset) in jobs {
+            let id = SpoolId {
+                segment: seq,
+                offset,
+            };
+            state.reserved = state.reserved.saturating_sub(appended.len);
+            state.live_bytes += appended.len;
+            let status = if appended.first_attempt {
+                Status::FirstAttempt
+            } else {
+                Status::Waiting
+            };
+            if let Some(segment) = state.segments.get_mut(&seq) {
+                segment.entries.insert(
+                    offset,
+                    Entry {
+                        len: appended.len,
+                        spooled_at: appended.spooled_at,
+                        status,
+                        uncertain: false,
+                        refusals: 0,
+                    },
+                );
+            }
+            if status == Status::Waiting {
+                state.waiting.insert(id);
+            }
+            registered.push((id, reply));
+        }
+        drop(state);
+        self.ready.notify_one();
+        registered
+    }
+
+    /// Records whose request was answered before the append was: dropped (acked), so that a
+    /// 503 means nothing is written.
+    fn drop_abandoned(&self, ids: &[SpoolId]) {
+        self.acknowledge(ids);
+    }
+
+    /// Forgets acknowledged records, persists their marks (or keeps them pending), and deletes
+    /// the segments left with nothing.
+    fn acknowledge(&self, ids: &[SpoolId]) {
+        let mut by_segment: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        let mut empty = Vec::new();
+        {
+            let mut state = self.state.lock();
+            state.progress = Some(Instant::now());
+            state.stalled = None;
+            for id in ids {
+                if let Some(seq) = state.remove(*id) {
+                    empty.push(seq);
+                }
+                by_segment.entry(id.segment).or_default().push(id.offset);
+            }
+            for seq in &empty {
+                state.segments.remove(seq);
+                by_segment.remove(seq);
+            }
+            if state
+                .refused_len
+                .is_some_and(|len| state.live_bytes + state.reserved + len <= self.max_bytes)
+            {
+                state.refused_len = None;
+            }
+        }
+        for seq in empty {
+            self.remove_segment(seq);
+        }
+        for (seq, offsets) in by_segment {
+            if let Err(e) = self.dir.append_marks(seq, Marks::Acked, &offsets) {
+                self.mark_failed(seq, &e);
+                if let Some(segment) = self.state.lock().segments.get_mut(&seq) {
+                    segment.pending_acks.extend(offsets);
+                }
+            }
+        }
+    }
+
+    fn remove_segment(&self, seq: u64) {
+        if let Err(e) = self.dir.remove_segment(seq) {
+            SpoolIoFailed {
+                operation: "remove",
+                dir: self.dir.path(),
+                error: &e,
+            }
+            .emit(&self.metrics);
+        }
+    }
+
+    /// A mark could not be persisted: the segment is in doubt until it is deleted.
+    fn mark_failed(&self, seq: u64, error: &std::io::Error) {
+        SpoolIoFailed {
+            operation: "mark",
+            dir: self.dir.path(),
+            error,
+        }
+        .emit(&self.metrics);
+        self.dir.doubt(seq);
+    }
 }
 
 pub(crate) struct Spool {
-    dir: PathBuf,
-    max_bytes: u64,
-    state: Mutex<State>,
+    shared: Arc<Shared>,
     writer: Writer,
-    /// Wakes the forwarder when records arrive or become forwardable.
-    pub(crate) ready: tokio::sync::Notify,
-    metrics: Arc<Metrics>,
-    /// Held for the process's life: one process per directory.
-    _lock: File,
 }
 
-fn segment_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("segment-{seq:016}.log"))
+/// An append the spool refused: why, and the first attempt handed back so that the caller can
+/// wait for its outcome (the request is answered by it, as without a spool).
+pub(crate) struct Refused {
+    pub error: SpoolError,
+    pub first_attempt: Option<FirstAttempt>,
 }
 
-fn acked_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("segment-{seq:016}.acked"))
+/// Room reserved in the spool for one record ([`Spool::reserve`]); given back when dropped
+/// unused.
+pub(crate) struct Reservation {
+    spool: Arc<Spool>,
+    /// The record's frame, until appended.
+    framed: Option<Vec<u8>>,
+    len: u64,
+    spooled_at: i64,
 }
 
-/// The sequence numbers of the segments in `dir`, in order.
-fn segments_in(dir: &Path) -> std::io::Result<Vec<u64>> {
-    let mut seqs: Vec<u64> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let name = e.file_name();
-            let name = name.to_str()?;
-            name.strip_prefix("segment-")?
-                .strip_suffix(".log")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    seqs.sort_unstable();
-    Ok(seqs)
-}
-
-fn acked_offsets(dir: &Path, seq: u64) -> HashSet<u64> {
-    let bytes = std::fs::read(acked_path(dir, seq)).unwrap_or_default();
-    bytes
-        .chunks_exact(8)
-        .map(|c| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(c);
-            u64::from_le_bytes(word)
-        })
-        .collect()
-}
-
-/// Takes the directory's lock, or says which process-wide resource is in use.
-fn lock(dir: &Path) -> Result<File, String> {
-    let path = dir.join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| {
-            format!(
-                "spool.dir {}: cannot open its lock file: {e}",
-                dir.display()
-            )
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
-            "spool.dir {} is in use by another hookstream process (one process per spool directory)",
-            dir.display()
-        )),
-        Err(std::fs::TryLockError::Error(e)) => Err(format!(
-            "spool.dir {}: cannot lock it: {e}",
-            dir.display()
-        )),
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            self.spool.shared.unreserve(self.len);
+        }
     }
+}
+
+/// A segment as read at startup.
+struct Loaded {
+    segment: Segment,
+    /// Bytes of its records not yet acknowledged.
+    live: u64,
+}
+
+/// Reads segment `seq` back: truncates a torn tail, keeps damage aside, skips acked records.
+/// `Err` for an I/O error (the segment is kept and read again later).
+fn load_segment(
+    dir: &Directory,
+    seq: u64,
+    doubted: bool,
+    metrics: &Metrics,
+) -> std::io::Result<Loaded> {
+    let file = dir.open_segment(seq)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+    let acked = directory::read_marks(dir.path(), seq, Marks::Acked)?;
+    let sent = directory::read_marks(dir.path(), seq, Marks::Sent)?;
+    let path = dir.segment_path(seq);
+    let scan = frame::scan(&bytes);
+    if let Some(at) = scan.torn_at {
+        match dir.truncate(seq, at) {
+            Ok(()) => {
+                tracing::warn!(file = %path.display(), at, "spool: truncated a record cut off by a crash at the end of a segment")
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "spool: cannot truncate a torn tail (ignored: it is never read)")
+            }
+        }
+    }
+    for &(offset, len) in &scan.damaged {
+        dir.keep_aside(
+            seq,
+            offset,
+            &bytes[offset as usize..(offset + len) as usize],
+        );
+        SpoolDamaged {
+            file: &path,
+            offset,
+            bytes: len,
+            records: 1,
+        }
+        .emit(metrics);
+    }
+    let mut entries = BTreeMap::new();
+    let mut live = 0;
+    for (offset, payload) in &scan.records {
+        let len = (frame::HEADER_LEN + payload.len()) as u64;
+        let Some(record) = SpooledRecord::decode(payload) else {
+            dir.keep_aside(seq, *offset, payload);
+            SpoolDamaged {
+                file: &path,
+                offset: *offset,
+                bytes: len,
+                records: 1,
+            }
+            .emit(metrics);
+            continue;
+        };
+        if acked.contains(offset) {
+            continue;
+        }
+        live += len;
+        entries.insert(
+            *offset,
+            Entry {
+                len,
+                spooled_at: record.spooled_at,
+                status: Status::Waiting,
+                uncertain: record.first_attempt || sent.contains(offset) || doubted,
+                refusals: 0,
+            },
+        );
+    }
+    Ok(Loaded {
+        segment: Segment {
+            file: Arc::new(file),
+            entries,
+            pending_acks: Vec::new(),
+        },
+        live,
+    })
 }
 
 impl Spool {
@@ -209,120 +469,80 @@ impl Spool {
     /// starts the writer. `Err` only when the directory cannot be used at all (it cannot be
     /// created or locked, or another process holds it) — never because of its contents.
     pub(crate) fn open(
-        dir: &Path,
+        path: &Path,
         max_bytes: u64,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Spool>, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("spool.dir {}: cannot create it: {e}", dir.display()))?;
-        let lock = lock(dir)?;
+    ) -> Result<Arc<Spool>, OpenError> {
+        let dir = Directory::open(path)?;
+        let seqs = dir.segments().map_err(|source| OpenError::Io {
+            dir: path.to_path_buf(),
+            what: "cannot list it",
+            source,
+        })?;
+        let doubted = directory::read_doubt(path);
         let mut state = State::default();
-        let mut torn = 0usize;
-        let seqs = segments_in(dir)
-            .map_err(|e| format!("spool.dir {}: cannot list it: {e}", dir.display()))?;
         for &seq in &seqs {
-            let path = segment_path(dir, seq);
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
-            };
-            let scan = frame::scan(&bytes);
-            let mut size = bytes.len() as u64;
-            if let Some(at) = scan.torn_at {
-                torn += 1;
-                if std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_len(at))
-                    .is_ok()
-                {
-                    size = at;
+            match load_segment(&dir, seq, doubted.contains(&seq), &metrics) {
+                Ok(loaded) if loaded.segment.entries.is_empty() => {
+                    if let Err(e) = dir.remove_segment(seq) {
+                        tracing::warn!(file = %dir.segment_path(seq).display(), error = %e, "spool: cannot delete a forwarded segment");
+                    }
                 }
-            }
-            for &(offset, len) in &scan.damaged {
-                keep_aside(
-                    dir,
-                    seq,
-                    offset,
-                    &bytes[offset as usize..(offset + len) as usize],
-                );
-                SpoolDamaged {
-                    file: &path,
-                    offset,
-                    bytes: len,
-                    records: 1,
+                Ok(loaded) => {
+                    state.live_bytes += loaded.live;
+                    state
+                        .waiting
+                        .extend(loaded.segment.entries.keys().map(|&offset| SpoolId {
+                            segment: seq,
+                            offset,
+                        }));
+                    state.segments.insert(seq, loaded.segment);
                 }
-                .emit(&metrics);
-            }
-            let acked = acked_offsets(dir, seq);
-            let mut segment = Segment {
-                bytes: size,
-                entries: BTreeMap::new(),
-            };
-            for (offset, payload) in &scan.records {
-                let Some(record) = SpooledRecord::decode(payload) else {
-                    let len = (frame::HEADER_LEN + payload.len()) as u64;
-                    keep_aside(dir, seq, *offset, payload);
-                    SpoolDamaged {
-                        file: &path,
-                        offset: *offset,
-                        bytes: len,
-                        records: 1,
+                Err(e) => {
+                    SpoolIoFailed {
+                        operation: "read",
+                        dir: path,
+                        error: &format!("{}: {e}", dir.segment_path(seq).display()),
                     }
                     .emit(&metrics);
-                    continue;
-                };
-                if acked.contains(offset) {
-                    continue;
+                    state.unreadable.insert(seq);
                 }
-                segment.entries.insert(
-                    *offset,
-                    Entry::new(
-                        (frame::HEADER_LEN + payload.len()) as u64,
-                        record.spooled_at,
-                        Status::Waiting,
-                        record.first_attempt,
-                    ),
-                );
             }
-            if segment.entries.is_empty() {
-                let _ = std::fs::remove_file(&path);
-                let _ = std::fs::remove_file(acked_path(dir, seq));
-                continue;
-            }
-            state.total_bytes += segment.bytes;
-            state.segments.insert(seq, segment);
-        }
-        if torn > 0 {
-            tracing::warn!(
-                dir = %dir.display(),
-                segments = torn,
-                "spool: truncated a record cut off by a crash at the end of {torn} segment(s)"
-            );
         }
         let records = state.records();
         if records > 0 {
             tracing::info!(
-                dir = %dir.display(),
+                dir = %path.display(),
                 records,
-                bytes = state.total_bytes,
+                bytes = state.live_bytes,
                 "spool: records from before the restart will be forwarded"
             );
         }
         // Appends always go to a fresh segment.
-        state.active = seqs.last().map_or(0, |s| s + 1);
-        let writer = Writer::start(dir, state.active, metrics.clone())
-            .map_err(|e| format!("spool.dir {}: cannot start a segment: {e}", dir.display()))?;
-        state.segments.entry(state.active).or_default();
-        let spool = Arc::new(Spool {
-            dir: dir.to_path_buf(),
+        let first = match seqs.last() {
+            None => 0,
+            Some(&last) => last.checked_add(1).ok_or(OpenError::Exhausted {
+                dir: path.to_path_buf(),
+                last,
+            })?,
+        };
+        state.active = first;
+        state.progress = Some(Instant::now());
+        let shared = Arc::new(Shared {
+            dir,
             max_bytes,
             state: Mutex::new(state),
-            writer,
             ready: tokio::sync::Notify::new(),
             metrics,
-            _lock: lock,
         });
+        let writer = Writer::start(shared.clone(), first).map_err(|source| OpenError::Io {
+            dir: path.to_path_buf(),
+            what: "cannot start a segment",
+            source,
+        })?;
+        let spool = Arc::new(Spool { shared, writer });
         spool
+            .shared
             .metrics
             .spool_max_bytes
             .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
@@ -330,257 +550,398 @@ impl Spool {
         Ok(spool)
     }
 
-    /// Appends `record` and returns once it is on disk (fsynced with the other appends of the
-    /// moment). With `first_attempt`, the forwarder leaves it alone until [`Spool::release`]
-    /// or [`Spool::ack`] says how that write ended.
-    pub(crate) async fn append(&self, record: &SpooledRecord) -> Result<SpoolId, SpoolError> {
+    fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Room for `record`, held until it is appended (or the reservation dropped): taken before
+    /// a first write starts, so that a record whose first write is under way always has a
+    /// place, and a webhook the spool has no room for is written as without a spool.
+    pub(crate) fn reserve(
+        self: &Arc<Self>,
+        record: &SpooledRecord,
+    ) -> Result<Reservation, SpoolError> {
         let mut framed = Vec::with_capacity(frame::HEADER_LEN + record.value.len() + 256);
         frame::encode(&record.encode(), &mut framed);
         let len = framed.len() as u64;
-        {
-            let mut state = self.state.lock();
-            // An active segment whose records were all forwarded is space to be had: the writer
-            // starts a new segment, and the old one is deleted once the append lands there.
-            let reclaimable = state
-                .segments
-                .get(&state.active)
-                .filter(|s| s.entries.is_empty())
-                .map_or(0, |s| s.bytes);
-            if state.total_bytes - reclaimable + len > self.max_bytes {
-                state.full = true;
-                return Err(SpoolError::Full(self.max_bytes));
-            }
-            if reclaimable > 0 {
-                self.writer.rotate();
-            }
-            // Reserved now, so concurrent appends cannot overshoot together.
-            state.total_bytes += len;
+        let mut state = self.shared.state.lock();
+        if state.live_bytes + state.reserved + len > self.shared.max_bytes {
+            state.refused_len = Some(state.refused_len.map_or(len, |l| l.min(len)));
+            return Err(SpoolError::Full(self.shared.max_bytes));
         }
-        let written = self.writer.append(framed).await;
-        let mut state = self.state.lock();
-        match written {
-            Ok(written) => {
-                state.failing = None;
-                let segment = state.segments.entry(written.segment).or_default();
-                segment.bytes = segment.bytes.max(written.offset + len);
-                let status = if record.first_attempt {
-                    Status::FirstAttempt
-                } else {
-                    Status::Waiting
-                };
-                segment.entries.insert(
-                    written.offset,
-                    Entry::new(len, record.spooled_at, status, false),
-                );
-                if written.segment > state.active {
-                    let sealed = std::mem::replace(&mut state.active, written.segment);
-                    if state
-                        .segments
-                        .get(&sealed)
-                        .is_some_and(|s| s.entries.is_empty())
-                    {
-                        if let Some(done) = state.segments.remove(&sealed) {
-                            state.total_bytes = state.total_bytes.saturating_sub(done.bytes);
-                        }
-                        let _ = std::fs::remove_file(segment_path(&self.dir, sealed));
-                        let _ = std::fs::remove_file(acked_path(&self.dir, sealed));
-                    }
-                }
-                drop(state);
-                self.ready.notify_one();
-                Ok(SpoolId {
-                    segment: written.segment,
-                    offset: written.offset,
-                })
-            }
-            Err(e) => {
-                state.total_bytes -= len;
-                state.failing = Some(e.clone());
-                Err(SpoolError::Io(e))
-            }
-        }
+        // Reserved now, so concurrent appends cannot overshoot together.
+        state.reserved += len;
+        Ok(Reservation {
+            spool: self.clone(),
+            framed: Some(framed),
+            len,
+            spooled_at: record.spooled_at,
+        })
     }
 
-    /// The record reached Kafka: it is done with, on disk too.
+    /// Appends the reserved record and returns once it is on disk (fsynced with the other
+    /// appends of the moment), by `deadline` at the latest. With a `first_attempt`, the
+    /// forwarder leaves the record alone until that write settles, which the spool awaits
+    /// itself: acknowledged, the record is dropped; failed, it is forwarded.
+    ///
+    /// Refused (unwritable, or the disk did not answer by `deadline`): nothing is kept, and the
+    /// first attempt is handed back.
+    pub(crate) async fn append(
+        self: &Arc<Self>,
+        mut reservation: Reservation,
+        first_attempt: Option<FirstAttempt>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), Refused> {
+        let framed = reservation.framed.take().expect("an unused reservation");
+        let len = reservation.len;
+        let refuse = |error, first_attempt| {
+            Err(Refused {
+                error,
+                first_attempt,
+            })
+        };
+        let active_empty = {
+            let state = self.shared.state.lock();
+            state
+                .segments
+                .get(&state.active)
+                .is_some_and(|s| s.entries.is_empty())
+        };
+        if active_empty {
+            // A segment whose records were all forwarded is space to be had: the writer starts
+            // a new one, and deletes it.
+            self.writer.rotate();
+        }
+        let appended = Appended {
+            len,
+            spooled_at: reservation.spooled_at,
+            first_attempt: first_attempt.is_some(),
+        };
+        // From here the writer accounts for the reserved bytes.
+        reservation.len = 0;
+        drop(reservation);
+        let id = match tokio::time::timeout_at(deadline, self.writer.append(framed, appended)).await
+        {
+            Ok(Ok(id)) => id,
+            Ok(Err(why)) => return refuse(SpoolError::Unwritable(why), first_attempt),
+            Err(_) => {
+                return refuse(
+                    SpoolError::Unwritable(
+                        "the disk did not complete the write within kafka.ack_timeout".into(),
+                    ),
+                    first_attempt,
+                )
+            }
+        };
+        if let Some(first) = first_attempt {
+            let spool = self.clone();
+            tokio::spawn(async move {
+                match first.await {
+                    Ok(_) => spool.ack(&[id]),
+                    Err(e) => spool.release(&[id], forwarder::may_have_been_written(&e)),
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The records reached Kafka: they are done with, on disk too.
     pub(crate) fn ack(&self, ids: &[SpoolId]) {
-        let mut by_segment: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-        for id in ids {
-            by_segment.entry(id.segment).or_default().push(id.offset);
+        if ids.is_empty() {
+            return;
         }
-        let mut state = self.state.lock();
-        let active = state.active;
-        if !ids.is_empty() {
-            state.full = false;
-        }
-        for (seq, offsets) in by_segment {
-            let Some(segment) = state.segments.get_mut(&seq) else {
-                continue;
-            };
-            for offset in &offsets {
-                segment.entries.remove(offset);
-            }
-            if segment.entries.is_empty() && seq != active {
-                let bytes = segment.bytes;
-                state.segments.remove(&seq);
-                state.total_bytes = state.total_bytes.saturating_sub(bytes);
-                let _ = std::fs::remove_file(segment_path(&self.dir, seq));
-                let _ = std::fs::remove_file(acked_path(&self.dir, seq));
-                continue;
-            }
-            let mut marks = Vec::with_capacity(offsets.len() * 8);
-            for offset in offsets {
-                marks.extend_from_slice(&offset.to_le_bytes());
-            }
-            // A lost mark costs a duplicate after a crash, never a loss: synced, but not on the
-            // request path.
-            let appended = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(acked_path(&self.dir, seq))
-                .and_then(|mut f| {
-                    std::io::Write::write_all(&mut f, &marks)?;
-                    f.sync_data()
-                });
-            if let Err(e) = appended {
-                tracing::warn!(error = %e, "spool: cannot record forwarded records; they may be written again after a restart");
-            }
-        }
-        let rotate = state
-            .segments
-            .get(&active)
-            .is_some_and(|s| s.entries.is_empty() && s.bytes > 0);
-        drop(state);
+        self.shared.acknowledge(ids);
+        let rotate = {
+            let state = self.shared.state.lock();
+            state
+                .segments
+                .get(&state.active)
+                .is_some_and(|s| s.entries.is_empty())
+        };
         if rotate {
             self.writer.rotate();
         }
     }
 
-    /// The record's write failed (or its first attempt did): the forwarder takes it.
-    pub(crate) fn release(&self, ids: &[SpoolId]) {
-        let mut state = self.state.lock();
-        for id in ids {
-            if let Some(entry) = state.entry_mut(id) {
-                entry.status = Status::Waiting;
+    /// The records' writes failed (or their first attempts did): the forwarder takes them.
+    /// `uncertain`: the failed write may have been written all the same.
+    pub(crate) fn release(&self, ids: &[SpoolId], uncertain: bool) {
+        let mut state = self.shared.state.lock();
+        for &id in ids {
+            if let Some(entry) = state.entry_mut(&id) {
+                entry.uncertain |= uncertain;
+                state.set_status(id, Status::Waiting);
             }
         }
         drop(state);
-        self.ready.notify_one();
+        self.shared.ready.notify_one();
     }
 
-    /// The broker refused these records for a reason retrying soon cannot fix: each waits
+    /// These records cannot be written now for a reason retrying soon cannot fix: each waits
     /// longer than the last time before it is tried again. Returns the longest wait.
     pub(crate) fn park(&self, ids: &[SpoolId]) -> Duration {
-        self.park_at(std::time::Instant::now(), ids)
+        self.park_at(Instant::now(), ids)
     }
 
-    fn park_at(&self, now: std::time::Instant, ids: &[SpoolId]) -> Duration {
+    fn park_at(&self, now: Instant, ids: &[SpoolId]) -> Duration {
         let mut longest = Duration::ZERO;
-        let mut state = self.state.lock();
-        for id in ids {
-            if let Some(entry) = state.entry_mut(id) {
-                let wait = FIRST_PARKED
-                    .saturating_mul(1 << entry.refusals.min(10))
-                    .min(MAX_PARKED);
-                entry.refusals = entry.refusals.saturating_add(1);
-                entry.parked_until = Some(now + wait);
-                entry.status = Status::Waiting;
-                longest = longest.max(wait);
-            }
+        let mut state = self.shared.state.lock();
+        for &id in ids {
+            let Some(entry) = state.entry_mut(&id) else {
+                continue;
+            };
+            let wait = FIRST_PARKED
+                .saturating_mul(1 << entry.refusals.min(10))
+                .min(MAX_PARKED);
+            entry.refusals = entry.refusals.saturating_add(1);
+            state.set_status(id, Status::Parked(now + wait));
+            longest = longest.max(wait);
         }
         longest
     }
 
     /// Up to `max_records` waiting records (at most `max_bytes` of frames), oldest first, now
-    /// being forwarded; whether each may duplicate. Parked records wait their turn.
+    /// being forwarded; whether each may duplicate. Parked records whose wait is over join
+    /// them. Costs a logarithm per record taken, not a scan of the spool.
     fn take(&self, max_records: usize, max_bytes: u64) -> Vec<(SpoolId, bool)> {
-        self.take_at(std::time::Instant::now(), max_records, max_bytes)
+        self.take_at(Instant::now(), max_records, max_bytes)
     }
 
-    fn take_at(
-        &self,
-        now: std::time::Instant,
-        max_records: usize,
-        max_bytes: u64,
-    ) -> Vec<(SpoolId, bool)> {
-        let mut state = self.state.lock();
+    fn take_at(&self, now: Instant, max_records: usize, max_bytes: u64) -> Vec<(SpoolId, bool)> {
+        let mut state = self.shared.state.lock();
+        while let Some(&(until, id)) = state.parked.first() {
+            if until > now {
+                break;
+            }
+            state.set_status(id, Status::Waiting);
+        }
         let mut taken = Vec::new();
         let mut bytes = 0;
-        'segments: for (&seq, segment) in state.segments.iter_mut() {
-            for (&offset, entry) in segment.entries.iter_mut() {
-                if entry.status != Status::Waiting || entry.parked_until.is_some_and(|t| t > now) {
-                    continue;
-                }
-                if taken.len() >= max_records || (bytes > 0 && bytes + entry.len > max_bytes) {
-                    break 'segments;
-                }
-                entry.status = Status::Forwarding;
-                bytes += entry.len;
-                taken.push((
-                    SpoolId {
-                        segment: seq,
-                        offset,
-                    },
-                    entry.uncertain,
-                ));
+        while taken.len() < max_records {
+            let Some(&id) = state.waiting.first() else {
+                break;
+            };
+            let Some(entry) = state.entry_mut(&id).copied() else {
+                state.waiting.remove(&id);
+                continue;
+            };
+            if bytes > 0 && bytes + entry.len > max_bytes {
+                break;
             }
+            bytes += entry.len;
+            state.set_status(id, Status::Forwarding);
+            taken.push((id, entry.uncertain));
         }
         taken
     }
 
-    /// Reads a record back; `None` if its bytes were damaged since (counted, and dropped).
-    fn read(&self, id: SpoolId) -> Option<SpooledRecord> {
-        let len = self
-            .state
-            .lock()
-            .segments
-            .get(&id.segment)?
-            .entries
-            .get(&id.offset)?
-            .len;
-        let path = segment_path(&self.dir, id.segment);
-        let mut bytes = vec![0u8; len as usize];
-        let read = File::open(&path).and_then(|mut f| {
-            f.seek(SeekFrom::Start(id.offset))?;
-            f.read_exact(&mut bytes)
-        });
-        let record = read
-            .ok()
-            .and_then(|()| frame::scan(&bytes).records.into_iter().next())
-            .and_then(|(_, payload)| SpooledRecord::decode(&payload));
-        if record.is_none() {
-            keep_aside(&self.dir, id.segment, id.offset, &bytes);
-            SpoolDamaged {
-                file: &path,
-                offset: id.offset,
-                bytes: len,
-                records: 1,
-            }
-            .emit(&self.metrics);
-            self.ack(&[id]);
+    /// Notes, durably, that these records are about to be written: after a crash, those not
+    /// also acked count as possible duplicates. A failure puts their segments in doubt.
+    fn mark_sent(&self, ids: &[SpoolId]) {
+        let mut by_segment: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for id in ids {
+            by_segment.entry(id.segment).or_default().push(id.offset);
         }
-        record
+        for (seq, offsets) in by_segment {
+            if let Err(e) = self.shared.dir.append_marks(seq, Marks::Sent, &offsets) {
+                self.shared.mark_failed(seq, &e);
+            }
+        }
     }
 
-    /// Whether a webhook could be spooled now: `Err` when the last append failed (and none
-    /// succeeded since), or when there is no room left.
-    pub(crate) fn accepting(&self) -> Result<(), SpoolError> {
-        let state = self.state.lock();
-        if let Some(why) = &state.failing {
-            return Err(SpoolError::Io(why.clone()));
+    /// Persists the ack marks a full disk refused earlier.
+    fn flush_marks(&self) {
+        let pending: Vec<(u64, Vec<u64>)> = {
+            let mut state = self.shared.state.lock();
+            state
+                .segments
+                .iter_mut()
+                .filter(|(_, s)| !s.pending_acks.is_empty())
+                .map(|(&seq, s)| (seq, std::mem::take(&mut s.pending_acks)))
+                .collect()
+        };
+        for (seq, offsets) in pending {
+            if let Err(e) = self.shared.dir.append_marks(seq, Marks::Acked, &offsets) {
+                self.shared.mark_failed(seq, &e);
+                if let Some(segment) = self.shared.state.lock().segments.get_mut(&seq) {
+                    segment.pending_acks.extend(offsets);
+                }
+            }
         }
-        if state.full || state.total_bytes >= self.max_bytes {
-            return Err(SpoolError::Full(self.max_bytes));
+    }
+
+    /// Reads segments that could not be read at startup, now that they may be.
+    fn retry_unreadable(&self) {
+        let seqs: Vec<u64> = self
+            .shared
+            .state
+            .lock()
+            .unreadable
+            .iter()
+            .copied()
+            .collect();
+        for seq in seqs {
+            let doubted = directory::read_doubt(self.shared.dir.path()).contains(&seq);
+            match load_segment(&self.shared.dir, seq, doubted, self.metrics()) {
+                Ok(loaded) => {
+                    let mut state = self.shared.state.lock();
+                    state.unreadable.remove(&seq);
+                    state.live_bytes += loaded.live;
+                    state
+                        .waiting
+                        .extend(loaded.segment.entries.keys().map(|&offset| SpoolId {
+                            segment: seq,
+                            offset,
+                        }));
+                    let empty = loaded.segment.entries.is_empty();
+                    if !empty {
+                        state.segments.insert(seq, loaded.segment);
+                    }
+                    drop(state);
+                    if empty {
+                        self.shared.remove_segment(seq);
+                    }
+                    tracing::info!(file = %self.shared.dir.segment_path(seq).display(), "spool: a segment that could not be read is readable again");
+                    self.shared.ready.notify_one();
+                }
+                Err(e) => SpoolIoFailed {
+                    operation: "read",
+                    dir: self.shared.dir.path(),
+                    error: &format!("{}: {e}", self.shared.dir.segment_path(seq).display()),
+                }
+                .emit(self.metrics()),
+            }
+        }
+    }
+
+    /// Reads a record back. Damage (a checksum or framing failure of the bytes read) is kept
+    /// aside, counted and the record dropped; an I/O error drops nothing.
+    fn read(&self, id: SpoolId) -> Result<SpooledRecord, ReadError> {
+        let found = {
+            let state = self.shared.state.lock();
+            state
+                .segments
+                .get(&id.segment)
+                .and_then(|s| s.entries.get(&id.offset).map(|e| (s.file.clone(), e.len)))
+        };
+        let Some((file, len)) = found else {
+            // Acknowledged meanwhile (its first write, settled late).
+            return Err(ReadError::Io);
+        };
+        let mut bytes = vec![0u8; len as usize];
+        let read = read_at(&file, &mut bytes, id.offset);
+        let result = match read {
+            Err(e) => {
+                let why = e.to_string();
+                SpoolIoFailed {
+                    operation: "read",
+                    dir: self.shared.dir.path(),
+                    error: &why,
+                }
+                .emit(self.metrics());
+                self.shared.state.lock().read_failing = Some(why);
+                return Err(ReadError::Io);
+            }
+            Ok(n) => {
+                bytes.truncate(n);
+                frame::scan(&bytes)
+                    .records
+                    .into_iter()
+                    .next()
+                    .filter(|(at, payload)| {
+                        *at == 0 && frame::HEADER_LEN + payload.len() == bytes.len()
+                    })
+                    .and_then(|(_, payload)| SpooledRecord::decode(&payload))
+            }
+        };
+        self.shared.state.lock().read_failing = None;
+        match result {
+            Some(record) => Ok(record),
+            None => {
+                self.shared.dir.keep_aside(id.segment, id.offset, &bytes);
+                SpoolDamaged {
+                    file: &self.shared.dir.segment_path(id.segment),
+                    offset: id.offset,
+                    bytes: bytes.len() as u64,
+                    records: 1,
+                }
+                .emit(self.metrics());
+                self.ack(&[id]);
+                Err(ReadError::Damaged)
+            }
+        }
+    }
+
+    /// Whether a webhook could be spooled now: `Err` when the last append failed (and no append
+    /// or probe succeeded since), or when there is no room for one.
+    pub(crate) fn accepting(&self) -> Result<(), SpoolError> {
+        let state = self.shared.state.lock();
+        if let Some(why) = &state.failing {
+            return Err(SpoolError::Unwritable(why.clone()));
+        }
+        // Full while the last webhook refused for want of room would still not fit (cleared
+        // by any append that succeeds, or by room freed), or when nothing fits at all.
+        let held = state.live_bytes + state.reserved;
+        let needed = state.refused_len.unwrap_or(1);
+        if held + needed > self.shared.max_bytes {
+            return Err(SpoolError::Full(self.shared.max_bytes));
         }
         Ok(())
     }
 
+    /// Why the spool holds records it cannot get to Kafka now (other than the broker being
+    /// down): they cannot be read, or the forwarder makes no progress though the broker answers.
+    pub(crate) fn forwarding_problem(&self) -> Option<ForwardingProblem> {
+        let state = self.shared.state.lock();
+        if let Some(why) = &state.read_failing {
+            return Some(ForwardingProblem::Unreadable(why.clone()));
+        }
+        state.stalled.clone().map(ForwardingProblem::Stalled)
+    }
+
+    fn set_stalled(&self, why: Option<String>) {
+        self.shared.state.lock().stalled = why;
+    }
+
+    /// How long records have waited (not parked) without any being acknowledged; `None` when
+    /// none waits.
+    fn waiting_without_progress(&self) -> Option<Duration> {
+        let state = self.shared.state.lock();
+        let parked = state.parked.len();
+        if state.records() <= parked {
+            return None;
+        }
+        Some(state.progress.map_or(Duration::ZERO, |at| at.elapsed()))
+    }
+
+    /// Restarts the stall clock.
+    fn progressed(&self) {
+        self.shared.state.lock().progress = Some(Instant::now());
+    }
+
+    /// When the last append failed: whether one would succeed now. Clears "cannot be written"
+    /// without waiting for traffic (an unready pod gets none).
+    pub(crate) async fn probe(&self) {
+        let len = {
+            let state = self.shared.state.lock();
+            if state.failing.is_none() {
+                return;
+            }
+            state.refused_len.unwrap_or(4096).min(1 << 20) as usize
+        };
+        if self.writer.probe(len).await.is_ok() {
+            tracing::info!(dir = %self.shared.dir.path().display(), "spool: the spool directory can be written again");
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        self.state.lock().records() == 0
+        let state = self.shared.state.lock();
+        state.records() == 0 && state.unreadable.is_empty()
     }
 
     /// Updates the spool's gauges.
     pub(crate) fn measure(&self) {
-        let state = self.state.lock();
+        let state = self.shared.state.lock();
         let oldest = state
             .segments
             .values()
@@ -590,23 +951,30 @@ impl Spool {
         let now = crate::signature::now_secs() * 1000;
         SpoolMeasured {
             records: state.records(),
-            bytes: state.total_bytes,
+            bytes: state.live_bytes,
             oldest_age: oldest.map_or(Duration::ZERO, |t| {
                 Duration::from_millis(u64::try_from(now - t).unwrap_or(0))
             }),
+            parked: state.parked.len(),
+            stalled: state.stalled.is_some(),
+            unreadable_segments: state.unreadable.len(),
         }
-        .emit(&self.metrics);
+        .emit(self.metrics());
     }
 }
 
-/// Copies damaged bytes to `corrupt/` for inspection (best effort).
-fn keep_aside(dir: &Path, seq: u64, offset: u64, bytes: &[u8]) {
-    let corrupt = dir.join("corrupt");
-    let _ = std::fs::create_dir_all(&corrupt);
-    let _ = std::fs::write(
-        corrupt.join(format!("segment-{seq:016}-at-{offset}.bin")),
-        bytes,
-    );
+/// Reads up to `buf.len()` bytes at `offset`; fewer only at the end of the file.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]

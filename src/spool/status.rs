@@ -1,7 +1,8 @@
 //! `hookstream spool status`: what a spool directory holds, read from its files without taking
 //! its lock, so it works while `serve` runs.
 
-use super::{acked_offsets, frame, segment_path, segments_in, SpooledRecord};
+use super::directory::{self, Marks};
+use super::{frame, SpooledRecord};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -15,16 +16,17 @@ pub struct TopicStatus {
     pub oldest: i64,
 }
 
-/// Per topic: what `dir` holds that has not reached Kafka. `Err` when the directory cannot be
-/// read at all.
+/// Per topic: what `dir` holds that has not reached Kafka. `Err` when the directory, or any of
+/// its segments, cannot be read: a status that skipped a segment would understate the spool.
+/// Only files with a segment's canonical name are read.
 pub fn status(dir: &Path) -> Result<BTreeMap<String, TopicStatus>, String> {
-    let seqs = segments_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let (seqs, _) = directory::list(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut topics: BTreeMap<String, TopicStatus> = BTreeMap::new();
     for seq in seqs {
-        let Ok(bytes) = std::fs::read(segment_path(dir, seq)) else {
-            continue;
-        };
-        let acked = acked_offsets(dir, seq);
+        let path = directory::segment_path(dir, seq);
+        let unreadable = |e: std::io::Error| format!("{}: cannot read it: {e}", path.display());
+        let bytes = std::fs::read(&path).map_err(unreadable)?;
+        let acked = directory::read_marks(dir, seq, Marks::Acked).map_err(unreadable)?;
         for (offset, payload) in frame::scan(&bytes).records {
             if acked.contains(&offset) {
                 continue;

@@ -20,6 +20,7 @@ mod replicas;
 mod schema_registry;
 mod seismic;
 mod spool;
+mod spool_integrity;
 #[path = "../support/mod.rs"]
 mod support;
 mod tail;

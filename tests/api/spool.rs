@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-fn spool_env(dir: &Path) -> Vec<(&'static str, String)> {
+pub(crate) fn spool_env(dir: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("HOOKSTREAM__SPOOL__ENABLED", "true".into()),
         ("HOOKSTREAM__SPOOL__DIR", dir.display().to_string()),
@@ -19,14 +19,18 @@ fn spool_env(dir: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-async fn start(broker: &str, prefix: &str, env: &[(&'static str, String)]) -> Hookstream {
+pub(crate) async fn start(
+    broker: &str,
+    prefix: &str,
+    env: &[(&'static str, String)],
+) -> Hookstream {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     Hookstream::start_with(broker, prefix, &env).await
 }
 
 /// Every record's event id on `topic`, with its copies: everything there is, read until nothing
 /// new arrives for 3 s (off the runtime).
-async fn copies(brokers: &str, topic: &str) -> HashMap<String, usize> {
+pub(crate) async fn copies(brokers: &str, topic: &str) -> HashMap<String, usize> {
     let (brokers, topic) = (brokers.to_string(), topic.to_string());
     tokio::task::spawn_blocking(move || {
         use rdkafka::consumer::Consumer;
@@ -60,7 +64,7 @@ async fn copies(brokers: &str, topic: &str) -> HashMap<String, usize> {
 }
 
 /// Waits until `topic` holds every id of `ids` (or the time is up); their copies.
-async fn wait_for_ids(
+pub(crate) async fn wait_for_ids(
     brokers: &str,
     topic: &str,
     ids: &[String],
@@ -80,7 +84,7 @@ async fn wait_for_ids(
 /// spool in a directory of its own, one webhook accepted; then the broker killed and `count`
 /// webhooks answered `202 spooled`, their ids `{label}-{i}`.
 /// Every one of `ids` reaches the replica's topic within a minute, once; what the topic holds.
-async fn assert_forwarded_once(
+pub(crate) async fn assert_forwarded_once(
     broker: &Broker,
     replica: &Hookstream,
     ids: &[String],
@@ -99,7 +103,7 @@ async fn assert_forwarded_once(
 }
 
 /// `hookstream spool status` of `dir`: its output.
-fn spool_status(dir: &Path) -> String {
+pub(crate) fn spool_status(dir: &Path) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_hookstream"))
         .args(["spool", "status"])
         .env("HOOKSTREAM__SPOOL__DIR", dir)
@@ -108,15 +112,15 @@ fn spool_status(dir: &Path) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-struct Spooled {
-    broker: Broker,
-    replica: Hookstream,
-    dir: std::path::PathBuf,
-    client: reqwest::Client,
-    ids: Vec<String>,
+pub(crate) struct Spooled {
+    pub(crate) broker: Broker,
+    pub(crate) replica: Hookstream,
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) client: reqwest::Client,
+    pub(crate) ids: Vec<String>,
 }
 
-async fn spooled_with_the_broker_dead(label: &str, count: usize) -> Spooled {
+pub(crate) async fn spooled_with_the_broker_dead(label: &str, count: usize) -> Spooled {
     let broker = Broker::start(Storage::Memory).await;
     let dir = temp_dir(&format!("spool-{label}"));
     let replica = start(&broker.brokers(), &unique_prefix(), &spool_env(&dir)).await;
