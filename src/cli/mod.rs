@@ -92,7 +92,10 @@ pub enum SpoolCommand {
     /// (spool.dir). Works while `serve` runs.
     Status,
     /// Forward everything the spool holds to Kafka and exit 0 once it is empty: for a node being
-    /// retired. Refuses while a `serve` holds the directory; exits 3 when records remain after
+    /// retired.
+    ///
+    /// Exit status: 0 once the spool is empty; 1 when the directory cannot be used (a `serve`
+    /// holds it, it cannot be read or locked) or on another error; 3 when records remain after
     /// --timeout.
     Drain {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]

@@ -9,9 +9,25 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why `spool status` or `spool drain` did not do what it was asked. The command's exit status
+/// follows from the variant, never from the message.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// The directory cannot be used: it is not a directory, cannot be read or locked, or another
+    /// process (a `serve`) holds it.
+    #[error("{0}")]
+    Unusable(String),
+    /// `drain`'s time ran out with records still in the spool.
+    #[error("forwarded {forwarded} record(s), but some remain after {}: is the broker reachable?", humantime::format_duration(*.timeout))]
+    RecordsRemain { forwarded: u64, timeout: Duration },
+    /// Anything else: the metrics registry, the Kafka client, the configuration's providers.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// Prints one line per topic — records, bytes, the oldest record's age — and a total. Reads the
 /// files without the lock, so it works while `serve` runs.
-pub fn status(settings: &Settings, out: &mut dyn Write) -> Result<(), String> {
+pub fn status(settings: &Settings, out: &mut dyn Write) -> Result<(), SpoolError> {
     let dir = &settings.spool.dir;
     if !dir.is_dir() {
         let _ = writeln!(
@@ -21,7 +37,7 @@ pub fn status(settings: &Settings, out: &mut dyn Write) -> Result<(), String> {
         );
         return Ok(());
     }
-    let topics = spool::status(dir)?;
+    let topics = spool::status(dir).map_err(SpoolError::Unusable)?;
     let now = chrono::Utc::now().timestamp_millis();
     let (mut records, mut bytes) = (0, 0);
     let _ = writeln!(
@@ -45,22 +61,24 @@ pub fn status(settings: &Settings, out: &mut dyn Write) -> Result<(), String> {
     Ok(())
 }
 
-/// Forwards everything in the spool, then returns. `Err` when the directory is in use (a
-/// `serve` holds it), or when records remain after `timeout` (the broker is not back).
-pub async fn drain(settings: &Settings, timeout: Duration) -> Result<u64, String> {
-    let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
+/// Forwards everything in the spool, then returns how many records it forwarded. `Err` when the
+/// directory is in use (a `serve` holds it), or when records remain after `timeout` (the broker
+/// is not back).
+pub async fn drain(settings: &Settings, timeout: Duration) -> Result<u64, SpoolError> {
+    let metrics = Arc::new(Metrics::new().map_err(|e| SpoolError::Failed(e.to_string()))?);
     let spool = Spool::open(
         &settings.spool.dir,
         settings.spool.max_bytes,
         metrics.clone(),
-    )?;
+    )
+    .map_err(SpoolError::Unusable)?;
     let sink = Arc::new(
         KafkaSink::with_patient(&settings.kafka, metrics.clone(), true)
-            .map_err(|e| format!("cannot create the Kafka client: {e}"))?,
+            .map_err(|e| SpoolError::Failed(format!("cannot create the Kafka client: {e}")))?,
     );
     let providers = settings
         .provider_registry()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| SpoolError::Failed(e.to_string()))?
         .names();
     let forwarder = tokio::spawn(spool::forward(
         spool.clone(),
@@ -77,9 +95,6 @@ pub async fn drain(settings: &Settings, timeout: Duration) -> Result<u64, String
     if spool.is_empty() {
         Ok(forwarded)
     } else {
-        Err(format!(
-            "forwarded {forwarded} record(s), but some remain after {}: is the broker reachable?",
-            humantime::format_duration(timeout)
-        ))
+        Err(SpoolError::RecordsRemain { forwarded, timeout })
     }
 }
