@@ -258,11 +258,13 @@ fn run_load(args: LoadArgs) -> Result<crate::load::Report, String> {
 }
 
 /// `hookstream spool status|drain`. Exit status: 1 when the spool directory cannot be used (a
-/// `serve` holds it, …) or on another error, 3 when `drain` leaves records behind.
+/// `serve` holds it, …) or on another error, 3 when `drain` leaves records behind, 4 when the
+/// directory does not exist (not 2: clap exits 2 on a usage error).
 pub(super) fn spool(config_dir: &ConfigDir, command: SpoolCommand) -> Result<(), Failure> {
     use crate::operations::spool::{self, SpoolError};
     let failure = |e: SpoolError| {
         let code = match e {
+            SpoolError::NotFound(_) => 4,
             SpoolError::RecordsRemain { .. } => 3,
             SpoolError::Unusable(_) | SpoolError::Failed(_) => 1,
         };

@@ -2,8 +2,8 @@
 //! unchanged; a frozen broker answered 200 or 202, every answered id in Kafka exactly once; a dead
 //! broker, a SIGKILL and an empty broker, and every 202 is forwarded after the restart; SIGTERM
 //! with records on disk and no broker exits 0; a full spool is 503; one process per directory.
-//! Without a broker: `spool drain`'s exit status follows from what happened, never from the
-//! words of the message.
+//! Without a broker: `spool status` and `spool drain` refuse a directory that does not exist, and
+//! their exit status follows from what happened, never from the words of the message.
 
 use crate::replicas::{deliver, js_error, post_signed_to as post};
 use crate::support::process::Hookstream;
@@ -473,6 +473,23 @@ fn spool_command(args: &[&str], cwd: &Path, dir: &Path) -> (Option<i32>, String,
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+#[test]
+fn status_and_drain_refuse_a_spool_directory_that_does_not_exist_naming_its_absolute_path() {
+    let cwd = temp_dir("spool-elsewhere");
+    let relative = Path::new("spool");
+    let absolute = cwd.join(relative).display().to_string();
+    for args in [&["status"][..], &["drain", "--timeout", "1s"]] {
+        let (code, out, err) = spool_command(args, &cwd, relative);
+        assert_eq!(code, Some(4), "{args:?}: {out}{err}");
+        assert!(
+            err.contains(&format!("spool.dir {absolute} does not exist")),
+            "{args:?}: {err}"
+        );
+        assert!(!out.contains("the spool is empty"), "{args:?}: {out}");
+        assert!(!cwd.join(relative).exists(), "{args:?} created it");
+    }
 }
 
 #[test]
