@@ -257,25 +257,32 @@ fn run_load(args: LoadArgs) -> Result<crate::load::Report, String> {
     runtime.block_on(load::run(options))
 }
 
-/// `hookstream spool status|drain`.
+/// `hookstream spool status|drain`. Exit status: 1 when the spool directory cannot be used (a
+/// `serve` holds it, …) or on another error, 3 when `drain` leaves records behind, 4 when the
+/// directory does not exist (not 2: clap exits 2 on a usage error).
 pub(super) fn spool(config_dir: &ConfigDir, command: SpoolCommand) -> Result<(), Failure> {
-    use crate::operations::spool;
+    use crate::operations::spool::{self, SpoolCommandError};
+    let failure = |e: SpoolCommandError| {
+        let code = match e {
+            SpoolCommandError::NotFound(_) => 4,
+            SpoolCommandError::RecordsRemain { .. } => 3,
+            SpoolCommandError::Unusable(_) | SpoolCommandError::Failed(_) => 1,
+        };
+        Failure::new(code, e)
+    };
     let settings = settings(config_dir)?;
     match command {
         SpoolCommand::Status => {
-            spool::status(&settings, &mut std::io::stdout().lock()).map_err(|e| Failure::new(1, e))
+            spool::status(&settings, &mut std::io::stdout().lock()).map_err(failure)
         }
         SpoolCommand::Drain { timeout } => {
             let runtime = tokio::runtime::Runtime::new()
                 .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))?;
-            match runtime.block_on(spool::drain(&settings, timeout)) {
-                Ok(forwarded) => {
-                    println!("forwarded {forwarded} record(s); the spool is empty");
-                    Ok(())
-                }
-                Err(e) if e.contains("remain") => Err(Failure::new(3, e)),
-                Err(e) => Err(Failure::new(1, e)),
-            }
+            let forwarded = runtime
+                .block_on(spool::drain(&settings, timeout))
+                .map_err(failure)?;
+            println!("forwarded {forwarded} record(s); the spool is empty");
+            Ok(())
         }
     }
 }

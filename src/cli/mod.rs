@@ -90,10 +90,18 @@ pub enum Command {
 pub enum SpoolCommand {
     /// Records, bytes and the oldest record's age per topic, of the spool directory
     /// (spool.dir). Works while `serve` runs.
+    ///
+    /// Exit status: 0 when it printed them; 4 when spool.dir does not exist (naming the absolute
+    /// path looked at: a relative spool.dir is read from the current directory); 1 on any other
+    /// error.
     Status,
     /// Forward everything the spool holds to Kafka and exit 0 once it is empty: for a node being
-    /// retired. Refuses while a `serve` holds the directory; exits 3 when records remain after
-    /// --timeout.
+    /// retired.
+    ///
+    /// Exit status: 0 once the spool is empty; 1 when the directory cannot be used (a `serve`
+    /// holds it, it cannot be read or locked) or on another error; 3 when records remain after
+    /// --timeout; 4 when spool.dir does not exist (naming the absolute path looked at: a
+    /// relative spool.dir is read from the current directory; it is not created).
     Drain {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,

@@ -1,4 +1,5 @@
-//! The effective configuration as TOML (`hookstream config check`), every secret redacted.
+//! The effective configuration as TOML (`hookstream config check`), every secret redacted; and
+//! the keys whose values a configuration error may show ([`shows_value_of`]).
 
 use super::Settings;
 use secrecy::{ExposeSecret, SecretString};
@@ -88,6 +89,69 @@ pub const SHOWN_OPTIONS: &[&str] = &[
     "sticky.partitioning.linger.ms",
     "topic.metadata.refresh.interval.ms",
 ];
+
+/// The keys whose values are not secret, so that a configuration error may show them: those the
+/// effective configuration prints as they are. An allowlist: every other key — a secret, a URL
+/// that may hold a password, a table (which may hold either) — has its value described by its
+/// kind, never shown, whatever variable or file set it.
+const SHOWN_KEYS: &[&str] = &[
+    "server.host",
+    "server.port",
+    "server.admin_port",
+    "server.max_body_bytes",
+    "server.retry_after",
+    "server.shutdown_timeout",
+    "server.shutdown_delay",
+    "server.readiness_interval",
+    "server.header_timeout",
+    "server.body_timeout",
+    "server.max_connections",
+    "server.max_in_flight",
+    "server.tls.cert_file",
+    "server.tls.key_file",
+    "kafka.brokers",
+    "kafka.topic_prefix",
+    "kafka.ack_timeout",
+    "kafka.topic_partitions",
+    "kafka.topic_replication_factor",
+    "kafka.max_topics_per_provider",
+    "dedupe.backend",
+    "dedupe.window",
+    "dedupe.max_entries",
+    "dedupe.redis.key_prefix",
+    "dedupe.redis.on_unavailable",
+    "dedupe.redis.timeout",
+    "schema_registry.username",
+    "schema_registry.request_timeout",
+    "spool.enabled",
+    "spool.dir",
+    "spool.max_bytes",
+    "spool.after",
+    "dead_letter.enabled",
+    "dead_letter.topic",
+    "dead_letter.replay_group",
+    "log.level",
+    "log.format",
+];
+
+/// Whether a configuration error may show the value of `key`: a key of [`SHOWN_KEYS`], a key
+/// defining a provider in configuration (`providers.NAME.preset`, `….signature.header`, …; never
+/// `….secrets`), or a librdkafka option of [`SHOWN_OPTIONS`].
+pub(super) fn shows_value_of(key: &str) -> bool {
+    if SHOWN_KEYS.contains(&key) {
+        return true;
+    }
+    if let Some(option) = key.strip_prefix("kafka.options.") {
+        return SHOWN_OPTIONS.contains(&option.trim_matches('"'));
+    }
+    key.strip_prefix("providers.")
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(_, key)| {
+            crate::providers::configured::definition::keys()
+                .iter()
+                .any(|k| k == key)
+        })
+}
 
 /// `url` without the userinfo of its authority (`https://user:pw@host/x` →
 /// `https://<redacted>@host/x`): how every URL is printed or logged. Text that is not a URL is

@@ -83,6 +83,30 @@ pub(super) fn files(dir: &ConfigDir, env: Option<&str>) -> Result<Files, ConfigE
     Ok(Files { files })
 }
 
+/// A layer that cannot be read, said without the file's text: a TOML syntax error would quote
+/// the line at fault, and the line may hold a secret. Where it is and what is wrong are enough.
+pub(super) fn unreadable(error: config::ConfigError) -> ConfigError {
+    let config::ConfigError::FileParse { uri, cause } = error else {
+        return ConfigError::Load(error);
+    };
+    let file = uri.unwrap_or_else(|| "a configuration file".to_string());
+    let problem = match cause.downcast_ref::<toml::de::Error>() {
+        Some(e) => {
+            let shown = e.to_string();
+            let at = shown.lines().next().unwrap_or_default();
+            if at == e.message() {
+                e.message().to_string()
+            } else {
+                format!("{at}: {}", e.message())
+            }
+        }
+        None => "cannot be read as TOML".to_string(),
+    };
+    ConfigError::Layer(format!(
+        "{file}: {problem} (the line is not shown: it may hold a secret)"
+    ))
+}
+
 fn toml_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .into_iter()
@@ -208,6 +232,29 @@ mod tests {
         assert_eq!(
             files(&dir, Some(" ")).expect("blank is unset").files.len(),
             1
+        );
+    }
+
+    #[test]
+    fn a_syntax_error_in_a_file_says_where_without_the_line() {
+        let dir =
+            std::env::temp_dir().join(format!("hookstream-config-syntax-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a directory");
+        let file = dir.join("broken.toml");
+        std::fs::write(&file, "[providers.livesession]\nsecrets = \"hunter2\n").expect("written");
+        let err = config::Config::builder()
+            .add_source(config::File::from(file.clone()))
+            .build()
+            .map_err(unreadable)
+            .expect_err("refused")
+            .to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            err.contains(&file.display().to_string())
+                && err.contains("line 2, column")
+                && err.contains("invalid basic string"),
+            "{err}"
         );
     }
 

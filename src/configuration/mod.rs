@@ -399,7 +399,8 @@ pub fn load(dir: &ConfigDir) -> Result<Loaded, ConfigError> {
                 .prefix_separator("__")
                 .separator("__"),
         )
-        .build()?;
+        .build()
+        .map_err(layers::unreadable)?;
     let origins = config.clone();
     let settings = strict::deserialize(config)?;
     settings

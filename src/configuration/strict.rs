@@ -2,6 +2,7 @@
 //! `kafka.ack_timout = "2s"` (or `HOOKSTREAM__KAFKA__ACK_TIMOUT`) would silently leave the
 //! default in force.
 
+use super::effective::shows_value_of;
 use super::{ConfigError, Settings, DEFAULTS};
 use std::collections::BTreeSet;
 
@@ -33,18 +34,102 @@ pub(super) fn deserialize(config: config::Config) -> Result<Settings, ConfigErro
 }
 
 /// A value that does not deserialize, said the way every other configuration error is: the key,
-/// where it was set (a file, or the environment variable), and what is wrong, in words.
+/// where it was set (a file, or the environment variable), and what is wrong, in words. The value
+/// itself is shown only when the key is known not to be secret ([`shows_value_of`]); otherwise
+/// only its kind is ([`described`]).
 fn explain(error: config::ConfigError, origins: &config::Config) -> ConfigError {
-    let (key, origin, problem) = parts(error);
+    let Parts {
+        key,
+        origin,
+        problem,
+        expected,
+    } = parts(error);
     let Some(key) = key else {
         return ConfigError::Layer(problem);
     };
     let from = origin
         .map(|o| source_name(&o, &key))
-        .or_else(|| origin_of(origins, &key))
-        .map(|o| format!(" (from {o})"))
-        .unwrap_or_default();
+        .or_else(|| origin_of(origins, &key));
+    if !shows_value_of(&key) {
+        let problem = described(&key, from.as_deref(), expected, origins);
+        return ConfigError::Invalid(key, problem);
+    }
+    let from = from.map(|o| format!(" (from {o})")).unwrap_or_default();
     ConfigError::Invalid(key, format!("{problem}{from}"))
+}
+
+/// What is wrong with the value set for `key`, a key whose value may be or hold a secret, without
+/// the value: the kind of value that was set, and what the key takes (for a table, its keys and
+/// how to set them).
+fn described(
+    key: &str,
+    from: Option<&str>,
+    expected: Option<&'static str>,
+    origins: &config::Config,
+) -> String {
+    let set = origins
+        .get::<config::Value>(key)
+        .map_or("a value", |value| kind(&value.kind));
+    let not_shown = match from {
+        Some(from) => format!(" (from {from}; the value is not shown: it may hold a secret)"),
+        None => " (the value is not shown: it may hold a secret)".to_string(),
+    };
+    let keys = keys_under(key);
+    if !keys.is_empty() || OPEN_TABLES.contains(&key) {
+        let how = if keys.is_empty() {
+            String::new()
+        } else {
+            let one_by_one = match from {
+                Some(variable) if variable.starts_with("HOOKSTREAM__") => {
+                    format!(", each with a variable of its own: {variable}__<KEY>")
+                }
+                _ => format!(" under [{key}]"),
+            };
+            format!(
+                ": set its keys one by one ({}){one_by_one}",
+                keys.join(", ")
+            )
+        };
+        return format!("is a table, but {set} was set{not_shown}{how}");
+    }
+    match expected {
+        Some(expected) => format!("takes {expected}, but {set} was set{not_shown}"),
+        None => format!("is not valid: {set} was set{not_shown}"),
+    }
+}
+
+/// A value's kind, in words.
+fn kind(value: &config::ValueKind) -> &'static str {
+    match value {
+        config::ValueKind::Nil => "nothing",
+        config::ValueKind::Boolean(_) => "a boolean",
+        config::ValueKind::I64(_)
+        | config::ValueKind::I128(_)
+        | config::ValueKind::U64(_)
+        | config::ValueKind::U128(_) => "an integer",
+        config::ValueKind::Float(_) => "a number",
+        config::ValueKind::String(_) => "a string",
+        config::ValueKind::Table(_) => "a table",
+        config::ValueKind::Array(_) => "a list",
+    }
+}
+
+/// The names of the keys of the table `table` (empty when it is not one); a built-in provider's
+/// table has `secrets` alone.
+fn keys_under(table: &str) -> Vec<String> {
+    if let Some(name) = table.strip_prefix("providers.") {
+        if crate::providers::built_in(name).is_some() {
+            return vec!["secrets".to_string()];
+        }
+    }
+    let prefix = format!("{table}.");
+    let names: BTreeSet<String> = candidates(&format!("{table}.*"))
+        .iter()
+        .filter_map(|k| k.strip_prefix(&prefix))
+        .map(|rest| rest.split('.').next().unwrap_or(rest).to_string())
+        .filter(|name| name != "*")
+        .collect();
+    names.into_iter().collect()
 }
 
 /// An invalid value's error, with where the value was set (a file, or the environment
@@ -61,21 +146,50 @@ pub(super) fn with_origin(error: ConfigError, origins: &config::Config) -> Confi
     }
 }
 
+/// What a deserialization error says.
+struct Parts {
+    key: Option<String>,
+    origin: Option<String>,
+    /// In words, with the value when the error quotes it.
+    problem: String,
+    /// What the key takes, when the error says so apart from the value.
+    expected: Option<&'static str>,
+}
+
 /// The key, the origin and the problem of a deserialization error, the innermost key winning.
-fn parts(error: config::ConfigError) -> (Option<String>, Option<String>, String) {
+fn parts(error: config::ConfigError) -> Parts {
     match error {
         config::ConfigError::At { error, origin, key } => {
-            let (inner_key, inner_origin, problem) = parts(*error);
-            (inner_key.or(key), inner_origin.or(origin), problem)
+            let inner = parts(*error);
+            Parts {
+                key: inner.key.or(key),
+                origin: inner.origin.or(origin),
+                ..inner
+            }
         }
         config::ConfigError::Type {
             origin,
             unexpected,
             expected,
             key,
-        } => (key, origin, format!("is {unexpected}, expected {expected}")),
-        config::ConfigError::Message(message) => (None, None, reworded(&message)),
-        other => (None, None, other.to_string()),
+        } => Parts {
+            key,
+            origin,
+            problem: format!("is {unexpected}, expected {expected}"),
+            expected: Some(expected),
+        },
+        config::ConfigError::Message(message) => Parts {
+            key: None,
+            origin: None,
+            problem: reworded(&message),
+            expected: None,
+        },
+        other => Parts {
+            key: None,
+            origin: None,
+            problem: other.to_string(),
+            expected: None,
+        },
     }
 }
 
@@ -107,7 +221,12 @@ fn reworded(message: &str) -> String {
 /// Where `key` was set: the environment variable's name, or the file.
 fn origin_of(config: &config::Config, key: &str) -> Option<String> {
     // Values read whole keep their origin; values deserialized from them do not.
-    let (parent, name) = key.rsplit_once('.')?;
+    let Some((parent, name)) = key.rsplit_once('.') else {
+        // A section has no parent table to read it from; the environment, the last layer, set
+        // it if its variable is set.
+        let variable = source_name("the environment", key);
+        return std::env::var_os(&variable).map(|_| variable);
+    };
     let value = config.get_table(parent).ok()?.remove(name)?;
     Some(source_name(value.origin()?, key))
 }
@@ -213,6 +332,139 @@ mod tests {
             .add_source(config::File::from_str(overlay, config::FileFormat::Toml))
             .build()?;
         deserialize(config)
+    }
+
+    /// The compiled-in defaults with `variables` as the environment.
+    fn load_variables(variables: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let variables = variables
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let config = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("HOOKSTREAM")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .source(Some(variables)),
+            )
+            .build()?;
+        deserialize(config)
+    }
+
+    #[test]
+    fn a_secret_set_on_its_tables_variable_is_never_shown() {
+        for (variable, secret, key, says) in [
+            (
+                "HOOKSTREAM__DEDUPE__REDIS",
+                "redis://:hunter2-pw@host:6379",
+                "`dedupe.redis`",
+                "is a table, but a string was set (from HOOKSTREAM__DEDUPE__REDIS; the value is not shown: it may hold a secret): set its keys one by one (key_prefix, on_unavailable, password, timeout, url), each with a variable of its own: HOOKSTREAM__DEDUPE__REDIS__<KEY>",
+            ),
+            (
+                "HOOKSTREAM__PROVIDERS__LIVESESSION",
+                "hunter2-secret",
+                "`providers.livesession`",
+                "is a table, but a string was set (from HOOKSTREAM__PROVIDERS__LIVESESSION; the value is not shown: it may hold a secret): set its keys one by one (secrets), each with a variable of its own: HOOKSTREAM__PROVIDERS__LIVESESSION__<KEY>",
+            ),
+            (
+                "HOOKSTREAM__PROVIDERS__ACME",
+                "hunter2-secret",
+                "`providers.acme`",
+                "set its keys one by one (fields, ping_events, preset, secrets, signature)",
+            ),
+            ("HOOKSTREAM__PROVIDERS", "hunter2-secret", "`providers`", "is a table, but a string was set"),
+            ("HOOKSTREAM__SCHEMA_REGISTRY", "hunter2-pw", "`schema_registry`", "is a table"),
+            ("HOOKSTREAM__KAFKA__OPTIONS", "sasl.password=hunter2", "`kafka.options`", "is a table, but a string was set"),
+            ("HOOKSTREAM__DEDUPE", "hunter2", "`dedupe`", "is a table"),
+        ] {
+            let err = load_variables(&[(variable, secret)]).unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "{variable}: {err}");
+            assert!(
+                err.contains(&format!("configuration key {key} ")) && err.contains(says),
+                "{variable}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_secret_of_the_wrong_kind_in_a_file_is_never_shown() {
+        for (overlay, says) in [
+            (
+                "[providers]\nlivesession = \"hunter2-secret\"",
+                "configuration key `providers.livesession` is a table, but a string was set (the value is not shown: it may hold a secret): set its keys one by one (secrets) under [providers.livesession]",
+            ),
+            (
+                "[dedupe]\nredis = \"redis://:hunter2@redis:6379\"",
+                "configuration key `dedupe.redis` is a table, but a string was set",
+            ),
+            (
+                "[dedupe.redis]\nurl = [\"redis://:hunter2@redis:6379\"]",
+                "configuration key `dedupe.redis.url` takes a string, but a list was set (the value is not shown: it may hold a secret)",
+            ),
+            (
+                "[providers.livesession]\nsecrets = { a = \"hunter2\" }",
+                "configuration key `providers.livesession.secrets` takes a string, but a table was set",
+            ),
+        ] {
+            let err = load(overlay).unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "{overlay}: {err}");
+            assert!(err.contains(says), "{overlay}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_value_known_not_to_be_secret_is_still_shown() {
+        let err = load_variables(&[("HOOKSTREAM__SERVER__PORT", "http")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`server.port` is string \"http\"")
+                && err.contains("(from HOOKSTREAM__SERVER__PORT)"),
+            "{err}"
+        );
+        let err = load("[providers.acme]\npreset = 7\nsecrets = \"x\"\n[providers.acme.signature]\nscheme = [1]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`providers.acme.signature.scheme`"), "{err}");
+    }
+
+    #[test]
+    fn every_key_is_known_to_be_shown_or_secret() {
+        // A key added to the configuration is shown in errors only once it is listed as not
+        // secret; this names the secrets, so that a new key is a decision, not an accident.
+        let secrets = [
+            "dedupe.redis.url",
+            "dedupe.redis.password",
+            "schema_registry.url",
+            "schema_registry.password",
+            "kafka.options",
+            "providers.livesession.secrets",
+            "providers.lasoexperience.secrets",
+            "providers.seismic.secrets",
+            "providers.acme.secrets",
+        ];
+        let mut keys = known_keys();
+        keys.extend(candidates("providers.acme.x"));
+        for key in keys {
+            assert_ne!(
+                shows_value_of(&key),
+                secrets.contains(&key.as_str()),
+                "{key} is neither shown nor listed as a secret"
+            );
+        }
+        for table in [
+            "dedupe",
+            "dedupe.redis",
+            "providers",
+            "providers.acme",
+            "providers.acme.fields",
+            "kafka",
+        ] {
+            assert!(!shows_value_of(table), "{table}");
+        }
+        assert!(shows_value_of("kafka.options.compression.type"));
+        assert!(!shows_value_of("kafka.options.sasl.password"));
     }
 
     #[test]

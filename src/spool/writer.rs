@@ -258,11 +258,7 @@ impl Thread {
     }
 
     /// Writes the batch and syncs, registers what it wrote, and answers every job.
-    fn write(
-        &mut self,
-        batch: &mut Vec<Pending>,
-        buf: &mut Vec<u8>,
-    ) {
+    fn write(&mut self, batch: &mut Vec<Pending>, buf: &mut Vec<u8>) {
         let written = self.ensure_active().and_then(|()| {
             let active = self.active.as_mut().expect("ensured");
             buf.clear();

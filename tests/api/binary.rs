@@ -561,6 +561,42 @@ fn config_check_warns_as_serve_does_when_no_provider_has_a_secret_and_prints_dur
 }
 
 #[test]
+fn a_secret_set_on_its_tables_variable_is_never_shown_by_config_check_or_serve() {
+    for (variable, secret, says) in [
+        (
+            "HOOKSTREAM__DEDUPE__REDIS",
+            "redis://:hunter2-pw@redis:6379",
+            "configuration key `dedupe.redis` is a table, but a string was set (from HOOKSTREAM__DEDUPE__REDIS; the value is not shown: it may hold a secret): set its keys one by one (key_prefix, on_unavailable, password, timeout, url), each with a variable of its own: HOOKSTREAM__DEDUPE__REDIS__<KEY>",
+        ),
+        (
+            "HOOKSTREAM__PROVIDERS__LIVESESSION",
+            "hunter2-secret",
+            "configuration key `providers.livesession` is a table, but a string was set (from HOOKSTREAM__PROVIDERS__LIVESESSION; the value is not shown: it may hold a secret): set its keys one by one (secrets), each with a variable of its own: HOOKSTREAM__PROVIDERS__LIVESESSION__<KEY>",
+        ),
+    ] {
+        for command in [&["config", "check"][..], &["serve"]] {
+            let output = Command::new(BIN)
+                .args(command)
+                .env(variable, secret)
+                .env("HOOKSTREAM__SERVER__PORT", "0")
+                .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
+                .output()
+                .expect("hookstream runs");
+            let (out, err) = (
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+            );
+            assert_eq!(output.status.code(), Some(1), "{command:?} {variable}: {err}");
+            assert!(
+                !out.contains("hunter2") && !err.contains("hunter2"),
+                "{command:?} {variable} shown:\n{out}{err}"
+            );
+            assert!(err.contains(says), "{command:?} {variable}: {err}");
+        }
+    }
+}
+
+#[test]
 fn misspelt_values_are_refused_naming_the_key_and_what_it_takes() {
     for (var, value, says) in [
         (

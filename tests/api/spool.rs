@@ -2,6 +2,8 @@
 //! unchanged; a frozen broker answered 200 or 202, every answered id in Kafka exactly once; a dead
 //! broker, a SIGKILL and an empty broker, and every 202 is forwarded after the restart; SIGTERM
 //! with records on disk and no broker exits 0; a full spool is 503; one process per directory.
+//! Without a broker: `spool status` and `spool drain` refuse a directory that does not exist, and
+//! their exit status follows from what happened, never from the words of the message.
 
 use crate::replicas::{deliver, js_error, post_signed_to as post};
 use crate::support::process::Hookstream;
@@ -458,4 +460,59 @@ async fn after_a_torn_tail_and_a_flipped_byte_it_starts_ready_counts_the_damage_
         1,
         "the damaged bytes are kept aside"
     );
+}
+
+/// Runs `hookstream spool ARGS` in `cwd` with `spool.dir` = `dir`; (exit code, stdout, stderr).
+fn spool_command(args: &[&str], cwd: &Path, dir: &Path) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_hookstream"))
+        .arg("spool")
+        .args(args)
+        .current_dir(cwd)
+        .env("HOOKSTREAM__SPOOL__DIR", dir)
+        .env("HOOKSTREAM__KAFKA__BROKERS", "127.0.0.1:1")
+        .output()
+        .expect("runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn status_and_drain_refuse_a_spool_directory_that_does_not_exist_naming_its_absolute_path() {
+    let cwd = temp_dir("spool-elsewhere");
+    let relative = Path::new("spool");
+    let absolute = cwd.join(relative).display().to_string();
+    for args in [&["status"][..], &["drain", "--timeout", "1s"]] {
+        let (code, out, err) = spool_command(args, &cwd, relative);
+        assert_eq!(code, Some(4), "{args:?}: {out}{err}");
+        assert!(
+            err.contains(&format!("spool.dir {absolute} does not exist")),
+            "{args:?}: {err}"
+        );
+        assert!(!out.contains("the spool is empty"), "{args:?}: {out}");
+        assert!(!cwd.join(relative).exists(), "{args:?} created it");
+    }
+}
+
+#[test]
+fn drain_refused_by_the_directorys_lock_exits_1_whatever_the_directory_is_called() {
+    // The word the exit status was once chosen by, in the path.
+    let dir = temp_dir("records-remain");
+    // What a `serve` on the directory holds: its lock file, locked.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))
+        .expect("lock file");
+    lock.try_lock().expect("locked");
+    let (code, out, err) = spool_command(&["drain", "--timeout", "1s"], &dir, &dir);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("in use by another hookstream process"),
+        "{err}"
+    );
+    drop(lock);
 }
