@@ -418,7 +418,16 @@ impl Writer {
             Ok(Err(unavailable)) => return Err(ProduceError::Dedupe(unavailable)),
             Err(_) => return Err(ProduceError::Publish(claim_timed_out())),
         };
-        let topic = self.sink.event_topic(event.provider, topic, deadline).await;
+        // With the spool, the broker gets `spool.after` to answer the topic listing too, so that
+        // a broker that is away leaves the append its share of the deadline.
+        let listed_by = match &self.spool {
+            Some((_, after)) => deadline.min(Instant::now() + *after),
+            None => deadline,
+        };
+        let topic = self
+            .sink
+            .event_topic(event.provider, topic, listed_by)
+            .await;
         let Some((spool, after)) = &self.spool else {
             let ack = produce_event(&self.sink, &self.framing, event, &topic, deadline).await?;
             claim.commit().await;

@@ -238,6 +238,14 @@ impl Directory {
     /// disk. A directory made anew by an operator is locked again.
     pub(super) fn create_segment(&self, seq: u64) -> std::io::Result<File> {
         self.relock_if_new()?;
+        // Marks left by a segment of this number that is gone (a directory removed and made
+        // again) must not apply to the new one.
+        for marks in [Marks::Sent, Marks::Acked] {
+            match std::fs::remove_file(marks_path(&self.path, seq, marks)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .append(true)

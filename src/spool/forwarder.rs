@@ -71,9 +71,6 @@ pub(crate) async fn forward(spool: Arc<Spool>, sink: Arc<KafkaSink>, config: For
 async fn forward_loop(spool: &Arc<Spool>, sink: &Arc<KafkaSink>, config: &Forwarding) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        spool.flush_marks();
-        spool.retry_unreadable();
-        spool.probe().await;
         let batch = spool.take(MAX_RECORDS, MAX_BYTES);
         if batch.is_empty() {
             spool.measure();
@@ -145,13 +142,20 @@ async fn forward_loop(spool: &Arc<Spool>, sink: &Arc<KafkaSink>, config: &Forwar
     }
 }
 
-/// Every [`IDLE`]: when the spool holds records and none was acknowledged (by the forwarder or
-/// by a first write) for `stall_after`, asks the broker for metadata. If it answers, the
+/// Every [`IDLE`]: the spool's housekeeping; and when it holds records and none was acknowledged
+/// (by the forwarder or by a first write) for `stall_after`, asks the broker for metadata. If it answers, the
 /// forwarder is stalled, not the broker down: says so, and replaces the producer. A broker that
 /// came back empty, fenced the producer or forgot its id heals so, without a restart.
 async fn watch(spool: &Spool, sink: &Arc<KafkaSink>, config: &Forwarding) {
     loop {
         tokio::time::sleep(IDLE).await;
+        // Housekeeping that must not wait for the forwarder, which may be waiting out a broker:
+        // marks a full disk refused, segments that could not be read, and whether the
+        // directory can be written again (an unready pod gets no traffic to find out).
+        spool.flush_marks();
+        spool.retry_unreadable();
+        spool.probe().await;
+        spool.measure();
         let Some(since) = spool.waiting_without_progress() else {
             spool.set_stalled(None);
             continue;

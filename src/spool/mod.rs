@@ -105,6 +105,9 @@ struct Segment {
     /// Held open for reading: records stay readable without a new descriptor (none may be
     /// left), and even when the file was removed under the running process.
     file: Arc<File>,
+    /// The file's identity: marks are written only while its name still names it (a removed
+    /// segment is never read again, and its marks would land beside nothing).
+    identity: Option<directory::Identity>,
     entries: BTreeMap<u64, Entry>,
     /// Ack marks not yet persisted (the disk was full): retried on every forwarder round.
     pending_acks: Vec<u64>,
@@ -213,6 +216,7 @@ impl Shared {
         state.segments.insert(
             seq,
             Segment {
+                identity: directory::Identity::of(&file).ok(),
                 file,
                 entries: BTreeMap::new(),
                 pending_acks: Vec::new(),
@@ -316,6 +320,9 @@ impl Shared {
             self.remove_segment(seq);
         }
         for (seq, offsets) in by_segment {
+            if !self.still_on_disk(seq) {
+                continue;
+            }
             if let Err(e) = self.dir.append_marks(seq, Marks::Acked, &offsets) {
                 self.mark_failed(seq, &e);
                 if let Some(segment) = self.state.lock().segments.get_mut(&seq) {
@@ -323,6 +330,17 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Whether segment `seq` is still the file of that name in the directory.
+    fn still_on_disk(&self, seq: u64) -> bool {
+        let identity = self
+            .state
+            .lock()
+            .segments
+            .get(&seq)
+            .and_then(|s| s.identity);
+        identity.is_some_and(|identity| self.dir.still_names(seq, identity))
     }
 
     fn remove_segment(&self, seq: u64) {
@@ -456,6 +474,7 @@ fn load_segment(
     }
     Ok(Loaded {
         segment: Segment {
+            identity: directory::Identity::of(&file).ok(),
             file: Arc::new(file),
             entries,
             pending_acks: Vec::new(),
@@ -743,6 +762,9 @@ impl Spool {
             by_segment.entry(id.segment).or_default().push(id.offset);
         }
         for (seq, offsets) in by_segment {
+            if !self.shared.still_on_disk(seq) {
+                continue;
+            }
             if let Err(e) = self.shared.dir.append_marks(seq, Marks::Sent, &offsets) {
                 self.shared.mark_failed(seq, &e);
             }
@@ -761,6 +783,9 @@ impl Spool {
                 .collect()
         };
         for (seq, offsets) in pending {
+            if !self.shared.still_on_disk(seq) {
+                continue;
+            }
             if let Err(e) = self.shared.dir.append_marks(seq, Marks::Acked, &offsets) {
                 self.shared.mark_failed(seq, &e);
                 if let Some(segment) = self.shared.state.lock().segments.get_mut(&seq) {

@@ -77,16 +77,28 @@ fn open_files(pid: u32) -> u64 {
 
 #[tokio::test]
 async fn a_moment_without_file_descriptors_drops_no_spooled_record() {
-    let Spooled {
-        mut broker,
-        replica,
-        ids,
-        ..
-    } = spooled_with_the_broker_dead("nofile", 3).await;
-    // Every descriptor in use: no file, socket or pipe can be opened for 8 s, while the
-    // forwarder tries (and retries) to forward what it holds.
+    // The broker is gone before the first webhook: its topic does not exist yet, so the
+    // forwarder fails fast and reads the records again and again while descriptors run out.
+    let mut broker = Broker::start(Storage::Memory).await;
+    let dir = temp_dir("spool-nofile");
+    let replica = start(&broker.brokers(), &unique_prefix(), &spool_env(&dir)).await;
+    broker.kill();
+    let client = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = format!("nofile-{i}");
+        assert_eq!(
+            deliver(&client, &replica, js_error(&id)).await,
+            (202, "spooled".into()),
+            "{id}"
+        );
+        ids.push(id);
+    }
+    // No descriptor left to open (the descriptors held stay usable): no file, socket or pipe
+    // can be opened for 8 s. The limit is below the lowest descriptor a process can get.
     let pid = replica.pid();
-    let before = limit_open_files(pid, open_files(pid));
+    assert!(open_files(pid) > 3);
+    let before = limit_open_files(pid, 3);
     tokio::time::sleep(Duration::from_secs(8)).await;
     limit_open_files(pid, before);
     broker.restart().await;
@@ -97,6 +109,11 @@ async fn a_moment_without_file_descriptors_drops_no_spooled_record() {
             .await,
         0.0,
         "an I/O error is not damage"
+    );
+    assert!(
+        replica.metric("hookstream_spool_io_errors_total", "").await > 0.0,
+        "the I/O errors are counted\n{}",
+        replica.log()
     );
 }
 
