@@ -141,6 +141,22 @@ struct State {
 }
 
 impl State {
+    /// Takes in a segment read back from disk: its records wait to be forwarded. `false` when
+    /// it holds none (it is to be removed).
+    fn adopt(&mut self, seq: u64, loaded: Loaded) -> bool {
+        if loaded.segment.entries.is_empty() {
+            return false;
+        }
+        self.live_bytes += loaded.live;
+        self.waiting
+            .extend(loaded.segment.entries.keys().map(|&offset| SpoolId {
+                segment: seq,
+                offset,
+            }));
+        self.segments.insert(seq, loaded.segment);
+        true
+    }
+
     fn records(&self) -> usize {
         self.segments.values().map(|s| s.entries.len()).sum()
     }
@@ -502,20 +518,12 @@ impl Spool {
         let mut state = State::default();
         for &seq in &seqs {
             match load_segment(&dir, seq, doubted.contains(&seq), &metrics) {
-                Ok(loaded) if loaded.segment.entries.is_empty() => {
-                    if let Err(e) = dir.remove_segment(seq) {
-                        tracing::warn!(file = %dir.segment_path(seq).display(), error = %e, "spool: cannot delete a forwarded segment");
-                    }
-                }
                 Ok(loaded) => {
-                    state.live_bytes += loaded.live;
-                    state
-                        .waiting
-                        .extend(loaded.segment.entries.keys().map(|&offset| SpoolId {
-                            segment: seq,
-                            offset,
-                        }));
-                    state.segments.insert(seq, loaded.segment);
+                    if !state.adopt(seq, loaded) {
+                        if let Err(e) = dir.remove_segment(seq) {
+                            tracing::warn!(file = %dir.segment_path(seq).display(), error = %e, "spool: cannot delete a forwarded segment");
+                        }
+                    }
                 }
                 Err(e) => {
                     SpoolIoFailed {
@@ -809,21 +817,12 @@ impl Spool {
             let doubted = directory::read_doubt(self.shared.dir.path()).contains(&seq);
             match load_segment(&self.shared.dir, seq, doubted, self.metrics()) {
                 Ok(loaded) => {
-                    let mut state = self.shared.state.lock();
-                    state.unreadable.remove(&seq);
-                    state.live_bytes += loaded.live;
-                    state
-                        .waiting
-                        .extend(loaded.segment.entries.keys().map(|&offset| SpoolId {
-                            segment: seq,
-                            offset,
-                        }));
-                    let empty = loaded.segment.entries.is_empty();
-                    if !empty {
-                        state.segments.insert(seq, loaded.segment);
-                    }
-                    drop(state);
-                    if empty {
+                    let adopted = {
+                        let mut state = self.shared.state.lock();
+                        state.unreadable.remove(&seq);
+                        state.adopt(seq, loaded)
+                    };
+                    if !adopted {
                         self.shared.remove_segment(seq);
                     }
                     tracing::info!(file = %self.shared.dir.segment_path(seq).display(), "spool: a segment that could not be read is readable again");
