@@ -143,10 +143,15 @@ async fn forward_loop(spool: &Arc<Spool>, sink: &Arc<KafkaSink>, config: &Forwar
 }
 
 /// Every [`IDLE`]: the spool's housekeeping; and when it holds records and none was acknowledged
-/// (by the forwarder or by a first write) for `stall_after`, asks the broker for metadata. If it answers, the
-/// forwarder is stalled, not the broker down: says so, and replaces the producer. A broker that
-/// came back empty, fenced the producer or forgot its id heals so, without a restart.
+/// (by the forwarder or by a first write) for `stall_after`, asks the broker for metadata. If it
+/// has answered for `stall_after` too, the forwarder is stalled, not the broker down: says so,
+/// and replaces the producer. A broker that came back empty, fenced the producer or forgot its id
+/// heals so, without a restart.
 async fn watch(spool: &Spool, sink: &Arc<KafkaSink>, config: &Forwarding) {
+    // Since when the broker has answered every probe: a broker that just came back (a freeze
+    // ended) gets `stall_after` to acknowledge what it holds before its producer is replaced,
+    // whose writes it may be about to acknowledge.
+    let mut answering_since: Option<Instant> = None;
     loop {
         tokio::time::sleep(IDLE).await;
         // Housekeeping that must not wait for the forwarder, which may be waiting out a broker:
@@ -156,19 +161,26 @@ async fn watch(spool: &Spool, sink: &Arc<KafkaSink>, config: &Forwarding) {
         spool.retry_unreadable();
         spool.probe().await;
         spool.measure();
-        let Some(since) = spool.waiting_without_progress() else {
-            spool.set_stalled(None);
-            continue;
+        let since = match spool.waiting_without_progress() {
+            Some(since) if since >= config.stall_after => since,
+            Some(_) => continue,
+            None => {
+                answering_since = None;
+                spool.set_stalled(None);
+                continue;
+            }
         };
-        if since < config.stall_after {
-            continue;
-        }
         let probe = sink.clone();
         let timeout = config.ack_timeout;
         let answers = tokio::task::spawn_blocking(move || probe.probe(timeout))
             .await
             .unwrap_or(false);
         if !answers {
+            answering_since = None;
+            continue;
+        }
+        let answering = *answering_since.get_or_insert_with(Instant::now);
+        if answering.elapsed() < config.stall_after {
             continue;
         }
         let why = format!(
@@ -185,6 +197,7 @@ async fn watch(spool: &Spool, sink: &Arc<KafkaSink>, config: &Forwarding) {
         sink.replace_patient(&why);
         // The next replacement only after another `stall_after` without progress.
         spool.progressed();
+        answering_since = None;
     }
 }
 

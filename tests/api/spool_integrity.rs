@@ -173,12 +173,17 @@ async fn a_record_larger_than_message_max_bytes_is_refused_413_in_an_outage_as_i
         (413, "payload_too_large".into())
     );
     broker.kill();
+    // Writes are known to fail once one went unacknowledged: webhooks are spooled at once.
+    assert_eq!(
+        deliver(&client, &replica, js_error("large-small")).await,
+        (202, "spooled".into())
+    );
     assert_eq!(
         deliver(&client, &replica, large_js_error("large-outage", 1_010_000)).await,
         (413, "payload_too_large".into()),
         "the same answer with the broker away"
     );
-    assert_eq!(replica.metric("hookstream_spool_records", "").await, 0.0);
+    assert_eq!(replica.metric("hookstream_spool_records", "").await, 1.0);
 }
 
 #[tokio::test]
@@ -244,33 +249,37 @@ async fn a_503_for_want_of_spool_room_leaves_no_write_behind_it() {
 }
 
 #[tokio::test]
-async fn a_dead_letter_spooled_while_the_broker_is_frozen_is_written_once() {
-    let broker = Broker::start(Storage::Memory).await;
+async fn a_dead_letter_spooled_while_the_broker_is_slow_is_written_once() {
+    let proxied = ProxiedBroker::start().await;
     let dir = temp_dir("spool-letter");
-    let replica = start(&broker.brokers(), &unique_prefix(), &spool_env(&dir)).await;
+    let replica = start(&proxied.brokers(), &unique_prefix(), &spool_env(&dir)).await;
     let client = reqwest::Client::new();
     assert_eq!(
         deliver(&client, &replica, js_error("letter-warm-up")).await,
         (200, "accepted".into())
     );
+    // Every write reaches the broker 7 s late: after the request's deadline, and whether or not
+    // the client that sent it is still there.
+    proxied.set(Fault::DelayProduce(Duration::from_secs(7)));
     // A verified body that is not LiveSession's shape: a dead letter, keyed by its id.
     let body = br#"{"message_id":"letter-1","not":"a livesession event"}"#.to_vec();
-    broker.signal("STOP");
-    let answer = deliver(&client, &replica, body).await;
-    broker.signal("CONT");
-    assert_eq!(answer, (200, "dead_lettered".into()));
+    assert_eq!(
+        deliver(&client, &replica, body).await,
+        (200, "dead_lettered".into())
+    );
     let topic = format!("{}.dead_letter", replica.prefix);
-    let found = wait_for_ids(
-        &broker.brokers(),
+    wait_for_ids(
+        &proxied.brokers(),
         &topic,
         &["letter-1".into()],
         Duration::from_secs(60),
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let found_later = copies(&broker.brokers(), &topic).await;
+    // Long enough for any second write to land too.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    proxied.set(Fault::None);
+    let found = copies(&proxied.brokers(), &topic).await;
     assert_eq!(found.get("letter-1"), Some(&1), "{found:?}");
-    assert_eq!(found_later.get("letter-1"), Some(&1), "{found_later:?}");
 }
 
 #[tokio::test]
@@ -432,4 +441,55 @@ async fn a_full_disk_while_forwarding_counts_what_a_restart_writes_again_and_hea
         "nothing left to write again\n{}",
         replica.log()
     );
+}
+
+#[tokio::test]
+async fn a_full_disk_is_answered_503_and_readiness_recovers_without_traffic_once_there_is_room() {
+    let tmpfs = Tmpfs::mount("spool-tmpfs-full", "2m");
+    let dir = tmpfs.0.join("spool");
+    let mut broker = Broker::start(Storage::Memory).await;
+    let replica = start(&broker.brokers(), &unique_prefix(), &spool_env(&dir)).await;
+    let client = reqwest::Client::new();
+    assert_eq!(
+        deliver(&client, &replica, js_error("enospc-warm-up")).await,
+        (200, "accepted".into())
+    );
+    broker.kill();
+    assert_eq!(
+        deliver(&client, &replica, js_error("enospc-0")).await,
+        (202, "spooled".into())
+    );
+    let filler = tmpfs.fill();
+    // The segment's last page may still hold a record or two; then the disk is full.
+    let mut spooled = vec!["enospc-0".to_string()];
+    let mut refused = Vec::new();
+    for i in 0..10 {
+        let id = format!("enospc-full-{i}");
+        match deliver(&client, &replica, js_error(&id)).await {
+            (202, status) if status == "spooled" && refused.is_empty() => spooled.push(id),
+            (503, error) if error == "broker_unavailable" => refused.push(id),
+            other => panic!("{id}: {other:?} after {refused:?}"),
+        }
+    }
+    assert!(refused.len() >= 8, "{refused:?}");
+    wait_ready(
+        &replica,
+        503,
+        "spool cannot be written",
+        Duration::from_secs(10),
+    )
+    .await;
+    // Room again: ready within a probe, before any webhook arrives.
+    std::fs::remove_file(filler).expect("room again");
+    wait_ready(&replica, 200, "", Duration::from_secs(5)).await;
+    assert_eq!(
+        deliver(&client, &replica, js_error("enospc-1")).await,
+        (202, "spooled".into())
+    );
+    spooled.push("enospc-1".into());
+    broker.restart().await;
+    let found = assert_forwarded_once(&broker, &replica, &spooled).await;
+    for id in &refused {
+        assert!(!found.contains_key(id), "{id} was answered 503");
+    }
 }
