@@ -28,8 +28,8 @@
 //!    deadline per write, produce error classification; `avro` — the record's encoding, value
 //!    framing, the Schema Registry client; `dedupe` — the bounded cache of written event ids;
 //!    `dead_letter` — the format of a dead letter; `tls` — the public listener's certificate,
-//!    reloaded without a restart; `spool` — the durable local spool (records, files, checksums,
-//!    the forwarder back to Kafka), never HTTP.
+//!    reloaded without a restart; `spool` — the durable local spool (its directory and file names,
+//!    records, checksums, the writer, the forwarder back to Kafka and its watchdog), never HTTP.
 //! 9. **Configuration**: `configuration` — layered, strict settings.
 //! 10. **Domain**: `providers` — the built-ins, one module each behind [`providers::Provider`],
 //!     the providers defined in configuration (`providers::configured`: presets, field

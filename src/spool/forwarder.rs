@@ -322,3 +322,60 @@ async fn write(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::spool::SpooledRecord;
+
+    #[tokio::test]
+    async fn a_record_of_a_provider_no_longer_enabled_is_held_not_written() {
+        let dir = std::env::temp_dir().join(format!(
+            "hookstream-forwarder-held-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let spool = Spool::open(&dir, 1 << 20, metrics.clone()).expect("opens");
+        let record = SpooledRecord::new(
+            "livesession",
+            Some("js_error"),
+            "webhooks.livesession.js_error",
+            None,
+            b"value".to_vec(),
+            &[],
+            false,
+        );
+        let reservation = spool.reserve(&record).expect("room");
+        spool
+            .append(reservation, None, Instant::now() + Duration::from_secs(5))
+            .await
+            .map_err(|r| r.error)
+            .expect("appended");
+        let settings = crate::configuration::get_configuration(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config"
+        )))
+        .expect("defaults");
+        // Never asked: the record is held before anything is written.
+        let sink = KafkaSink::new(&settings.kafka, metrics.clone()).expect("a client");
+        let config = Forwarding {
+            ack_timeout: Duration::from_secs(1),
+            providers: vec!["seismic"],
+            dead_letter_topic: None,
+            stall_after: Duration::from_secs(60),
+        };
+        let (id, _) = spool.take(1, u64::MAX)[0];
+        let written = write(&spool, &sink, &config, id, Instant::now()).await;
+        assert!(matches!(written, Written::Held { .. }));
+        spool.park(&[id]);
+        spool.measure();
+        assert_eq!(metrics.spool_parked.get(), 1, "held, and counted");
+        assert!(
+            spool.take(1, u64::MAX).is_empty(),
+            "not taken again at once"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
