@@ -18,9 +18,18 @@ fn settings(config_dir: &ConfigDir) -> Result<Settings, Failure> {
 
 /// `hookstream serve`: runs the server until SIGTERM/SIGINT.
 pub(super) fn serve(config_dir: &ConfigDir) -> Result<(), Failure> {
-    let Loaded { settings, sources } = loaded(config_dir)?;
+    let Loaded {
+        settings,
+        sources,
+        references,
+    } = loaded(config_dir)?;
     crate::telemetry::init(&settings.log);
-    tracing::info!(sources = %sources.join(", "), "configuration loaded");
+    let references: Vec<String> = references.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        sources = %sources.join(", "),
+        from_variables = %references.join("; "),
+        "configuration loaded"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,10 +116,18 @@ pub(super) fn dead_letters(
 
 /// `hookstream config check [--connect]`.
 pub(super) fn config_check(config_dir: &ConfigDir, connect: bool) -> Result<(), Failure> {
-    let Loaded { settings, sources } = loaded(config_dir)?;
+    let Loaded {
+        settings,
+        sources,
+        references,
+    } = loaded(config_dir)?;
     let shown = configuration::effective_toml(&settings).map_err(|e| Failure::new(1, e))?;
     println!("# hookstream's effective configuration, secrets redacted");
     println!("# read from: {}", sources.join(", "));
+    // Which values came from which variables: their names, never their values.
+    for reference in &references {
+        println!("# {reference}");
+    }
     print!("{shown}");
     for warning in settings.warnings() {
         eprintln!("hookstream config check: warning: {warning}");

@@ -626,6 +626,105 @@ fn misspelt_values_are_refused_naming_the_key_and_what_it_takes() {
     }
 }
 
+/// A configuration directory holding the shipped `default.toml` and `NAME.toml` with `text`.
+fn config_dir_with(label: &str, name: &str, text: &str) -> String {
+    let dir = temp_dir(label);
+    std::fs::copy("config/default.toml", dir.join("default.toml")).expect("copied");
+    std::fs::write(dir.join(format!("{name}.toml")), text).expect("written");
+    dir.display().to_string()
+}
+
+/// `hookstream --config-dir DIR serve` with `env`, which must fail: its error, without the
+/// command's name.
+fn serve_fails_with(dir: &str, env: &[(&str, &str)]) -> String {
+    let serve = Command::new(BIN)
+        .args(["--config-dir", dir, "serve"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("serve runs");
+    assert!(!serve.status.success(), "serve started");
+    String::from_utf8_lossy(&serve.stderr)
+        .strip_prefix("hookstream: ")
+        .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&serve.stderr)))
+        .to_string()
+}
+
+#[test]
+fn configuration_values_take_environment_variables_and_an_unset_one_stops_config_check_and_serve() {
+    let dir = config_dir_with(
+        "config-interpolation",
+        "production",
+        r#"
+[kafka.options]
+"security.protocol" = "SASL_SSL"
+"sasl.mechanism" = "SCRAM-SHA-512"
+"sasl.username" = "hookstream"
+"sasl.password" = "${KAFKA_SASL_PASSWORD}"
+
+[providers.github]
+preset = "github"
+secrets = "${GITHUB_WEBHOOK_SECRET}"
+
+[dead_letter]
+replay_group = "replay-$${not-a-reference}"
+"#,
+    );
+    let args = ["--config-dir", dir.as_str()];
+
+    // Unset: refused, naming the key and the variable, by config check and serve alike.
+    let unset = [
+        ("HOOKSTREAM_ENV", "production"),
+        ("GITHUB_WEBHOOK_SECRET", "github-hunter2"),
+    ];
+    let (code, out, err) = config_check(&args, &unset);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.is_empty(), "{out}");
+    let message = err
+        .strip_prefix("hookstream config check: ")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        message.starts_with("configuration key `kafka.options.\"sasl.password\"` refers to ${KAFKA_SASL_PASSWORD}, but the environment variable KAFKA_SASL_PASSWORD is not set (in ")
+            && message.trim_end().ends_with("production.toml)"),
+        "{err}"
+    );
+    assert!(!err.contains("github-hunter2"), "{err}");
+    assert_eq!(serve_fails_with(&dir, &unset), message);
+
+    // Set: resolved, and printed as every secret is, with where it came from.
+    let set = [
+        ("HOOKSTREAM_ENV", "production"),
+        ("GITHUB_WEBHOOK_SECRET", "github-hunter2"),
+        ("KAFKA_SASL_PASSWORD", "kafka-hunter2"),
+    ];
+    let (code, out, err) = config_check(&args, &set);
+    assert_eq!(code, Some(0), "{err}");
+    for secret in ["github-hunter2", "kafka-hunter2"] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "{secret} shown:\n{out}\n{err}"
+        );
+    }
+    assert!(
+        out.contains("\n# kafka.options.\"sasl.password\" from ${KAFKA_SASL_PASSWORD}\n")
+            && out.contains("\n# providers.github.secrets from ${GITHUB_WEBHOOK_SECRET}\n"),
+        "{out}"
+    );
+    let effective: toml::Value = toml::from_str(&out).expect("the output is TOML");
+    assert_eq!(
+        effective["kafka"]["options"]["sasl.password"].as_str(),
+        Some("<redacted>")
+    );
+    assert_eq!(
+        effective["providers"]["github"]["secrets"].as_str(),
+        Some("<redacted>")
+    );
+    assert_eq!(
+        effective["dead_letter"]["replay_group"].as_str(),
+        Some("replay-${not-a-reference}"),
+        "$${{ is a literal ${{"
+    );
+}
+
 #[test]
 fn an_error_in_a_file_names_the_file() {
     let dir = temp_dir("config-file-error");
