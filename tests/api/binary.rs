@@ -726,6 +726,42 @@ replay_group = "replay-$${not-a-reference}"
 }
 
 #[test]
+fn librdkafka_properties_in_variables_are_refused_by_config_check_and_serve_alike_with_the_file_form_as_the_hint(
+) {
+    for (variable, value, hint) in [
+        (
+            "HOOKSTREAM__KAFKA__OPTIONS__SECURITY_PROTOCOL",
+            "SASL_SSL",
+            "\"security.protocol\" = \"${KAFKA_SECURITY_PROTOCOL}\"",
+        ),
+        (
+            "HOOKSTREAM__KAFKA__OPTIONS__SASL_PASSWORD",
+            "hunter2",
+            "\"sasl.password\" = \"${KAFKA_SASL_PASSWORD}\"",
+        ),
+    ] {
+        let (code, out, err) = config_check(&[], &[(variable, value)]);
+        assert_eq!(code, Some(1), "{variable}: {out}");
+        let message = err
+            .strip_prefix("hookstream config check: ")
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(
+            message.contains(&format!(
+                "the environment variable {variable} cannot set a librdkafka property"
+            )) && message.contains("[kafka.options]")
+                && message.contains(hint),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(
+            serve_fails_with("config", &[(variable, value)]),
+            message,
+            "{variable}"
+        );
+    }
+}
+
+#[test]
 fn an_error_in_a_file_names_the_file() {
     let dir = temp_dir("config-file-error");
     std::fs::copy("config/default.toml", dir.join("default.toml")).expect("copied");
