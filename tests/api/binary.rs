@@ -393,9 +393,9 @@ fn config_check_redacts_every_librdkafka_option_not_known_to_be_harmless_and_url
         dir.join("secrets.toml"),
         r#"
 [kafka.options]
-"sasl.oauthbearer.assertion.private.key.passphrase" = "assertion-passphrase"
+"sasl.oauthbearer.config" = "principal=hookstream extension_token=assertion-passphrase"
 "ssl.keystore.password" = "keystore-pw"
-"compression.type" = "zstd"
+"compression.type" = "lz4"
 "#,
     )
     .expect("written");
@@ -428,10 +428,10 @@ fn config_check_redacts_every_librdkafka_option_not_known_to_be_harmless_and_url
     let effective: toml::Value = toml::from_str(&out).expect("the output is TOML");
     let options = &effective["kafka"]["options"];
     assert_eq!(
-        options["sasl.oauthbearer.assertion.private.key.passphrase"].as_str(),
+        options["sasl.oauthbearer.config"].as_str(),
         Some("<redacted>")
     );
-    assert_eq!(options["compression.type"].as_str(), Some("zstd"));
+    assert_eq!(options["compression.type"].as_str(), Some("lz4"));
     assert_eq!(
         effective["schema_registry"]["url"].as_str(),
         Some("http://<redacted>@registry:8081")
@@ -723,6 +723,48 @@ replay_group = "replay-$${not-a-reference}"
         Some("replay-${not-a-reference}"),
         "$${{ is a literal ${{"
     );
+}
+
+#[test]
+fn a_property_librdkafka_refuses_stops_config_check_and_serve_alike_naming_it() {
+    for (option, says) in [
+        (
+            r#""security_protocol" = "SASL_SSL""#,
+            "configuration key `kafka.options.\"security_protocol\"` is refused by librdkafka: No such configuration property: \"security_protocol\"",
+        ),
+        (
+            r#""security.protocol" = "SASL_SSLX""#,
+            "configuration key `kafka.options.\"security.protocol\"` is refused by librdkafka: Invalid value \"SASL_SSLX\" for configuration property \"security.protocol\"",
+        ),
+        // A value not known to be harmless is not shown, even in librdkafka's words.
+        (
+            r#""client.dns.lookup" = "hunter2""#,
+            "configuration key `kafka.options.\"client.dns.lookup\"` is refused by librdkafka: Invalid value \"<redacted>\"",
+        ),
+        (
+            r#""security.protocol" = "SSL"
+"ssl.ca.location" = "/nonexistent/ca.crt""#,
+            "configuration key `kafka.options.\"ssl.ca.location\"` is refused by librdkafka: ssl.ca.location failed",
+        ),
+    ] {
+        let dir = config_dir_with("config-librdkafka", "production", &format!("[kafka.options]\n{option}\n"));
+        // A broker nothing answers on: the check connects to nothing.
+        let env = [
+            ("HOOKSTREAM_ENV", "production"),
+            ("HOOKSTREAM__KAFKA__BROKERS", "127.0.0.1:1"),
+        ];
+        let started = Instant::now();
+        let (code, out, err) = config_check(&["--config-dir", &dir], &env);
+        assert_eq!(code, Some(1), "{option}: {out}");
+        assert!(out.is_empty(), "{out}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let message = err
+            .strip_prefix("hookstream config check: ")
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(message.starts_with(says), "{option}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(serve_fails_with(&dir, &env), message, "{option}");
+    }
 }
 
 #[test]
