@@ -8,19 +8,38 @@ use crate::providers;
 use crate::signature::Secret;
 use crate::startup::Application;
 
-fn loaded(config_dir: &ConfigDir) -> Result<Loaded, Failure> {
-    configuration::load(config_dir).map_err(|e| Failure::new(1, e))
+/// The configuration, loaded and checked as `serve` checks it before it starts: every layer,
+/// every strict check, and librdkafka's own check of the Kafka client configuration (without
+/// connecting); with librdkafka's configuration warnings.
+fn loaded(config_dir: &ConfigDir) -> Result<(Loaded, Vec<String>), Failure> {
+    let loaded = configuration::load(config_dir).map_err(|e| Failure::new(1, e))?;
+    let warnings = crate::kafka::check_producer_config(&loaded.settings.kafka)
+        .map_err(|e| Failure::new(1, e))?;
+    Ok((loaded, warnings))
 }
 
 fn settings(config_dir: &ConfigDir) -> Result<Settings, Failure> {
-    loaded(config_dir).map(|loaded| loaded.settings)
+    loaded(config_dir).map(|(loaded, _)| loaded.settings)
 }
 
 /// `hookstream serve`: runs the server until SIGTERM/SIGINT.
 pub(super) fn serve(config_dir: &ConfigDir) -> Result<(), Failure> {
-    let Loaded { settings, sources } = loaded(config_dir)?;
+    // librdkafka's warnings are logged by the clients `serve` creates.
+    let (
+        Loaded {
+            settings,
+            sources,
+            references,
+        },
+        _,
+    ) = loaded(config_dir)?;
     crate::telemetry::init(&settings.log);
-    tracing::info!(sources = %sources.join(", "), "configuration loaded");
+    let references: Vec<String> = references.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        sources = %sources.join(", "),
+        from_variables = %references.join("; "),
+        "configuration loaded"
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,12 +126,23 @@ pub(super) fn dead_letters(
 
 /// `hookstream config check [--connect]`.
 pub(super) fn config_check(config_dir: &ConfigDir, connect: bool) -> Result<(), Failure> {
-    let Loaded { settings, sources } = loaded(config_dir)?;
+    let (
+        Loaded {
+            settings,
+            sources,
+            references,
+        },
+        librdkafka_warnings,
+    ) = loaded(config_dir)?;
     let shown = configuration::effective_toml(&settings).map_err(|e| Failure::new(1, e))?;
     println!("# hookstream's effective configuration, secrets redacted");
     println!("# read from: {}", sources.join(", "));
+    // Which values came from which variables: their names, never their values.
+    for reference in &references {
+        println!("# {reference}");
+    }
     print!("{shown}");
-    for warning in settings.warnings() {
+    for warning in settings.warnings().into_iter().chain(librdkafka_warnings) {
         eprintln!("hookstream config check: warning: {warning}");
     }
     if !connect {

@@ -110,7 +110,8 @@ pub enum SpoolCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Load the configuration exactly as `serve` would (every layer, every strict check), print
+    /// Load the configuration exactly as `serve` would (every layer, every ${VAR} reference,
+    /// every strict check, librdkafka's check of kafka.options without connecting), print
     /// the effective configuration as TOML with every secret shown as "<redacted>", and exit: 0
     /// when it is valid, 1 with the error `serve` would stop with otherwise.
     Check {

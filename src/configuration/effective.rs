@@ -31,7 +31,7 @@ pub(super) fn redacted_options<S: Serializer>(
     let shown: BTreeMap<&str, String> = options
         .iter()
         .map(|(key, value)| {
-            let value = if SHOWN_OPTIONS.contains(&key.as_str()) {
+            let value = if shows_option(key) {
                 without_userinfo(value)
             } else {
                 REDACTED.to_string()
@@ -90,6 +90,12 @@ pub const SHOWN_OPTIONS: &[&str] = &[
     "topic.metadata.refresh.interval.ms",
 ];
 
+/// Whether the value of the librdkafka property `option` may be printed ([`SHOWN_OPTIONS`]; a
+/// URL without its userinfo): every other one is a secret, whatever its name.
+pub fn shows_option(option: &str) -> bool {
+    SHOWN_OPTIONS.contains(&option)
+}
+
 /// The keys whose values are not secret, so that a configuration error may show them: those the
 /// effective configuration prints as they are. An allowlist: every other key — a secret, a URL
 /// that may hold a password, a table (which may hold either) — has its value described by its
@@ -142,7 +148,7 @@ pub(super) fn shows_value_of(key: &str) -> bool {
         return true;
     }
     if let Some(option) = key.strip_prefix("kafka.options.") {
-        return SHOWN_OPTIONS.contains(&option.trim_matches('"'));
+        return shows_option(option.trim_matches('"'));
     }
     key.strip_prefix("providers.")
         .and_then(|rest| rest.split_once('.'))

@@ -1,7 +1,8 @@
 //! Which layers a configuration is read from, and the checks that no layer is silently missing:
 //! a configuration directory that does not exist, a `HOOKSTREAM_ENV` naming no file, and a
 //! `HOOKSTREAM_…` variable that looks meant for hookstream but would be ignored (one underscore
-//! where two belong) each stop startup with a message saying so.
+//! where two belong) each stop startup with a message saying so; and so does a
+//! `HOOKSTREAM__KAFKA__OPTIONS__…` variable, which cannot name a librdkafka property.
 
 use super::strict::{edit_distance, known_keys};
 use super::ConfigError;
@@ -133,6 +134,13 @@ pub(super) fn check_variables(
         })
         .collect();
     for name in variables {
+        if let Some(option) = librdkafka_option(&name) {
+            return Err(ConfigError::Layer(format!(
+                "the environment variable {name} cannot set a librdkafka property: librdkafka's names hold dots and underscores (`log.queue`, `log_level`), and a variable's name cannot say which of its underscores stand for dots. Set it under [kafka.options] in a configuration file, its value from another variable if it is a secret: \"{}\" = \"${{KAFKA_{}}}\" (see docs/configuration.md, \"Values from the environment\")",
+                option.to_lowercase().replace('_', "."),
+                option.to_uppercase(),
+            )));
+        }
         if name.starts_with("HOOKSTREAM__") {
             read += 1;
             continue;
@@ -156,6 +164,15 @@ pub(super) fn check_variables(
         }
     }
     Ok(read)
+}
+
+/// What follows `HOOKSTREAM__KAFKA__OPTIONS__` in `name` (read whatever its case, as the
+/// configuration's environment layer reads it), when it starts so.
+fn librdkafka_option(name: &str) -> Option<&str> {
+    const PREFIX: &str = "HOOKSTREAM__KAFKA__OPTIONS__";
+    name.get(..PREFIX.len())
+        .filter(|start| start.eq_ignore_ascii_case(PREFIX))
+        .map(|_| &name[PREFIX.len()..])
 }
 
 /// A variable name with every run of underscores made one, uppercase: how it reads to a person.
@@ -189,6 +206,28 @@ mod tests {
         assert!(err.contains("HOOKSTREAM__KAFKA__ACK_TIMEOUT"), "{err}");
         let err = check(&["HOOKSTREAM_DEDUPE__REDIS_URL"]).unwrap_err();
         assert!(err.contains("HOOKSTREAM__DEDUPE__REDIS__URL"), "{err}");
+    }
+
+    #[test]
+    fn a_librdkafka_property_in_a_variable_is_refused_with_the_file_form_as_the_hint() {
+        for name in [
+            "HOOKSTREAM__KAFKA__OPTIONS__SECURITY_PROTOCOL",
+            "hookstream__kafka__options__security_protocol",
+        ] {
+            let err = check(&[name]).unwrap_err();
+            assert!(
+                err.contains(&format!(
+                    "the environment variable {name} cannot set a librdkafka property"
+                )) && err.contains("[kafka.options]")
+                    && err.contains("\"security.protocol\" = \"${KAFKA_SECURITY_PROTOCOL}\""),
+                "{err}"
+            );
+        }
+        // The table's own variable is refused by the strict check ("is a table"), and the
+        // section's keys are read as ever.
+        assert_eq!(check(&["HOOKSTREAM__KAFKA__OPTIONS"]), Ok(1));
+        assert_eq!(check(&["HOOKSTREAM__KAFKA__OPTIONSX"]), Ok(1));
+        assert_eq!(check(&["HOOKSTREAM__KAFKA__BROKERS"]), Ok(1));
     }
 
     #[test]

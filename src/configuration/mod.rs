@@ -7,17 +7,22 @@
 //! 3. `{config_dir}/{HOOKSTREAM_ENV}.toml`, when `HOOKSTREAM_ENV` is set;
 //! 4. environment variables `HOOKSTREAM__SECTION__KEY` (e.g. `HOOKSTREAM__KAFKA__BROKERS`).
 //!
+//! Then every `${VAR}` in a string value is replaced by that environment variable's value
+//! ([`interpolate`]), so that no secret needs to be written in a file; an unset one stops startup.
+//!
 //! A key that does not exist — a typo in a file or in a variable's name — stops startup with a
 //! message naming it and the nearest valid key ([`strict`]), and so does an invalid value
 //! ([`validate`]), a layer that was asked for but is missing, and a `HOOKSTREAM_…` variable one
 //! underscore short of one that is read ([`layers`]).
 
 mod effective;
+mod interpolate;
 mod layers;
 mod strict;
 mod validate;
 
-pub use effective::{effective_toml, without_userinfo};
+pub use effective::{effective_toml, shows_option, without_userinfo, REDACTED};
+pub use interpolate::Reference;
 pub use layers::ConfigDir;
 
 use crate::providers::configured::definition::{FieldsDefinition, SignatureDefinition};
@@ -117,7 +122,8 @@ impl TlsSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// Debug output redacts `options` as `config check` does (a SASL password is one of them).
+#[derive(Clone, Deserialize, Serialize)]
 pub struct KafkaSettings {
     /// `bootstrap.servers`.
     pub brokers: String,
@@ -138,6 +144,32 @@ pub struct KafkaSettings {
     /// delivery guarantees rest on (acks, idempotence, timeouts) cannot be set here.
     #[serde(default, serialize_with = "effective::redacted_options")]
     pub options: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: BTreeMap<&str, String> = self
+            .options
+            .iter()
+            .map(|(key, value)| {
+                let shown = if shows_option(key) {
+                    without_userinfo(value)
+                } else {
+                    effective::REDACTED.to_string()
+                };
+                (key.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("ack_timeout", &self.ack_timeout)
+            .field("topic_partitions", &self.topic_partitions)
+            .field("topic_replication_factor", &self.topic_replication_factor)
+            .field("max_topics_per_provider", &self.max_topics_per_provider)
+            .field("options", &options)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -374,6 +406,8 @@ pub struct Loaded {
     pub settings: Settings,
     /// The sources actually read, in order (`compiled-in defaults`, files, variables).
     pub sources: Vec<String>,
+    /// The keys whose values took environment variables (`${VAR}`), and which.
+    pub references: Vec<Reference>,
 }
 
 /// Loads settings from the layers described in the module docs.
@@ -401,12 +435,17 @@ pub fn load(dir: &ConfigDir) -> Result<Loaded, ConfigError> {
         )
         .build()
         .map_err(layers::unreadable)?;
+    let (config, references) = interpolate::interpolate(config, |name| std::env::var_os(name))?;
     let origins = config.clone();
     let settings = strict::deserialize(config)?;
     settings
         .validate()
         .map_err(|e| strict::with_origin(e, &origins))?;
-    Ok(Loaded { settings, sources })
+    Ok(Loaded {
+        settings,
+        sources,
+        references,
+    })
 }
 
 /// Loads settings with `config_dir` holding the files.
@@ -478,6 +517,76 @@ mod tests {
             settings.kafka.options
         );
         assert_eq!(settings.kafka.options.len(), 2);
+    }
+
+    #[test]
+    fn an_interpolated_secret_is_as_secret_as_its_key_and_never_printed() {
+        let overlay = r#"
+            [kafka]
+            brokers = "${BROKERS}"
+            [kafka.options]
+            "sasl.password" = "${KAFKA_SASL_PASSWORD}"
+            "sasl.mechanism" = "${MECHANISM}"
+            [providers.github]
+            preset = "github"
+            secrets = "${GITHUB_WEBHOOK_SECRET}"
+            [dedupe.redis]
+            url = "redis://:${REDIS_PASSWORD}@redis:6379"
+        "#;
+        let config = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .add_source(config::File::from_str(overlay, config::FileFormat::Toml))
+            .build()
+            .expect("TOML");
+        let environment = [
+            ("BROKERS", "broker-1:9092"),
+            ("KAFKA_SASL_PASSWORD", "kafka-hunter2"),
+            ("MECHANISM", "SCRAM-SHA-512"),
+            ("GITHUB_WEBHOOK_SECRET", "github-hunter2"),
+            ("REDIS_PASSWORD", "redis-hunter2"),
+        ];
+        let lookup = |name: &str| {
+            environment
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| std::ffi::OsString::from(v))
+        };
+        let (config, references) = interpolate::interpolate(config, lookup).expect("resolved");
+        let settings = strict::deserialize(config).expect("valid");
+        settings.validate().expect("valid");
+        assert_eq!(settings.kafka.options["sasl.password"], "kafka-hunter2");
+        assert_eq!(
+            settings
+                .provider_registry()
+                .ok()
+                .and_then(|r| r
+                    .find("github")
+                    .map(|p| settings.secrets_for(p).map(|s| s.len())))
+                .and_then(Result::ok),
+            Some(1)
+        );
+        let shown = effective_toml(&settings).expect("TOML");
+        let debug = format!("{settings:?}");
+        for secret in ["kafka-hunter2", "github-hunter2", "redis-hunter2"] {
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+            assert!(!debug.contains(secret), "{secret} in Debug");
+        }
+        for shown_as in [
+            "brokers = \"broker-1:9092\"",
+            "\"sasl.mechanism\" = \"SCRAM-SHA-512\"",
+            "\"sasl.password\" = \"<redacted>\"",
+            "url = \"redis://<redacted>@redis:6379\"",
+            "[providers.github]\nsecrets = \"<redacted>\"",
+        ] {
+            assert!(shown.contains(shown_as), "{shown_as}:\n{shown}");
+        }
+        let references: Vec<String> = references.iter().map(ToString::to_string).collect();
+        assert!(
+            references.contains(
+                &"kafka.options.\"sasl.password\" from ${KAFKA_SASL_PASSWORD}".to_string()
+            ),
+            "{references:?}"
+        );
     }
 
     #[test]

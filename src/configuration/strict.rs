@@ -232,7 +232,7 @@ fn origin_of(config: &config::Config, key: &str) -> Option<String> {
 }
 
 /// A value's origin as a person names it: the environment variable that sets `key`, or the file.
-fn source_name(origin: &str, key: &str) -> String {
+pub(super) fn source_name(origin: &str, key: &str) -> String {
     match origin {
         "the environment" => format!("HOOKSTREAM__{}", key.replace('.', "__").to_uppercase()),
         file => file.to_string(),

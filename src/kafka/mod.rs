@@ -24,6 +24,7 @@ mod health;
 mod producer;
 mod stats;
 
+pub use client_config::check_producer_config;
 pub(crate) use client_config::{
     consumer_config, delivery_timeout, patient_producer_config, producer_config,
     producer_queue_bytes, PATIENT_DELIVERY_TIMEOUT,

@@ -393,9 +393,9 @@ fn config_check_redacts_every_librdkafka_option_not_known_to_be_harmless_and_url
         dir.join("secrets.toml"),
         r#"
 [kafka.options]
-"sasl.oauthbearer.assertion.private.key.passphrase" = "assertion-passphrase"
+"sasl.oauthbearer.config" = "principal=hookstream extension_token=assertion-passphrase"
 "ssl.keystore.password" = "keystore-pw"
-"compression.type" = "zstd"
+"compression.type" = "lz4"
 "#,
     )
     .expect("written");
@@ -428,10 +428,10 @@ fn config_check_redacts_every_librdkafka_option_not_known_to_be_harmless_and_url
     let effective: toml::Value = toml::from_str(&out).expect("the output is TOML");
     let options = &effective["kafka"]["options"];
     assert_eq!(
-        options["sasl.oauthbearer.assertion.private.key.passphrase"].as_str(),
+        options["sasl.oauthbearer.config"].as_str(),
         Some("<redacted>")
     );
-    assert_eq!(options["compression.type"].as_str(), Some("zstd"));
+    assert_eq!(options["compression.type"].as_str(), Some("lz4"));
     assert_eq!(
         effective["schema_registry"]["url"].as_str(),
         Some("http://<redacted>@registry:8081")
@@ -623,6 +623,183 @@ fn misspelt_values_are_refused_naming_the_key_and_what_it_takes() {
         let (code, _, err) = config_check(&[], &[(var, value)]);
         assert_eq!(code, Some(1), "{var}={value}");
         assert!(err.contains(says), "{var}={value}: {err}");
+    }
+}
+
+/// A configuration directory holding the shipped `default.toml` and `NAME.toml` with `text`.
+fn config_dir_with(label: &str, name: &str, text: &str) -> String {
+    let dir = temp_dir(label);
+    std::fs::copy("config/default.toml", dir.join("default.toml")).expect("copied");
+    std::fs::write(dir.join(format!("{name}.toml")), text).expect("written");
+    dir.display().to_string()
+}
+
+/// `hookstream --config-dir DIR serve` with `env`, which must fail: its error, without the
+/// command's name.
+fn serve_fails_with(dir: &str, env: &[(&str, &str)]) -> String {
+    let serve = Command::new(BIN)
+        .args(["--config-dir", dir, "serve"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("serve runs");
+    assert!(!serve.status.success(), "serve started");
+    String::from_utf8_lossy(&serve.stderr)
+        .strip_prefix("hookstream: ")
+        .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&serve.stderr)))
+        .to_string()
+}
+
+#[test]
+fn configuration_values_take_environment_variables_and_an_unset_one_stops_config_check_and_serve() {
+    let dir = config_dir_with(
+        "config-interpolation",
+        "production",
+        r#"
+[kafka.options]
+"security.protocol" = "SASL_SSL"
+"sasl.mechanism" = "SCRAM-SHA-512"
+"sasl.username" = "hookstream"
+"sasl.password" = "${KAFKA_SASL_PASSWORD}"
+
+[providers.github]
+preset = "github"
+secrets = "${GITHUB_WEBHOOK_SECRET}"
+
+[dead_letter]
+replay_group = "replay-$${not-a-reference}"
+"#,
+    );
+    let args = ["--config-dir", dir.as_str()];
+
+    // Unset: refused, naming the key and the variable, by config check and serve alike.
+    let unset = [
+        ("HOOKSTREAM_ENV", "production"),
+        ("GITHUB_WEBHOOK_SECRET", "github-hunter2"),
+    ];
+    let (code, out, err) = config_check(&args, &unset);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.is_empty(), "{out}");
+    let message = err
+        .strip_prefix("hookstream config check: ")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        message.starts_with("configuration key `kafka.options.\"sasl.password\"` refers to ${KAFKA_SASL_PASSWORD}, but the environment variable KAFKA_SASL_PASSWORD is not set (in ")
+            && message.trim_end().ends_with("production.toml)"),
+        "{err}"
+    );
+    assert!(!err.contains("github-hunter2"), "{err}");
+    assert_eq!(serve_fails_with(&dir, &unset), message);
+
+    // Set: resolved, and printed as every secret is, with where it came from.
+    let set = [
+        ("HOOKSTREAM_ENV", "production"),
+        ("GITHUB_WEBHOOK_SECRET", "github-hunter2"),
+        ("KAFKA_SASL_PASSWORD", "kafka-hunter2"),
+    ];
+    let (code, out, err) = config_check(&args, &set);
+    assert_eq!(code, Some(0), "{err}");
+    for secret in ["github-hunter2", "kafka-hunter2"] {
+        assert!(
+            !out.contains(secret) && !err.contains(secret),
+            "{secret} shown:\n{out}\n{err}"
+        );
+    }
+    assert!(
+        out.contains("\n# kafka.options.\"sasl.password\" from ${KAFKA_SASL_PASSWORD}\n")
+            && out.contains("\n# providers.github.secrets from ${GITHUB_WEBHOOK_SECRET}\n"),
+        "{out}"
+    );
+    let effective: toml::Value = toml::from_str(&out).expect("the output is TOML");
+    assert_eq!(
+        effective["kafka"]["options"]["sasl.password"].as_str(),
+        Some("<redacted>")
+    );
+    assert_eq!(
+        effective["providers"]["github"]["secrets"].as_str(),
+        Some("<redacted>")
+    );
+    assert_eq!(
+        effective["dead_letter"]["replay_group"].as_str(),
+        Some("replay-${not-a-reference}"),
+        "$${{ is a literal ${{"
+    );
+}
+
+#[test]
+fn a_property_librdkafka_refuses_stops_config_check_and_serve_alike_naming_it() {
+    for (option, says) in [
+        (
+            r#""security_protocol" = "SASL_SSL""#,
+            "configuration key `kafka.options.\"security_protocol\"` is refused by librdkafka: No such configuration property: \"security_protocol\"",
+        ),
+        (
+            r#""security.protocol" = "SASL_SSLX""#,
+            "configuration key `kafka.options.\"security.protocol\"` is refused by librdkafka: Invalid value \"SASL_SSLX\" for configuration property \"security.protocol\"",
+        ),
+        // A value not known to be harmless is not shown, even in librdkafka's words.
+        (
+            r#""client.dns.lookup" = "hunter2""#,
+            "configuration key `kafka.options.\"client.dns.lookup\"` is refused by librdkafka: Invalid value \"<redacted>\"",
+        ),
+        (
+            r#""security.protocol" = "SSL"
+"ssl.ca.location" = "/nonexistent/ca.crt""#,
+            "configuration key `kafka.options.\"ssl.ca.location\"` is refused by librdkafka: ssl.ca.location failed",
+        ),
+    ] {
+        let dir = config_dir_with("config-librdkafka", "production", &format!("[kafka.options]\n{option}\n"));
+        // A broker nothing answers on: the check connects to nothing.
+        let env = [
+            ("HOOKSTREAM_ENV", "production"),
+            ("HOOKSTREAM__KAFKA__BROKERS", "127.0.0.1:1"),
+        ];
+        let started = Instant::now();
+        let (code, out, err) = config_check(&["--config-dir", &dir], &env);
+        assert_eq!(code, Some(1), "{option}: {out}");
+        assert!(out.is_empty(), "{out}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let message = err
+            .strip_prefix("hookstream config check: ")
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(message.starts_with(says), "{option}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(serve_fails_with(&dir, &env), message, "{option}");
+    }
+}
+
+#[test]
+fn librdkafka_properties_in_variables_are_refused_by_config_check_and_serve_alike_with_the_file_form_as_the_hint(
+) {
+    for (variable, value, hint) in [
+        (
+            "HOOKSTREAM__KAFKA__OPTIONS__SECURITY_PROTOCOL",
+            "SASL_SSL",
+            "\"security.protocol\" = \"${KAFKA_SECURITY_PROTOCOL}\"",
+        ),
+        (
+            "HOOKSTREAM__KAFKA__OPTIONS__SASL_PASSWORD",
+            "hunter2",
+            "\"sasl.password\" = \"${KAFKA_SASL_PASSWORD}\"",
+        ),
+    ] {
+        let (code, out, err) = config_check(&[], &[(variable, value)]);
+        assert_eq!(code, Some(1), "{variable}: {out}");
+        let message = err
+            .strip_prefix("hookstream config check: ")
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(
+            message.contains(&format!(
+                "the environment variable {variable} cannot set a librdkafka property"
+            )) && message.contains("[kafka.options]")
+                && message.contains(hint),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        assert_eq!(
+            serve_fails_with("config", &[(variable, value)]),
+            message,
+            "{variable}"
+        );
     }
 }
 
