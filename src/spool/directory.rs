@@ -271,6 +271,16 @@ impl Directory {
             Ok(fresh) => {
                 tracing::warn!(dir = %self.path.display(), "spool: the directory was made anew; locked it again");
                 *held = fresh;
+                // The doubt file went with the old directory: allocate it again (while there is
+                // room), so that marks a full disk refuses from now on are still accounted for.
+                let mut doubt = self.doubt.lock();
+                let doubted = doubt.take().map(|(_, doubted)| doubted).unwrap_or_default();
+                match allocate_doubt(&self.path, &doubted) {
+                    Ok(file) => *doubt = Some((file, doubted)),
+                    Err(e) => {
+                        tracing::warn!(dir = %self.path.display(), error = %e, "spool: cannot allocate its doubt file; should the disk fill up, forwarded records may be written again after a restart without being counted");
+                    }
+                }
                 Ok(())
             }
             Err(OpenError::Io { source, .. }) => Err(source),

@@ -383,4 +383,8 @@ async fn a_record_whose_segment_is_removed_is_still_read_from_the_open_file() {
     spool.probe().await;
     assert!(spool.accepting().is_ok(), "healed without an append");
     append(&spool, &record(2)).await.expect("appended again");
+    assert!(
+        dir.join("doubt").is_file(),
+        "the directory made anew has its doubt file again"
+    );
 }
