@@ -10,8 +10,8 @@
 //! directly or through others. `tests/architecture.rs` reads this list and every `crate::…` path
 //! in `src/`, and fails naming the import that breaks either rule.
 //!
-//! 1. **Commands**: `cli` — the command line (`serve`, `sign`, `tail`, `load`, `dead-letters`);
-//!    the binary calls [`cli::run`].
+//! 1. **Commands**: `cli` — the command line (`serve`, `sign`, `tail`, `topics`, `load`,
+//!    `dead-letters`); the binary calls [`cli::run`].
 //! 2. **Operations**: `operations` — what the commands do with the topics: `tail`, and the
 //!    dead-letter `list` and `replay` (through the pipeline's own write path); `load` — the load
 //!    generator.

@@ -75,6 +75,22 @@ pub(super) fn topics(config_dir: &ConfigDir) -> Result<(), Failure> {
         .map_err(|e| Failure::new(1, e))
 }
 
+/// `hookstream topics create [--dry-run]`.
+pub(super) fn topics_create(config_dir: &ConfigDir, dry_run: bool) -> Result<(), Failure> {
+    use crate::operations::topics;
+    let settings = settings(config_dir)?;
+    if dry_run {
+        let plan = topics::plan(&settings).map_err(|e| Failure::new(1, e))?;
+        return topics::print_plan(&settings, &plan, &mut std::io::stdout().lock())
+            .map_err(|e| Failure::new(1, format!("cannot write: {e}")));
+    }
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))?;
+    runtime
+        .block_on(topics::create(&settings, &mut std::io::stdout().lock()))
+        .map_err(|e| Failure::new(1, e))
+}
+
 /// `hookstream dead-letters list|replay`.
 pub(super) fn dead_letters(
     config_dir: &ConfigDir,

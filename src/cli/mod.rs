@@ -1,4 +1,4 @@
-//! The command line: `hookstream serve | sign | send | topics | tail | load | dead-letters | config | spool`. The binary calls
+//! The command line: `hookstream serve | sign | send | topics [create] | tail | load | dead-letters | config | spool`. The binary calls
 //! [`run`]; [`commands`] holds what each command does.
 
 mod commands;
@@ -71,8 +71,12 @@ pub enum Command {
         headers: bool,
     },
     /// List the topics under kafka.topic_prefix (and the dead-letter topic) with their
-    /// partitions, records and end offsets, like `rpk topic list`.
-    Topics,
+    /// partitions, records and end offsets, like `rpk topic list`; `topics create` creates the
+    /// topics the configuration writes to, for clusters that forbid hookstream to.
+    Topics {
+        #[command(subcommand)]
+        command: Option<TopicsCommand>,
+    },
     /// Send signed webhooks to a hookstream deployment and report throughput and latency.
     Load(LoadArgs),
     /// Inspect or replay the dead-letter topic.
@@ -105,6 +109,20 @@ pub enum SpoolCommand {
     Drain {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create the topics the configuration writes to (each enabled provider's documented event
+    /// names, the dead-letter topic, the canary) with kafka.topic_partitions and
+    /// kafka.topic_replication_factor, using the kafka.* settings: run it with credentials
+    /// allowed to create topics. Prints `created` or `exists` per topic; exits 1 naming each
+    /// topic that could not be created.
+    Create {
+        /// Connect to nothing: print the topics, and the ACLs the service account needs.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -315,7 +333,13 @@ pub fn run() -> ExitCode {
                 },
             ),
         ),
-        Command::Topics => ("hookstream topics", commands::topics(&config_dir)),
+        Command::Topics { command: None } => ("hookstream topics", commands::topics(&config_dir)),
+        Command::Topics {
+            command: Some(TopicsCommand::Create { dry_run }),
+        } => (
+            "hookstream topics create",
+            commands::topics_create(&config_dir, dry_run),
+        ),
         Command::Load(args) => ("hookstream load", commands::load(args)),
         Command::Send(args) => ("hookstream send", send::send(&config_dir, args)),
         Command::DeadLetters(command) => (

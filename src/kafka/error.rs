@@ -85,6 +85,35 @@ impl PublishError {
     }
 }
 
+/// Whether `err` is the cluster denying the principal an operation (no ACL allows it).
+pub fn is_denial(err: &KafkaError) -> bool {
+    let code = match err {
+        KafkaError::AdminOp(code) => Some(*code),
+        other => other.rdkafka_error_code(),
+    };
+    matches!(
+        code,
+        Some(RDKafkaErrorCode::TopicAuthorizationFailed)
+            | Some(RDKafkaErrorCode::ClusterAuthorizationFailed)
+    )
+}
+
+/// What a CreateTopics request for `topic` failing with `err` means. A denial (the service
+/// account may not create topics) names the topic and what would allow it.
+pub fn create_topic_failed(topic: &str, err: &KafkaError) -> PublishError {
+    let error = PublishError::classify("create topic", err, None);
+    if !is_denial(err) {
+        return error;
+    }
+    PublishError {
+        detail: format!(
+            "cannot create topic {topic}: not authorized (the service account needs CREATE, or run \
+             `hookstream topics create` with an administrator's credentials); {err}"
+        ),
+        ..error
+    }
+}
+
 fn reason_for(code: RDKafkaErrorCode) -> FailureReason {
     use FailureReason as R;
     use RDKafkaErrorCode as C;
@@ -197,6 +226,42 @@ mod tests {
             PublishError::classify("create topic", &slow, None).reason,
             FailureReason::Timeout
         );
+    }
+
+    #[test]
+    fn a_denied_topic_creation_names_the_topic_and_the_missing_permission() {
+        // The denial is injected: the test broker has no ACLs, so the code a cluster that
+        // forbids topic creation answers CreateTopics with is built here.
+        for code in [
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::ClusterAuthorizationFailed,
+        ] {
+            let e =
+                create_topic_failed("webhooks.livesession.js_error", &KafkaError::AdminOp(code));
+            assert_eq!(e.reason, FailureReason::NotAuthorized, "{code:?}");
+            assert_eq!(e.class(), FailureClass::Permanent, "{code:?}");
+            assert!(
+                e.detail.starts_with(
+                    "cannot create topic webhooks.livesession.js_error: not authorized (the \
+                     service account needs CREATE, or run `hookstream topics create` with an \
+                     administrator's credentials)"
+                ),
+                "{}",
+                e.detail
+            );
+            assert!(
+                e.to_string()
+                    .starts_with("the broker rejected the write: cannot create topic"),
+                "{e}"
+            );
+        }
+        // Other failures keep their classification and detail.
+        let slow = create_topic_failed(
+            "webhooks.x.y",
+            &KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut),
+        );
+        assert_eq!(slow.reason, FailureReason::Timeout);
+        assert!(slow.detail.starts_with("create topic: "), "{}", slow.detail);
     }
 
     #[test]

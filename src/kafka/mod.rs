@@ -722,25 +722,39 @@ impl KafkaSink {
         let options = AdminOptions::new()
             .request_timeout(Some(self.ack_timeout))
             .operation_timeout(Some(self.ack_timeout));
-        let results = self
-            .admin
-            .create_topics([&new_topic], &options)
-            .await
-            .map_err(|e| PublishError::classify("create topic", &e, None))?;
-        for result in results {
-            match result {
-                Ok(_) => TopicCreated { provider, topic }.emit(&self.metrics),
-                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((_, code)) => {
-                    return Err(PublishError::classify(
-                        "create topic",
-                        &KafkaError::AdminOp(code),
-                        None,
-                    ))
+        let err = match self.admin.create_topics([&new_topic], &options).await {
+            Ok(results) => match results.into_iter().next() {
+                Some(Ok(_)) => {
+                    TopicCreated { provider, topic }.emit(&self.metrics);
+                    return Ok(());
                 }
-            }
+                Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => return Ok(()),
+                Some(Err((_, code))) => KafkaError::AdminOp(code),
+            },
+            Err(e) => e,
+        };
+        // A cluster that forbids topic creation denies it for a topic that exists too (Kafka
+        // checks CREATE before existence): one an administrator created is written to.
+        if error::is_denial(&err) && self.topic_exists(topic).await {
+            return Ok(());
         }
-        Ok(())
+        Err(error::create_topic_failed(topic, &err))
+    }
+
+    /// Whether the cluster's metadata lists `topic` (`false` without an answer in
+    /// `kafka.ack_timeout`).
+    async fn topic_exists(&self, topic: &str) -> bool {
+        let producer = self.producers.current();
+        let timeout = self.ack_timeout;
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Timeout::After(timeout))
+                .is_ok_and(|m| m.topics().iter().any(|t| t.name() == topic))
+        })
+        .await
+        .unwrap_or(false)
     }
 
     fn forget_topic(&self, topic: &str) {
@@ -774,6 +788,74 @@ impl KafkaSink {
             .unwrap_or(Ok(()));
         flushed.and(patient)
     }
+}
+
+/// How `hookstream topics create` left a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TopicCreation {
+    Created,
+    Exists,
+}
+
+/// Creates `topics` with `kafka.topic_partitions` and `kafka.topic_replication_factor`, in one
+/// CreateTopics request with the configured credentials; the outcome of each, in order (`Err`
+/// names the cause). `Err` alone: no answer from the cluster at all.
+pub(crate) async fn create_topics(
+    settings: &KafkaSettings,
+    topics: &[String],
+) -> Result<Vec<(String, Result<TopicCreation, String>)>, String> {
+    let admin: AdminClient<StatsContext> = producer_config(settings)
+        .create_with_context(StatsContext::admin())
+        .map_err(|e| format!("cannot create the Kafka admin client: {e}"))?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|topic| {
+            NewTopic::new(
+                topic,
+                settings.topic_partitions,
+                TopicReplication::Fixed(settings.topic_replication_factor),
+            )
+        })
+        .collect();
+    // Bounded as the service's own creations are: a topic still being created then is
+    // reported with the timeout, and found to exist by the next run.
+    let options = AdminOptions::new()
+        .request_timeout(Some(settings.ack_timeout))
+        .operation_timeout(Some(settings.ack_timeout));
+    let results = admin
+        .create_topics(&new_topics, &options)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot create topics on {}: {e}",
+                crate::configuration::without_userinfo(&settings.brokers)
+            )
+        })?;
+    let mut outcomes: HashMap<String, Result<TopicCreation, String>> = results
+        .into_iter()
+        .map(|result| match result {
+            Ok(topic) => (topic, Ok(TopicCreation::Created)),
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => (topic, Ok(TopicCreation::Exists)),
+            Err((topic, code)) => {
+                let err = KafkaError::AdminOp(code);
+                let cause = if error::is_denial(&err) {
+                    format!("not authorized ({code:?}): these credentials need CREATE on the topic or the cluster")
+                } else {
+                    err.to_string()
+                };
+                (topic, Err(cause))
+            }
+        })
+        .collect();
+    Ok(topics
+        .iter()
+        .map(|topic| {
+            let outcome = outcomes
+                .remove(topic)
+                .unwrap_or_else(|| Err("the cluster did not answer for this topic".to_string()));
+            (topic.clone(), outcome)
+        })
+        .collect())
 }
 
 /// librdkafka's `message.max.bytes` for these settings (its default unless `kafka.options`

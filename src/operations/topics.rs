@@ -57,3 +57,169 @@ pub fn topics(settings: &Settings, out: &mut dyn Write) -> Result<usize, String>
     }
     Ok(names.len())
 }
+
+/// What `hookstream topics create` creates, and who may have to create the rest.
+#[derive(Debug)]
+pub struct Plan {
+    /// `{topic_prefix}.`: every topic hookstream writes to but a dead-letter topic configured
+    /// elsewhere starts with it.
+    pub prefix: String,
+    /// The topics the configuration will write to, known up front: each enabled provider's
+    /// documented event names, the dead-letter topic (when enabled) and the canary.
+    pub topics: Vec<String>,
+    /// The dead-letter topic, when enabled and not under the prefix.
+    pub dead_letters_elsewhere: Option<String>,
+    /// The enabled providers: each may send event names not known up front.
+    pub providers: Vec<&'static str>,
+}
+
+/// The topics of `settings`, without connecting to anything.
+pub fn plan(settings: &Settings) -> Result<Plan, String> {
+    let registry = settings.provider_registry().map_err(|e| e.to_string())?;
+    let kafka = &settings.kafka;
+    let mut topics = Vec::new();
+    let mut providers = Vec::new();
+    for provider in registry.iter() {
+        let secrets = settings.secrets_for(provider).map_err(|e| e.to_string())?;
+        if secrets.is_empty() {
+            continue;
+        }
+        providers.push(provider.name());
+        for event in provider.known_event_names() {
+            topics.push(crate::naming::topic_name(
+                &kafka.topic_prefix,
+                provider.name(),
+                event,
+            ));
+        }
+    }
+    let prefix = format!("{}.", kafka.topic_prefix);
+    let mut dead_letters_elsewhere = None;
+    if settings.dead_letter.enabled {
+        let topic = settings.dead_letter.topic(&kafka.topic_prefix);
+        if !topic.starts_with(&prefix) {
+            dead_letters_elsewhere = Some(topic.clone());
+        }
+        topics.push(topic);
+    }
+    topics.push(format!("{}.canary", kafka.topic_prefix));
+    let mut seen = std::collections::HashSet::new();
+    topics.retain(|topic| seen.insert(topic.clone()));
+    Ok(Plan {
+        prefix,
+        topics,
+        dead_letters_elsewhere,
+        providers,
+    })
+}
+
+/// `hookstream topics create --dry-run`: the topics and the ACLs of the service account, as
+/// text an operator turns into `kafka-acls` or `rpk acl create` commands.
+pub fn print_plan(settings: &Settings, plan: &Plan, out: &mut dyn Write) -> std::io::Result<()> {
+    let kafka = &settings.kafka;
+    let prefix = &plan.prefix;
+    writeln!(
+        out,
+        "# topics `hookstream topics create` creates ({} partitions, replication factor {}):",
+        kafka.topic_partitions, kafka.topic_replication_factor
+    )?;
+    for topic in &plan.topics {
+        writeln!(out, "{topic}")?;
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "# ACLs of the service account hookstream runs as (User:hookstream stands for its principal):"
+    )?;
+    writeln!(
+        out,
+        "allow WRITE    on topics with the prefix {prefix:?} (resource pattern type prefixed)"
+    )?;
+    writeln!(
+        out,
+        "allow DESCRIBE on topics with the prefix {prefix:?} (resource pattern type prefixed)"
+    )?;
+    if let Some(topic) = &plan.dead_letters_elsewhere {
+        writeln!(
+            out,
+            "allow WRITE    on the topic {topic:?} (resource pattern type literal)"
+        )?;
+        writeln!(
+            out,
+            "allow DESCRIBE on the topic {topic:?} (resource pattern type literal)"
+        )?;
+    }
+    writeln!(
+        out,
+        "allow CREATE   on topics with the prefix {prefix:?} (resource pattern type prefixed): only if hookstream is to create topics itself"
+    )?;
+    writeln!(out)?;
+    let senders = if plan.providers.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} may send undocumented or free-form names)",
+            plan.providers.join(", ")
+        )
+    };
+    for line in [
+        "# Without CREATE, hookstream writes only to topics that exist: an event whose topic does not".to_string(),
+        "# is answered 500 produce_failed. Not known up front, so not created above: event names not".to_string(),
+        format!("# listed{senders}, and a provider's overflow topic"),
+        format!("# ({prefix}PROVIDER.OVERFLOW, once it has kafka.max_topics_per_provider topics): create"),
+        "# those as they come, or grant CREATE.".to_string(),
+        "# Kafka before 3.0 also needs IDEMPOTENT_WRITE on the cluster (the producer is idempotent).".to_string(),
+    ] {
+        writeln!(out, "{line}")?;
+    }
+    writeln!(out)?;
+    writeln!(out, "# for example, with kafka-acls:")?;
+    let kafka_acls = "kafka-acls --bootstrap-server BROKER --command-config admin.properties --add --allow-principal User:hookstream";
+    writeln!(
+        out,
+        "{kafka_acls} --operation Write --operation Describe --topic {prefix} --resource-pattern-type prefixed"
+    )?;
+    writeln!(
+        out,
+        "{kafka_acls} --operation Create --topic {prefix} --resource-pattern-type prefixed"
+    )?;
+    writeln!(out, "# or with rpk:")?;
+    writeln!(
+        out,
+        "rpk acl create --allow-principal User:hookstream --operation write,describe --topic {prefix} --resource-pattern-type prefixed"
+    )?;
+    writeln!(
+        out,
+        "rpk acl create --allow-principal User:hookstream --operation create --topic {prefix} --resource-pattern-type prefixed"
+    )?;
+    Ok(())
+}
+
+/// `hookstream topics create`: creates the topics of [`plan`], printing `created` or `exists`
+/// for each; `Err` names every topic that could not be created and why.
+pub async fn create(settings: &Settings, out: &mut dyn Write) -> Result<(), String> {
+    use crate::kafka::TopicCreation;
+    let plan = plan(settings)?;
+    let outcomes = crate::kafka::create_topics(&settings.kafka, &plan.topics).await?;
+    let mut failures = Vec::new();
+    for (topic, outcome) in outcomes {
+        let line = match &outcome {
+            Ok(TopicCreation::Created) => format!("created {topic}"),
+            Ok(TopicCreation::Exists) => format!("exists  {topic}"),
+            Err(cause) => {
+                failures.push(format!("{topic}: {cause}"));
+                format!("FAILED  {topic}: {cause}")
+            }
+        };
+        writeln!(out, "{line}").map_err(|e| format!("cannot write: {e}"))?;
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot create {} topic(s): {}",
+            failures.len(),
+            failures.join("; ")
+        ))
+    }
+}

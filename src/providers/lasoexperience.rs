@@ -30,6 +30,16 @@ impl Provider for LasoExperience {
         &SPEC
     }
 
+    fn known_event_names(&self) -> &'static [&'static str] {
+        &[
+            "user_login",
+            "screen_view",
+            "content_view_activity",
+            "event_view",
+            "home_cta_click",
+        ]
+    }
+
     fn extract(&self, request: &Request<'_>) -> Result<Extracted, PayloadError> {
         let body = request.body;
         let raw_name = json::required_string(body, &["event"], "event")?;

@@ -37,6 +37,17 @@ impl Provider for LiveSession {
         &SPEC
     }
 
+    fn known_event_names(&self) -> &'static [&'static str] {
+        &[
+            "js_error",
+            "net_error",
+            "error_click",
+            "rage_click",
+            "custom",
+            "error",
+        ]
+    }
+
     fn extract(&self, request: &Request<'_>) -> Result<Extracted, PayloadError> {
         let body = request.body;
         let event_id = json::event_id(body, SPEC.event_id_keys)?;

@@ -137,6 +137,13 @@ pub trait Provider: Send + Sync + 'static {
     /// record.
     fn extract(&self, request: &Request<'_>) -> Result<Extracted, PayloadError>;
 
+    /// The event names (as normalized, so topic parts) the provider documents: the topics
+    /// `hookstream topics create` creates ahead of time. Never all of them: every provider may
+    /// send names not listed here, whose topics are created at their first event.
+    fn known_event_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Whether the provider is one of [`BUILT_IN`], with a symbol of its own in the schema's
     /// `Provider` enum (a configured one is written as `other`).
     fn is_built_in(&self) -> bool {
@@ -321,6 +328,44 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), BUILT_IN.len());
+    }
+
+    #[test]
+    fn known_event_names_are_the_names_the_documented_events_normalize_to() {
+        use crate::naming::snake_case;
+        for provider in BUILT_IN {
+            let known = provider.known_event_names();
+            assert!(!known.is_empty(), "{}", provider.name());
+            for name in known {
+                assert_eq!(snake_case(name), *name, "{}", provider.name());
+            }
+        }
+        let livesession = livesession::LiveSession.known_event_names();
+        for vendor in [
+            "JSError",
+            "NetError",
+            "ErrorClick",
+            "RageClick",
+            "Custom",
+            "Error",
+        ] {
+            assert!(
+                livesession.contains(&snake_case(vendor).as_str()),
+                "{vendor}"
+            );
+        }
+        let seismic = seismic::Seismic.known_event_names();
+        for version in [
+            "livesend-session-summary-v3",
+            "livesend-session-summary-enriched-v3",
+            "email-v3",
+            "email-enriched-v3",
+            "livesend-summary-v2",
+            "LivesendExpiredV1",
+        ] {
+            let name = seismic::event_name_from_version(version);
+            assert!(seismic.contains(&name.as_str()), "{version}");
+        }
     }
 
     #[test]

@@ -47,6 +47,17 @@ impl Provider for Seismic {
         &SPEC
     }
 
+    fn known_event_names(&self) -> &'static [&'static str] {
+        &[
+            "livesend_session_summary",
+            "livesend_session_summary_enriched",
+            "email",
+            "email_enriched",
+            "livesend_summary",
+            "livesend_expired",
+        ]
+    }
+
     fn accepts_unsigned_handshake(&self) -> bool {
         true
     }

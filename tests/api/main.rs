@@ -25,3 +25,4 @@ mod spool_integrity;
 mod support;
 mod tail;
 mod tls;
+mod topics_create;
