@@ -3,22 +3,30 @@
 //! load spread over both. For over a minute a nemesis, on a schedule drawn from a seeded
 //! generator, every few seconds does one of: freeze the broker (SIGSTOP), stall the network to it
 //! or reset its connections (at the proxy), SIGKILL or SIGTERM a replica (started again on the
-//! same spool directory and ports), SIGKILL a replica while the broker is frozen, kill Redis
-//! (started again empty) or freeze it. Each fault heals after a few seconds. Then, once both
-//! spools are empty:
+//! same spool directory and ports), SIGKILL or SIGTERM a replica while the broker is frozen,
+//! SIGKILL a replica just after the broker thaws (while its spool drains), kill Redis (started
+//! again empty) or freeze it. Each fault heals after a few seconds. Then, once both spools are
+//! empty:
 //! - every id answered 2xx (200 written, 202 spooled) must be in Kafka;
-//! - the ids present more than once in Kafka, per replica, must not exceed what its processes
-//!   counted in `hookstream_spool_possible_duplicates_total`. A process's counters die with it,
-//!   so each replica's are scraped every half second and just before it is stopped, and the last
-//!   scrape of every process is summed.
+//! - the copies of an id beyond its first (duplicates), per replica, must not exceed what its
+//!   processes counted in `hookstream_spool_possible_duplicates_total`. A process's counters die
+//!   with it, so every replica is scraped every half second and just before it is stopped, and
+//!   the last scrape of each process is summed. A failure names the processes that wrote more
+//!   copies than they counted: the one running when a copy was produced (its Kafka timestamp)
+//!   wrote it. (A process stopped by SIGTERM goes on forwarding after its `/metrics` has closed:
+//!   what it counts then no scrape sees, and the failure says how many copies came after its
+//!   last scrape.)
 //!
 //! Other answers (503, connections refused while a replica is down) are reported, not failed.
 //! The seed is printed first and in the outcome; `HOOKSTREAM_TEST_CHAOS_SEED=N` replays a run's
-//! schedule (the faults, their order, targets and timing, not the load's interleaving).
+//! schedule: the same faults, in the same order, on the same targets, for as long (a replica
+//! slow to stop delays the faults after it; those that no longer fit the window are skipped).
+//! The load's interleaving with them is not replayed.
 
 use crate::harness::*;
-use crate::scenarios::{print_log_tail, rate, read_back, since, Outcome};
+use crate::scenarios::{rate, read_back, since, Outcome};
 use crate::spool::drained;
+use crate::support::process::{metric_series, metric_sum};
 use crate::support::proxy::{Fault as Network, ProxiedBroker};
 use crate::support::{temp_dir, RedisServer};
 use hookstream::load::{self, Report};
@@ -39,6 +47,16 @@ const CALM: Duration = Duration::from_secs(5);
 const GAP: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3));
 /// How long each fault lasts, drawn between these bounds.
 const HOLD: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(5));
+/// How long a broker freeze that a replica is hit during lasts: long enough for the replica to
+/// spool (`spool.after`, 2 s) before it is hit.
+const FROZEN_HOLD: (Duration, Duration) = (Duration::from_secs(4), Duration::from_secs(6));
+/// When a replica is hit during a broker freeze, from its beginning: after `spool.after`, so that
+/// its spool holds first attempts whose fate is unknown.
+const HIT_WHILE_FROZEN: (Duration, Duration) =
+    (Duration::from_millis(2500), Duration::from_millis(3500));
+/// When a replica is killed after a broker freeze, from the thaw: while its first attempts are
+/// acknowledged and its forwarder writes what it spooled.
+const HIT_AFTER_THAW: (Duration, Duration) = (Duration::ZERO, Duration::from_millis(1500));
 /// How often each replica's counters are read.
 const SCRAPE_EVERY: Duration = Duration::from_millis(500);
 /// A replica sent SIGTERM exits within this (it drains requests, then the producer and the spool,
@@ -47,6 +65,9 @@ const EXIT_BOUND: Duration = Duration::from_secs(30);
 const NAMES: [&str; 2] = ["a", "b"];
 const POSSIBLE_DUPLICATES: &str = "hookstream_spool_possible_duplicates_total";
 const SPOOL_RECORDS: &str = "hookstream_spool_records";
+const SPOOLED: &str = "hookstream_spooled_total";
+const SPOOL_FORWARDED: &str = "hookstream_spool_forwarded_total";
+const PRODUCE_FAILURES: &str = "hookstream_kafka_produce_failures_total";
 /// Ids listed in a problem, at most.
 const LISTED: usize = 5;
 
@@ -103,9 +124,17 @@ enum Fault {
     ReplicaKilled(usize),
     /// SIGTERM (it drains and exits); started again after the hold.
     ReplicaTerminated(usize),
-    /// The broker frozen; a third of the way in, the replica SIGKILLed and started again at
+    /// The broker frozen; once the replica has spooled, it is SIGKILLed and started again at
     /// once, while the broker is still frozen: its spool holds first attempts of unknown fate.
     ReplicaKilledWhileBrokerFrozen(usize),
+    /// The broker frozen; once the replica has spooled, it is sent SIGTERM. The broker thaws at
+    /// the end of the hold whether or not the replica has exited; it is started again once it
+    /// has (a rolling restart during an outage).
+    ReplicaTerminatedWhileBrokerFrozen(usize),
+    /// The broker frozen; shortly after it thaws, while the replica's first attempts are
+    /// acknowledged and its forwarder drains the spool, the replica is SIGKILLed and started
+    /// again at once.
+    ReplicaKilledAfterThaw(usize),
     /// SIGKILL; started again empty after the hold.
     RedisKilled,
     /// SIGSTOP, then SIGCONT.
@@ -116,41 +145,86 @@ impl Fault {
     /// Weighted towards the broker and the replicas, where records are at stake.
     fn draw(rng: &mut SplitMix64) -> Fault {
         let replica = rng.below(NAMES.len() as u64) as usize;
-        match rng.below(10) {
-            0 | 1 => Fault::BrokerFrozen,
-            2 => Fault::NetworkStalled,
-            3 => Fault::NetworkReset,
-            4 | 5 => Fault::ReplicaKilled(replica),
-            6 => Fault::ReplicaTerminated(replica),
-            7 => Fault::ReplicaKilledWhileBrokerFrozen(replica),
-            8 => Fault::RedisKilled,
+        match rng.below(12) {
+            0 => Fault::BrokerFrozen,
+            1 => Fault::NetworkStalled,
+            2 => Fault::NetworkReset,
+            3 | 4 => Fault::ReplicaKilled(replica),
+            5 => Fault::ReplicaTerminated(replica),
+            6 => Fault::ReplicaKilledWhileBrokerFrozen(replica),
+            7 => Fault::ReplicaTerminatedWhileBrokerFrozen(replica),
+            8 | 9 => Fault::ReplicaKilledAfterThaw(replica),
+            10 => Fault::RedisKilled,
             _ => Fault::RedisFrozen,
         }
+    }
+
+    /// How long it lasts, and when within it (or after it) the replica is hit, if at all.
+    fn timing(self, rng: &mut SplitMix64) -> (Duration, Duration) {
+        match self {
+            Fault::ReplicaKilledWhileBrokerFrozen(_)
+            | Fault::ReplicaTerminatedWhileBrokerFrozen(_) => {
+                (rng.between(FROZEN_HOLD), rng.between(HIT_WHILE_FROZEN))
+            }
+            Fault::ReplicaKilledAfterThaw(_) => {
+                let hold = rng.between(FROZEN_HOLD);
+                (hold, hold + rng.between(HIT_AFTER_THAW))
+            }
+            _ => (rng.between(HOLD), Duration::ZERO),
+        }
+    }
+}
+
+impl Fault {
+    /// What it does, `replica` naming the replica it hits.
+    fn text(self, replica: &str) -> String {
+        match self {
+            Fault::BrokerFrozen => "broker frozen".into(),
+            Fault::NetworkStalled => "network to the broker stalled".into(),
+            Fault::NetworkReset => "connections to the broker reset".into(),
+            Fault::ReplicaKilled(_) => format!("{replica} killed"),
+            Fault::ReplicaTerminated(_) => format!("{replica} terminated"),
+            Fault::ReplicaKilledWhileBrokerFrozen(_) => {
+                format!("broker frozen + {replica} killed meanwhile")
+            }
+            Fault::ReplicaTerminatedWhileBrokerFrozen(_) => {
+                format!("broker frozen + {replica} terminated meanwhile")
+            }
+            Fault::ReplicaKilledAfterThaw(_) => {
+                format!("broker frozen + {replica} killed after the thaw")
+            }
+            Fault::RedisKilled => "Redis killed".into(),
+            Fault::RedisFrozen => "Redis frozen".into(),
+        }
+    }
+
+    /// The kind of fault, whichever replica it hits.
+    fn kind(self) -> String {
+        self.text("a replica")
     }
 }
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Fault::BrokerFrozen => write!(f, "broker frozen"),
-            Fault::NetworkStalled => write!(f, "network to the broker stalled"),
-            Fault::NetworkReset => write!(f, "connections to the broker reset"),
-            Fault::ReplicaKilled(r) => write!(f, "replica {} killed", NAMES[*r]),
-            Fault::ReplicaTerminated(r) => write!(f, "replica {} terminated", NAMES[*r]),
-            Fault::ReplicaKilledWhileBrokerFrozen(r) => {
-                write!(f, "broker frozen, replica {} killed meanwhile", NAMES[*r])
-            }
-            Fault::RedisKilled => write!(f, "Redis killed"),
-            Fault::RedisFrozen => write!(f, "Redis frozen"),
-        }
+        let replica = match self {
+            Fault::ReplicaKilled(r)
+            | Fault::ReplicaTerminated(r)
+            | Fault::ReplicaKilledWhileBrokerFrozen(r)
+            | Fault::ReplicaTerminatedWhileBrokerFrozen(r)
+            | Fault::ReplicaKilledAfterThaw(r) => format!("replica {}", NAMES[*r]),
+            _ => String::new(),
+        };
+        f.write_str(&self.text(&replica))
     }
 }
 
-/// One planned fault: when it begins (from the start of the load) and how long it lasts.
+/// One planned fault: when it begins (from the start of the load), how long it lasts, and when a
+/// replica is hit within it (for the faults that combine a broker freeze with a replica's end).
 struct Step {
     at: Duration,
     fault: Fault,
     hold: Duration,
+    hit: Duration,
 }
 
 /// The whole schedule a seed gives.
@@ -160,13 +234,19 @@ fn plan(seed: u64) -> Vec<Step> {
     let mut at = LEAD;
     loop {
         at += rng.between(GAP);
-        let hold = rng.between(HOLD);
         let fault = Fault::draw(&mut rng);
-        if at + hold > LEAD + NEMESIS {
+        let (hold, hit) = fault.timing(&mut rng);
+        let lasts = hold.max(hit);
+        if at + lasts > LEAD + NEMESIS {
             return steps;
         }
-        steps.push(Step { at, fault, hold });
-        at += hold;
+        steps.push(Step {
+            at,
+            fault,
+            hold,
+            hit,
+        });
+        at += lasts;
     }
 }
 
@@ -179,24 +259,82 @@ struct Applied {
 
 /// One process of a replica.
 struct Life {
-    /// From the start of the load.
+    /// When it was launched, from the start of the load (its lifetimes and the next one's do not
+    /// overlap: anything it wrote to Kafka carries a time between this and `exited`).
     started: Duration,
+    /// When its port accepted connections.
+    serving: Duration,
     /// When it was sent a signal, which, and its exit code.
     ended: Option<(Duration, &'static str, Option<i32>)>,
-    /// The last count of possible duplicates read from it.
-    possible_duplicates: Option<f64>,
-    /// Records in its spool when last read.
-    spooled: Option<f64>,
+    /// When it had exited.
+    exited: Option<Duration>,
+    /// Its `/metrics` when last read, and when that was.
+    metrics: Option<String>,
+    scraped_at: Option<Duration>,
 }
 
 impl Life {
-    fn new(started: Duration) -> Life {
+    fn new(started: Duration, serving: Duration) -> Life {
         Life {
             started,
+            serving,
             ended: None,
-            possible_duplicates: None,
-            spooled: None,
+            exited: None,
+            metrics: None,
+            scraped_at: None,
         }
+    }
+
+    /// How it ended, for a message.
+    fn fate(&self) -> String {
+        match self.ended {
+            Some((at, signal, _)) => format!("SIG{signal} at {:.1} s", at.as_secs_f64()),
+            None => "still running".into(),
+        }
+    }
+
+    /// The sum of a metric's series, as last read.
+    fn last(&self, name: &str) -> Option<f64> {
+        Some(metric_sum(self.metrics.as_deref()?, name, ""))
+    }
+
+    /// The last count of possible duplicates read from it.
+    fn possible_duplicates(&self) -> Option<f64> {
+        self.last(POSSIBLE_DUPLICATES)
+    }
+
+    /// What it counted, as last read: spooled, forwarded, possible duplicates, and the writes
+    /// that failed, by reason.
+    fn counters(&self) -> String {
+        let Some(metrics) = &self.metrics else {
+            return "never read".into();
+        };
+        let mut failures: BTreeMap<&str, f64> = BTreeMap::new();
+        for (labels, n) in metric_series(metrics, PRODUCE_FAILURES) {
+            let reason = labels
+                .split("reason=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("?");
+            *failures.entry(reason).or_default() += n;
+        }
+        let failures: Vec<String> = failures
+            .iter()
+            .filter(|(_, n)| **n > 0.0)
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        format!(
+            "{} records in its spool, {} spooled, {} forwarded, {} possible duplicates, failed writes: {}",
+            metric_sum(metrics, SPOOL_RECORDS, ""),
+            metric_sum(metrics, SPOOLED, ""),
+            metric_sum(metrics, SPOOL_FORWARDED, ""),
+            metric_sum(metrics, POSSIBLE_DUPLICATES, ""),
+            if failures.is_empty() {
+                "none".into()
+            } else {
+                failures.join(", ")
+            }
+        )
     }
 }
 
@@ -214,14 +352,13 @@ impl Replica {
     }
 
     /// Reads the running process's counters into its life; whether it answered.
-    async fn scrape(&mut self) -> bool {
-        let Some(duplicates) = self.hookstream.try_metric(POSSIBLE_DUPLICATES, "").await else {
+    async fn scrape(&mut self, t0: Instant) -> bool {
+        let Some(metrics) = self.hookstream.metrics_text().await else {
             return false;
         };
-        let spooled = self.hookstream.try_metric(SPOOL_RECORDS, "").await;
         let life = self.lives.last_mut().expect("a life");
-        life.possible_duplicates = Some(duplicates);
-        life.spooled = spooled.or(life.spooled);
+        life.metrics = Some(metrics);
+        life.scraped_at = Some(since(t0));
         true
     }
 
@@ -233,7 +370,7 @@ impl Replica {
         t0: Instant,
         problems: &mut Vec<String>,
     ) -> String {
-        self.scrape().await;
+        self.scrape(t0).await;
         let at = since(t0);
         self.hookstream.signal(signal);
         let code = if signal == "TERM" {
@@ -257,7 +394,7 @@ impl Replica {
                     self.hookstream.signal("KILL");
                     break self.hookstream.wait_exit(Duration::from_secs(10)).await;
                 }
-                self.scrape().await;
+                self.scrape(t0).await;
             }
         } else {
             self.hookstream.wait_exit(Duration::from_secs(10)).await
@@ -272,32 +409,56 @@ impl Replica {
         let process = self.lives.len();
         let life = self.lives.last_mut().expect("a life");
         life.ended = Some((at, signal, code));
+        life.exited = Some(since(t0));
+        let how = match code {
+            Some(code) => format!(
+                "exit code {code} {:.1} s after SIG{signal}",
+                (since(t0) - at).as_secs_f64()
+            ),
+            None => format!("by SIG{signal}"),
+        };
         format!(
-            "process {process} ended ({}), {} records spooled at its last scrape, {} possible duplicates counted",
-            code.map_or("by the signal".into(), |c| format!("exit code {c}")),
-            figure(life.spooled),
-            figure(life.possible_duplicates),
+            "process {process} ended ({how}); at its last scrape: {}",
+            life.counters()
         )
     }
 
     async fn start(&mut self, t0: Instant) {
+        let launched = since(t0);
         self.hookstream.restart().await;
-        self.lives.push(Life::new(since(t0)));
+        self.lives.push(Life::new(launched, since(t0)));
     }
 
-    /// Possible duplicates counted over every process.
-    fn counted(&self) -> f64 {
+    /// When it had no process answering: from each stop to the next start.
+    fn down(&self) -> Vec<(Duration, Duration)> {
         self.lives
+            .windows(2)
+            .filter_map(|pair| Some((pair[0].ended?.0, pair[1].serving)))
+            .collect()
+    }
+
+    /// Requests of `load` that got no answer (connection refused or reset, timeout): in all,
+    /// and those that ended while the replica was stopping or down.
+    fn unanswered(&self, load: &Report) -> (usize, usize) {
+        let down = self.down();
+        let unanswered: Vec<Duration> = load
+            .outcomes
             .iter()
-            .map(|l| l.possible_duplicates.unwrap_or(0.0))
-            .sum()
+            .filter(|o| o.status.is_none())
+            .map(|o| o.sent_at + o.latency)
+            .collect();
+        let while_down = unanswered
+            .iter()
+            .filter(|at| down.iter().any(|&(from, to)| from <= **at && **at <= to))
+            .count();
+        (unanswered.len(), while_down)
     }
 
     /// Which process was running at `at` (1-based), if any.
     fn process_at(&self, at: Duration) -> Option<usize> {
         self.lives
             .iter()
-            .position(|l| l.started <= at && l.ended.is_none_or(|(end, _, _)| at <= end))
+            .position(|l| l.started <= at && l.exited.is_none_or(|end| at <= end))
             .map(|i| i + 1)
     }
 }
@@ -306,10 +467,6 @@ impl Drop for Replica {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.spool_dir);
     }
-}
-
-fn figure(value: Option<f64>) -> String {
-    value.map_or("?".into(), |v| v.to_string())
 }
 
 async fn replica(index: usize, proxied: &ProxiedBroker, redis: &RedisServer) -> Replica {
@@ -329,7 +486,7 @@ async fn replica(index: usize, proxied: &ProxiedBroker, redis: &RedisServer) -> 
         index,
         hookstream,
         spool_dir,
-        lives: vec![Life::new(Duration::ZERO)],
+        lives: vec![Life::new(Duration::ZERO, Duration::ZERO)],
     }
 }
 
@@ -376,21 +533,45 @@ impl Cluster {
                 replica.start(self.t0).await;
                 format!("; {ended}; process {} started", replica.lives.len())
             }
-            Fault::ReplicaKilledWhileBrokerFrozen(r) => {
+            Fault::ReplicaKilledWhileBrokerFrozen(r) | Fault::ReplicaKilledAfterThaw(r) => {
                 broker.signal("STOP");
-                tokio::time::sleep(step.hold / 3).await;
-                let mut replica = self.replicas[r].lock().await;
-                let killed = since(self.t0);
-                let ended = replica.stop("KILL", self.t0, problems).await;
-                replica.start(self.t0).await;
-                let started = replica.lives.len();
-                drop(replica);
-                tokio::time::sleep_until(healed_at.into()).await;
-                broker.signal("CONT");
-                format!(
-                    "; killed at {:.1} s: {ended}; process {started} started",
-                    killed.as_secs_f64()
-                )
+                let thaw = async {
+                    tokio::time::sleep_until(healed_at.into()).await;
+                    broker.signal("CONT");
+                };
+                let kill = async {
+                    tokio::time::sleep_until((began + step.hit).into()).await;
+                    let mut replica = self.replicas[r].lock().await;
+                    let killed = since(self.t0);
+                    let ended = replica.stop("KILL", self.t0, problems).await;
+                    replica.start(self.t0).await;
+                    format!(
+                        "; killed at {:.1} s: {ended}; process {} started",
+                        killed.as_secs_f64(),
+                        replica.lives.len()
+                    )
+                };
+                tokio::join!(thaw, kill).1
+            }
+            Fault::ReplicaTerminatedWhileBrokerFrozen(r) => {
+                broker.signal("STOP");
+                let thaw = async {
+                    tokio::time::sleep_until(healed_at.into()).await;
+                    broker.signal("CONT");
+                };
+                let terminate = async {
+                    tokio::time::sleep_until((began + step.hit).into()).await;
+                    let mut replica = self.replicas[r].lock().await;
+                    let terminated = since(self.t0);
+                    let ended = replica.stop("TERM", self.t0, problems).await;
+                    replica.start(self.t0).await;
+                    format!(
+                        "; terminated at {:.1} s: {ended}; process {} started",
+                        terminated.as_secs_f64(),
+                        replica.lives.len()
+                    )
+                };
+                tokio::join!(thaw, terminate).1
             }
             Fault::RedisKilled => {
                 self.redis.kill();
@@ -409,11 +590,14 @@ impl Cluster {
 }
 
 /// Reads every replica's counters every [`SCRAPE_EVERY`] until aborted.
-fn scrape_periodically(replicas: Vec<Arc<Mutex<Replica>>>) -> tokio::task::JoinHandle<()> {
+fn scrape_periodically(
+    replicas: Vec<Arc<Mutex<Replica>>>,
+    t0: Instant,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             for replica in &replicas {
-                replica.lock().await.scrape().await;
+                replica.lock().await.scrape(t0).await;
             }
             tokio::time::sleep(SCRAPE_EVERY).await;
         }
@@ -486,19 +670,54 @@ struct Verdict {
     accepted: usize,
     missing: usize,
     /// Copies beyond the first, over the replica's ids.
-    seen: u32,
+    seen: usize,
+    /// Possible duplicates counted, over its processes.
     counted: f64,
+    /// Processes that wrote more copies than they counted, when the replica's total was enough.
+    mismatch: Option<String>,
+
     /// Ids in Kafka whose request was not answered 2xx.
     written_unanswered: usize,
+}
+
+/// When the copies of `id` were produced (their Kafka timestamps, which Tansu keeps as the
+/// producer set them: when the writing process handed them to librdkafka), from the start of the
+/// load, earliest first.
+fn copies_produced(id: &str, stored: &Stored, epoch_ms: i64) -> Vec<Duration> {
+    let mut times: Vec<Duration> = stored
+        .produced_at
+        .get(id)
+        .into_iter()
+        .flatten()
+        .map(|ms| Duration::from_millis(u64::try_from(ms - epoch_ms).unwrap_or(0)))
+        .collect();
+    times.sort();
+    times
+}
+
+/// When the copies of `id` were produced, and by which process.
+fn produced(id: &str, stored: &Stored, replica: &Replica, epoch_ms: i64) -> String {
+    let times: Vec<String> = copies_produced(id, stored, epoch_ms)
+        .into_iter()
+        .map(|at| {
+            let process = replica
+                .process_at(at)
+                .map_or("no process".into(), |p| format!("process {p}"));
+            format!("{:.1} s by {process}", at.as_secs_f64())
+        })
+        .collect();
+    format!("produced at {}", times.join(", "))
 }
 
 fn judge(
     replica: &Replica,
     load: &Report,
-    copies: &HashMap<String, u32>,
+    stored: &Stored,
     applied: &[Applied],
+    epoch_ms: i64,
     problems: &mut Vec<String>,
 ) -> Verdict {
+    let copies = &stored.copies;
     let prefix = format!("chaos-{}", replica.name());
     let outcomes: HashMap<String, &load::Outcome> = load
         .outcomes
@@ -532,39 +751,100 @@ fn judge(
         ));
     }
     let own = format!("{prefix}-");
-    let mut doubled: Vec<(&String, u32)> = copies
+    let mut doubled: Vec<&String> = copies
         .iter()
         .filter(|(id, n)| id.starts_with(&own) && **n > 1)
-        .map(|(id, n)| (id, *n))
+        .map(|(id, _)| id)
         .collect();
-    doubled.sort_by_key(|(id, _)| outcomes.get(*id).map_or(u64::MAX, |o| o.seq));
-    let seen: u32 = doubled.iter().map(|(_, n)| n - 1).sum();
-    let counted = replica.counted();
-    if f64::from(seen) > counted {
-        let listed: Vec<String> = doubled
-            .iter()
+    doubled.sort_by_key(|id| outcomes.get(*id).map_or(u64::MAX, |o| o.seq));
+    // Every copy after the first is a rewrite, counted (or not) by the process that wrote it:
+    // the one alive when it was produced.
+    let mut rewrites: BTreeMap<Option<usize>, Vec<(&String, Duration)>> = BTreeMap::new();
+    for id in &doubled {
+        for at in copies_produced(id, stored, epoch_ms).into_iter().skip(1) {
+            rewrites
+                .entry(replica.process_at(at))
+                .or_default()
+                .push((*id, at));
+        }
+    }
+    let seen: usize = rewrites.values().map(Vec::len).sum();
+    let mut counted = 0.0;
+    let listed = |ids: &[(&String, Duration)]| -> String {
+        ids.iter()
             .take(LISTED)
-            .map(|(id, n)| {
+            .map(|(id, _)| {
                 format!(
-                    "{n}× {}",
-                    describe(id, outcomes.get(*id).copied(), replica, applied)
+                    "{}× {}, {}",
+                    copies[*id],
+                    describe(id, outcomes.get(*id).copied(), replica, applied),
+                    produced(id, stored, replica, epoch_ms)
                 )
             })
-            .collect();
-        let per_process: Vec<String> = replica
-            .lives
-            .iter()
-            .map(|l| figure(l.possible_duplicates))
-            .collect();
-        problems.push(format!(
-            "replica {name}: {seen} duplicates in Kafka ({} ids more than once; {}), more than the {counted} possible duplicates its {} processes counted ({}); first: {}",
-            doubled.len(),
-            by_status(doubled.iter().map(|(id, _)| outcomes.get(*id).copied())),
-            replica.lives.len(),
-            per_process.join(" + "),
-            listed.join("; ")
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    // Which processes wrote more copies than they counted.
+    let mut offenders = Vec::new();
+    for (index, life) in replica.lives.iter().enumerate() {
+        let process = index + 1;
+        let wrote = rewrites.get(&Some(process)).map_or(&[][..], Vec::as_slice);
+        let count = life.possible_duplicates().unwrap_or(0.0);
+        counted += count;
+        if wrote.len() as f64 <= count {
+            continue;
+        }
+        // A SIGTERMed process forwards (and counts) after its /metrics has closed.
+        let last_scrape = life.scraped_at.unwrap_or_default();
+        let unseen = wrote.iter().filter(|(_, at)| *at > last_scrape).count();
+        let after_close = if unseen > 0 {
+            format!(
+                "; {unseen} of them produced after its last scrape at {:.1} s (hookstream stops serving /metrics before its last spool drain: what it counts then, no scrape sees)",
+                last_scrape.as_secs_f64()
+            )
+        } else {
+            String::new()
+        };
+        offenders.push(format!(
+            "process {process} ({:.1}–{:.1} s, {}) wrote {} copies of ids already in Kafka ({}) but counted {count}{after_close}; first: {}",
+            life.started.as_secs_f64(),
+            life.exited.unwrap_or_default().as_secs_f64(),
+            life.fate(),
+            wrote.len(),
+            by_status(wrote.iter().map(|(id, _)| outcomes.get(*id).copied())),
+            listed(wrote)
         ));
     }
+    if let Some(orphans) = rewrites.get(&None) {
+        offenders.push(format!(
+            "{} copies of ids already in Kafka were produced while none of its processes ran; first: {}",
+            orphans.len(),
+            listed(orphans)
+        ));
+    }
+    let per_process: Vec<String> = replica
+        .lives
+        .iter()
+        .map(|l| {
+            l.possible_duplicates()
+                .map_or("?".into(), |n| n.to_string())
+        })
+        .collect();
+    let mismatch = if seen as f64 > counted {
+        problems.push(format!(
+            "replica {name}: {seen} duplicates in Kafka ({} ids more than once), more than the {counted} possible duplicates its {} processes counted ({}): {}",
+            doubled.len(),
+            replica.lives.len(),
+            per_process.join(" + "),
+            offenders.join("; ")
+        ));
+        None
+    } else if offenders.is_empty() {
+        None
+    } else {
+        // Enough counted in all, though not by the processes that wrote them.
+        Some(format!("replica {name}: {}", offenders.join("; ")))
+    };
     let written_unanswered = copies
         .keys()
         .filter(|id| id.starts_with(&own))
@@ -576,6 +856,58 @@ fn judge(
         seen,
         counted,
         written_unanswered,
+        mismatch,
+    }
+}
+
+/// What a replica's processes logged (warnings and errors), on the load's clock, without the
+/// repeated complaints about Redis and readiness that every Redis or broker fault brings; runs
+/// of one message are shown once, with their count.
+fn print_warnings(replica: &Replica, epoch_ms: i64) {
+    const SHOWN: usize = 40;
+    const ROUTINE: [&str; 2] = ["deduplication store call failed", "not ready"];
+    let mut lines: Vec<(Duration, String, usize)> = Vec::new();
+    for line in replica.hookstream.log().lines() {
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let message = json["fields"]["message"].as_str().unwrap_or_default();
+        if ROUTINE.iter().any(|r| message.starts_with(r)) {
+            continue;
+        }
+        let at = json["timestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| {
+                Duration::from_millis(u64::try_from(t.timestamp_millis() - epoch_ms).unwrap_or(0))
+            });
+        let process = at
+            .and_then(|at| replica.process_at(at))
+            .map_or("?".into(), |p| p.to_string());
+        let mut fields = json["fields"].clone();
+        if let Some(fields) = fields.as_object_mut() {
+            fields.remove("message");
+        }
+        let text = format!(
+            "process {process} {} {message} {fields}",
+            json["level"].as_str().unwrap_or_default()
+        );
+        match lines.last_mut() {
+            Some((_, last, n)) if *last == text => *n += 1,
+            _ => lines.push((at.unwrap_or_default(), text, 1)),
+        }
+    }
+    eprintln!(
+        "replica {}: warnings and errors logged (the last {SHOWN}, without Redis and readiness complaints):",
+        replica.name()
+    );
+    for (at, text, n) in lines.iter().rev().take(SHOWN).rev() {
+        let times = if *n > 1 {
+            format!(" (×{n})")
+        } else {
+            String::new()
+        };
+        eprintln!("  {:6.1} s {text}{times}", at.as_secs_f64());
     }
 }
 
@@ -604,7 +936,11 @@ pub async fn chaos() -> Outcome {
         ))));
     }
     let t0 = Instant::now();
-    let scraper = scrape_periodically(replicas.clone());
+    // Records carry their produce time: this is the load's start on that clock.
+    let epoch_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let scraper = scrape_periodically(replicas.clone(), t0);
     let mut cluster = Cluster {
         proxied,
         redis,
@@ -616,6 +952,15 @@ pub async fn chaos() -> Outcome {
     for step in &steps {
         tokio::time::sleep_until((t0 + step.at).into()).await;
         let from = since(t0);
+        // A replica slow to stop delays the steps after it: none may outlast the window.
+        if from + step.hold.max(step.hit) > LEAD + NEMESIS {
+            println!(
+                "chaos: {:5.1} s            {} skipped: no time left",
+                from.as_secs_f64(),
+                step.fault
+            );
+            continue;
+        }
         let what = cluster.apply(step, &mut problems).await;
         let to = since(t0);
         println!(
@@ -663,7 +1008,7 @@ pub async fn chaos() -> Outcome {
         );
     }
     for replica in guards.iter_mut() {
-        if !replica.scrape().await {
+        if !replica.scrape(t0).await {
             problems.push(format!(
                 "replica {}: its metrics cannot be read at the end",
                 replica.name()
@@ -683,14 +1028,15 @@ pub async fn chaos() -> Outcome {
             verdicts.push(judge(
                 replica,
                 report,
-                &stored.copies,
+                &stored,
                 &applied,
+                epoch_ms,
                 &mut problems,
             ));
         }
         let accepted: usize = verdicts.iter().map(|v| v.accepted).sum();
         let missing: usize = verdicts.iter().map(|v| v.missing).sum();
-        let seen: u32 = verdicts.iter().map(|v| v.seen).sum();
+        let seen: usize = verdicts.iter().map(|v| v.seen).sum();
         let counted: f64 = verdicts.iter().map(|v| v.counted).sum();
         let per_replica = |f: &dyn Fn(&Verdict) -> String| {
             guards
@@ -710,7 +1056,11 @@ pub async fn chaos() -> Outcome {
             per_replica(&|v| v.seen.to_string()),
             per_replica(&|v| v.counted.to_string()),
             per_replica(&|v| v.written_unanswered.to_string()),
-        )
+        ) + &verdicts
+            .iter()
+            .filter_map(|v| v.mismatch.as_ref())
+            .map(|m| format!("; counted by other processes than wrote them: {m}"))
+            .collect::<String>()
     } else {
         problems.push(format!(
             "the broker did not serve every offset of the topic (it holds {} records): nothing could be checked",
@@ -724,27 +1074,22 @@ pub async fn chaos() -> Outcome {
 
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for a in &applied {
-        let kind = match a.fault {
-            Fault::ReplicaKilled(_) => "replica killed".to_string(),
-            Fault::ReplicaTerminated(_) => "replica terminated".to_string(),
-            Fault::ReplicaKilledWhileBrokerFrozen(_) => {
-                "replica killed while the broker was frozen".to_string()
-            }
-            other => other.to_string(),
-        };
-        *kinds.entry(kind).or_default() += 1;
+        *kinds.entry(a.fault.kind()).or_default() += 1;
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n}× {k}")).collect();
     let loads: Vec<String> = guards
         .iter()
         .zip(&reports)
         .map(|(r, report)| {
+            let (unanswered, while_down) = r.unanswered(report);
+            let failures: Vec<&str> = report.first_failures.keys().copied().collect();
             format!(
-                "{}: sent {} ({}), {} processes",
+                "{}: sent {} ({}), {} processes, {unanswered} unanswered ({while_down} while it was stopping or down; {})",
                 r.name(),
                 report.requests,
                 statuses(report),
-                r.lives.len()
+                r.lives.len(),
+                failures.join(", ")
             )
         })
         .collect();
@@ -763,8 +1108,7 @@ pub async fn chaos() -> Outcome {
     );
     if !problems.is_empty() {
         for replica in guards.iter() {
-            eprintln!("replica {}:", replica.name());
-            print_log_tail(&replica.hookstream);
+            print_warnings(replica, epoch_ms);
         }
     }
     let log = cluster.proxied.broker.log();

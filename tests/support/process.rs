@@ -145,6 +145,11 @@ impl Hookstream {
     /// The sum of a metric's series whose labels contain `labels`; `None` when `/metrics` does
     /// not answer within 5 s (the process is gone, or stuck).
     pub async fn try_metric(&self, name: &str, labels: &str) -> Option<f64> {
+        Some(metric_sum(&self.metrics_text().await?, name, labels))
+    }
+
+    /// Everything `/metrics` says; `None` when it does not answer within 5 s.
+    pub async fn metrics_text(&self) -> Option<String> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -153,17 +158,7 @@ impl Hookstream {
         if !response.status().is_success() {
             return None;
         }
-        let text = response.text().await.ok()?;
-        Some(
-            text.lines()
-                .filter(|l| {
-                    l.starts_with(name)
-                        && l[name.len()..].starts_with([' ', '{'])
-                        && l.contains(labels)
-                })
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
-        )
+        response.text().await.ok()
     }
 
     pub fn topic(&self) -> String {
@@ -179,6 +174,27 @@ impl Hookstream {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The sum of the series of metric `name` in a `/metrics` text whose labels contain `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
+    metric_series(text, name)
+        .filter(|(l, _)| l.contains(labels))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// The series of metric `name` in a `/metrics` text: (labels, as written between the braces,
+/// value).
+pub fn metric_series<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> {
+    text.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        Some((labels, value.trim().parse().ok()?))
+    })
 }
 
 impl Drop for Hookstream {
