@@ -287,9 +287,13 @@ impl Life {
 
     /// How it ended, for a message.
     fn fate(&self) -> String {
-        match self.ended {
-            Some((at, signal, _)) => format!("SIG{signal} at {:.1} s", at.as_secs_f64()),
-            None => "still running".into(),
+        match (self.ended, self.exited) {
+            (Some((at, signal, _)), Some(exited)) => format!(
+                "SIG{signal} at {:.1} s, exited at {:.1} s",
+                at.as_secs_f64(),
+                exited.as_secs_f64()
+            ),
+            _ => "running to the end".into(),
         }
     }
 
@@ -806,9 +810,8 @@ fn judge(
             String::new()
         };
         offenders.push(format!(
-            "process {process} ({:.1}–{:.1} s, {}) wrote {} copies of ids already in Kafka ({}) but counted {count}{after_close}; first: {}",
+            "process {process} (from {:.1} s, {}) wrote {} copies of ids already in Kafka ({}) but counted {count}{after_close}; first: {}",
             life.started.as_secs_f64(),
-            life.exited.unwrap_or_default().as_secs_f64(),
             life.fate(),
             wrote.len(),
             by_status(wrote.iter().map(|(id, _)| outcomes.get(*id).copied())),
