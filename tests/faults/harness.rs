@@ -59,6 +59,9 @@ pub async fn sentinel_writes(url: &str, n: u64) -> Report {
 pub struct Stored {
     /// Event id → copies.
     pub copies: HashMap<String, u32>,
+    /// Event id → when each copy was produced (its timestamp, epoch milliseconds), in offset
+    /// order within a partition.
+    pub produced_at: HashMap<String, Vec<i64>>,
     /// Sum of the partitions' high watermarks: how many records the topic holds.
     pub high_watermarks: i64,
     /// Every offset up to the high watermarks was read.
@@ -96,6 +99,7 @@ pub fn read_topic(brokers: &str, topic: &str, patience: Duration) -> Stored {
     }
     consumer.assign(&assignment).expect("assign");
     let mut copies: HashMap<String, u32> = HashMap::new();
+    let mut produced_at: HashMap<String, Vec<i64>> = HashMap::new();
     let mut next: HashMap<i32, i64> = highs.keys().map(|p| (*p, 0)).collect();
     let mut last_progress = Instant::now();
     while next.iter().any(|(p, o)| *o < highs[p]) && last_progress.elapsed() < patience {
@@ -112,6 +116,9 @@ pub fn read_topic(brokers: &str, topic: &str, patience: Duration) -> Stored {
                             .map(|v| String::from_utf8_lossy(v).into_owned())
                     })
                     .unwrap_or_default();
+                if let Some(at) = m.timestamp().to_millis() {
+                    produced_at.entry(id.clone()).or_default().push(at);
+                }
                 *copies.entry(id).or_default() += 1;
             }
             Some(Err(e)) => eprintln!("consumer: {e}"),
@@ -120,6 +127,7 @@ pub fn read_topic(brokers: &str, topic: &str, patience: Duration) -> Stored {
     }
     Stored {
         copies,
+        produced_at,
         high_watermarks: highs.values().sum(),
         complete: next.iter().all(|(p, o)| *o >= highs[p]),
     }

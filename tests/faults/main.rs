@@ -6,6 +6,14 @@
 //! scenario checks that every id answered 2xx is in Kafka, counts duplicates, and checks
 //! recovery; it prints one line with its figures.
 //!
+//! `chaos` ([`chaos`]) combines them: two replicas with their own spools and shared Redis
+//! deduplication, one broker behind a proxy, and for over a minute a nemesis that, on a schedule
+//! drawn from a seed, freezes the broker, stalls or resets the network to it, kills or
+//! terminates a replica, or kills or freezes Redis, a few seconds at a time. Every id answered
+//! 2xx must be in Kafka, and the duplicates there must not exceed what the replicas counted as
+//! possible duplicates. It prints its seed and the faults as it applies them;
+//! `HOOKSTREAM_TEST_CHAOS_SEED=N` replays a run's schedule.
+//!
 //! `cargo test --test faults [NAME…]` runs the scenarios whose names contain a NAME (all without
 //! one); `scripts/faults` does the same. Every scenario starts its own Tansu broker and the real
 //! hookstream binary. A run the broker itself broke (Tansu's sqlite engine can panic after a
@@ -14,6 +22,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod chaos;
 mod harness;
 mod redis;
 mod scenarios;
@@ -61,6 +70,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("slow_signed_bodies_among_forged", || {
         Box::pin(slow_signed::slow_signed_bodies())
     }),
+    ("chaos", || Box::pin(chaos::chaos())),
 ];
 
 /// Attempts per scenario when the broker breaks itself.

@@ -135,18 +135,7 @@ pub(crate) async fn check_kafka(
     exactly_once: bool,
     problems: &mut Vec<String>,
 ) -> String {
-    // Tansu 0.6 publishes the high watermark of a partition's last batches only when the next
-    // write arrives: a few sentinel writes, one at a time, make every record before them
-    // readable. They are not counted.
-    let sentinels = sentinel_writes(&hookstream.url(), 3).await;
-    if sentinels.count(200) != 3 {
-        problems.push(format!("sentinel writes: {}", statuses(&sentinels)));
-    }
-    let (brokers, topic) = (brokers.to_string(), hookstream.topic());
-    let stored =
-        tokio::task::spawn_blocking(move || read_topic(&brokers, &topic, Duration::from_secs(15)))
-            .await
-            .expect("reader");
+    let stored = read_back(hookstream, brokers, problems).await;
     if !stored.complete {
         // Tansu's sqlite engine may not serve every offset range: count instead.
         let held = stored.high_watermarks;
@@ -191,7 +180,27 @@ pub(crate) async fn check_kafka(
     )
 }
 
-fn print_log_tail(hookstream: &Hookstream) {
+/// Everything `hookstream`'s topic holds, read back from `brokers` after a few sentinel writes
+/// through `hookstream` (a problem unless they are answered 200).
+pub(crate) async fn read_back(
+    hookstream: &Hookstream,
+    brokers: &str,
+    problems: &mut Vec<String>,
+) -> Stored {
+    // Tansu 0.6 publishes the high watermark of a partition's last batches only when the next
+    // write arrives: a few sentinel writes, one at a time, make every record before them
+    // readable. They are not counted.
+    let sentinels = sentinel_writes(&hookstream.url(), 3).await;
+    if sentinels.count(200) != 3 {
+        problems.push(format!("sentinel writes: {}", statuses(&sentinels)));
+    }
+    let (brokers, topic) = (brokers.to_string(), hookstream.topic());
+    tokio::task::spawn_blocking(move || read_topic(&brokers, &topic, Duration::from_secs(15)))
+        .await
+        .expect("reader")
+}
+
+pub(crate) fn print_log_tail(hookstream: &Hookstream) {
     let log = hookstream.log();
     let tail: Vec<&str> = log.lines().rev().take(20).collect();
     eprintln!("hookstream's last log lines:");

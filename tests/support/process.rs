@@ -85,14 +85,24 @@ impl Hookstream {
 
     /// Waits for the process to end; its exit code (None when killed by a signal).
     pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        self.try_wait_exit(within)
+            .await
+            .expect("hookstream did not exit")
+    }
+
+    /// Waits up to `within` for the process to end: `Some(exit code)` once it has (the code is
+    /// None when killed by a signal), `None` while it still runs.
+    pub async fn try_wait_exit(&mut self, within: Duration) -> Option<Option<i32>> {
         let deadline = Instant::now() + within;
         let child = self.child.as_mut().expect("running");
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
                 self.child = None;
-                return status.code();
+                return Some(status.code());
             }
-            assert!(Instant::now() < deadline, "hookstream did not exit");
+            if Instant::now() >= deadline {
+                return None;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -129,16 +139,26 @@ impl Hookstream {
 
     /// The sum of a metric's series whose labels contain `labels` (0 when it cannot be read).
     pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let Ok(response) = reqwest::get(self.admin_url("/metrics")).await else {
-            return 0.0;
-        };
-        let text = response.text().await.unwrap_or_default();
-        text.lines()
-            .filter(|l| {
-                l.starts_with(name) && l[name.len()..].starts_with([' ', '{']) && l.contains(labels)
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        self.try_metric(name, labels).await.unwrap_or(0.0)
+    }
+
+    /// The sum of a metric's series whose labels contain `labels`; `None` when `/metrics` does
+    /// not answer within 5 s (the process is gone, or stuck).
+    pub async fn try_metric(&self, name: &str, labels: &str) -> Option<f64> {
+        Some(metric_sum(&self.metrics_text().await?, name, labels))
+    }
+
+    /// Everything `/metrics` says; `None` when it does not answer within 5 s.
+    pub async fn metrics_text(&self) -> Option<String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .ok()?;
+        let response = client.get(self.admin_url("/metrics")).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.text().await.ok()
     }
 
     pub fn topic(&self) -> String {
@@ -154,6 +174,27 @@ impl Hookstream {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The sum of the series of metric `name` in a `/metrics` text whose labels contain `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &str) -> f64 {
+    metric_series(text, name)
+        .filter(|(l, _)| l.contains(labels))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// The series of metric `name` in a `/metrics` text: (labels, as written between the braces,
+/// value).
+pub fn metric_series<'a>(text: &'a str, name: &'a str) -> impl Iterator<Item = (&'a str, f64)> {
+    text.lines().filter_map(move |line| {
+        let rest = line.strip_prefix(name)?;
+        let (labels, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        Some((labels, value.trim().parse().ok()?))
+    })
 }
 
 impl Drop for Hookstream {

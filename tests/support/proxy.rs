@@ -4,11 +4,13 @@
 //! Requests are read frame by frame (4-byte length, then the request; its first two bytes are
 //! the API key), so the proxy can treat produce requests (API key 0) differently from metadata
 //! and admin requests — which is how "writes fail while metadata requests succeed" is made.
+//! Whole-network faults hold every byte in both directions ([`Fault::Stall`]), or cut every
+//! connection with a FIN ([`Fault::Refuse`]) or a reset ([`Fault::Reset`]).
 
 use super::tools::{free_port, Broker, Storage};
 use std::io;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -25,6 +27,19 @@ pub enum Fault {
     DelayProduce(Duration),
     /// Close every connection and refuse new ones: the broker is unreachable.
     Refuse,
+    /// Forward nothing in either direction, requests or responses, until the fault changes
+    /// (connections stay open, new ones are accepted and held too): a partitioned network.
+    Stall,
+    /// Reset every connection (RST, not FIN) and reset new ones at once: a network that drops
+    /// connections, or a middlebox that forgot them.
+    Reset,
+}
+
+impl Fault {
+    /// Whether connections are cut (and new ones turned away).
+    fn cuts(self) -> bool {
+        matches!(self, Fault::Refuse | Fault::Reset)
+    }
 }
 
 /// A broker behind a proxy. Dropping it stops both.
@@ -72,7 +87,11 @@ impl Drop for ProxiedBroker {
 
 async fn accept(listener: TcpListener, upstream: String, fault: watch::Receiver<Fault>) {
     while let Ok((client, _)) = listener.accept().await {
-        if *fault.borrow() == Fault::Refuse {
+        let current = *fault.borrow();
+        if current.cuts() {
+            if current == Fault::Reset {
+                let _ = client.set_zero_linger();
+            }
             drop(client);
             continue;
         }
@@ -80,35 +99,57 @@ async fn accept(listener: TcpListener, upstream: String, fault: watch::Receiver<
     }
 }
 
-async fn relay(client: TcpStream, upstream: String, mut fault: watch::Receiver<Fault>) {
-    let Ok(broker) = TcpStream::connect(&upstream).await else {
+async fn relay(mut client: TcpStream, upstream: String, mut fault: watch::Receiver<Fault>) {
+    let Ok(mut broker) = TcpStream::connect(&upstream).await else {
         return;
     };
-    let (mut from_client, to_client) = client.into_split();
-    let (from_broker, to_broker) = broker.into_split();
-    let requests = forward_requests(&mut from_client, to_broker, fault.clone());
-    let responses = copy(from_broker, to_client);
-    let refused = async {
-        let _ = fault.wait_for(|f| *f == Fault::Refuse).await;
-    };
-    tokio::select! {
-        _ = requests => {}
-        _ = responses => {}
-        _ = refused => {}
+    {
+        let (mut from_client, to_client) = client.split();
+        let (from_broker, to_broker) = broker.split();
+        let requests = forward_requests(&mut from_client, to_broker, fault.clone());
+        let responses = forward_responses(from_broker, to_client, fault.clone());
+        let cut = async {
+            let _ = fault.wait_for(|f| f.cuts()).await;
+        };
+        tokio::select! {
+            _ = requests => {}
+            _ = responses => {}
+            () = cut => {}
+        }
+    }
+    if *fault.borrow() == Fault::Reset {
+        // Dropped with a zero linger: both ends see a reset rather than an orderly close.
+        let _ = client.set_zero_linger();
+        let _ = broker.set_zero_linger();
     }
 }
 
-async fn copy(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-) -> io::Result<u64> {
-    tokio::io::copy(&mut from, &mut to).await
+/// Waits while the network is stalled.
+async fn unstalled(fault: &mut watch::Receiver<Fault>) {
+    let _ = fault.wait_for(|f| *f != Fault::Stall).await;
+}
+
+/// Copies the broker's responses to the client, holding them while stalled.
+async fn forward_responses(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    mut fault: watch::Receiver<Fault>,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        unstalled(&mut fault).await;
+        to.write_all(&buf[..n]).await?;
+    }
 }
 
 async fn forward_requests(
-    from: &mut tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    fault: watch::Receiver<Fault>,
+    from: &mut (impl AsyncRead + Unpin),
+    mut to: impl AsyncWrite + Unpin,
+    mut fault: watch::Receiver<Fault>,
 ) -> io::Result<()> {
     loop {
         let mut length = [0u8; 4];
@@ -123,9 +164,10 @@ async fn forward_requests(
             match current {
                 Fault::StallProduce => continue,
                 Fault::DelayProduce(delay) => tokio::time::sleep(delay).await,
-                Fault::None | Fault::Refuse => {}
+                Fault::None | Fault::Refuse | Fault::Stall | Fault::Reset => {}
             }
         }
+        unstalled(&mut fault).await;
         to.write_all(&length).await?;
         to.write_all(&request).await?;
     }
