@@ -385,6 +385,10 @@ impl Shared {
 pub(crate) struct Spool {
     shared: Arc<Shared>,
     writer: Writer,
+    /// The runtime the spool was opened on (the server's main one): a first write is settled
+    /// there, not on the HTTP worker that appended it, whose runtime stops with the listener
+    /// while the forwarder still drains.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// An append the spool refused: why, and the first attempt handed back so that the caller can
@@ -567,7 +571,11 @@ impl Spool {
             what: "cannot start a segment",
             source,
         })?;
-        let spool = Arc::new(Spool { shared, writer });
+        let spool = Arc::new(Spool {
+            shared,
+            writer,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        });
         spool
             .shared
             .metrics
@@ -662,12 +670,16 @@ impl Spool {
         };
         if let Some(first) = first_attempt {
             let spool = self.clone();
-            tokio::spawn(async move {
+            let settle = async move {
                 match first.await {
                     Ok(_) => spool.ack(&[id]),
                     Err(e) => spool.release(&[id], forwarder::may_have_been_written(&e)),
                 }
-            });
+            };
+            match &self.runtime {
+                Some(runtime) => drop(runtime.spawn(settle)),
+                None => drop(tokio::spawn(settle)),
+            }
         }
         Ok(())
     }
