@@ -139,13 +139,26 @@ pub(crate) async fn spooled_with_the_broker_dead(label: &str, count: usize) -> S
         ids: Vec::new(),
     };
     spooled.broker.kill();
+    spooled.ids = spool_webhooks(&spooled.client, &spooled.replica, label, count).await;
+    spooled
+}
+
+/// Delivers `count` webhooks, ids `{label}-{i}`, each of which must be answered `202 spooled`;
+/// their ids.
+pub(crate) async fn spool_webhooks(
+    client: &reqwest::Client,
+    replica: &Hookstream,
+    label: &str,
+    count: usize,
+) -> Vec<String> {
+    let mut ids = Vec::new();
     for i in 0..count {
         let id = format!("{label}-{i}");
-        let answer = deliver(&spooled.client, &spooled.replica, js_error(&id)).await;
+        let answer = deliver(client, replica, js_error(&id)).await;
         assert_eq!(answer, (202, "spooled".into()), "{id}");
-        spooled.ids.push(id);
+        ids.push(id);
     }
-    spooled
+    ids
 }
 
 #[tokio::test]

@@ -6,8 +6,8 @@
 
 use crate::replicas::{deliver, js_error};
 use crate::spool::{
-    assert_forwarded_once, copies, spool_env, spooled_with_the_broker_dead, start, wait_for_ids,
-    Spooled,
+    assert_forwarded_once, copies, spool_env, spool_webhooks, spooled_with_the_broker_dead, start,
+    wait_for_ids, Spooled,
 };
 use crate::support::process::Hookstream;
 use crate::support::proxy::{Fault, ProxiedBroker};
@@ -84,16 +84,7 @@ async fn a_moment_without_file_descriptors_drops_no_spooled_record() {
     let replica = start(&broker.brokers(), &unique_prefix(), &spool_env(&dir)).await;
     broker.kill();
     let client = reqwest::Client::new();
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let id = format!("nofile-{i}");
-        assert_eq!(
-            deliver(&client, &replica, js_error(&id)).await,
-            (202, "spooled".into()),
-            "{id}"
-        );
-        ids.push(id);
-    }
+    let ids = spool_webhooks(&client, &replica, "nofile", 3).await;
     // No descriptor left to open (the descriptors held stay usable): no file, socket or pipe
     // can be opened for 8 s. The limit is below the lowest descriptor a process can get.
     let pid = replica.pid();
@@ -392,16 +383,7 @@ async fn a_full_disk_while_forwarding_counts_what_a_restart_writes_again_and_hea
         (200, "accepted".into())
     );
     broker.kill();
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let id = format!("disk-{i}");
-        assert_eq!(
-            deliver(&client, &replica, js_error(&id)).await,
-            (202, "spooled".into()),
-            "{id}"
-        );
-        ids.push(id);
-    }
+    let ids = spool_webhooks(&client, &replica, "disk", 20).await;
     // The disk fills up; then the broker comes back and everything is forwarded, but no mark
     // of it can be written.
     let filler = tmpfs.fill();
