@@ -600,6 +600,12 @@ impl Spool {
         frame::encode(&record.encode(), &mut framed);
         let len = framed.len() as u64;
         let mut state = self.shared.state.lock();
+        // Known to fail (the probe clears it within a second of the disk healing): refused
+        // before a first write starts, so that the webhook is written as without a spool rather
+        // than leave a write in flight behind a failed append.
+        if let Some(why) = &state.failing {
+            return Err(SpoolError::Unwritable(why.clone()));
+        }
         if state.live_bytes + state.reserved + len > self.shared.max_bytes {
             state.refused_len = Some(state.refused_len.map_or(len, |l| l.min(len)));
             return Err(SpoolError::Full(self.shared.max_bytes));
