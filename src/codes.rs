@@ -65,10 +65,47 @@ pub enum FailureReason {
     ClientError,
     /// The record is larger than the broker accepts for the topic.
     MessageTooLarge,
-    /// The broker refused our credentials or permissions.
+    /// The cluster refused the credentials (SASL), or hookstream knows it does and did not
+    /// try: the operator must fix the Secret; the provider retries meanwhile.
+    NotAuthenticated,
+    /// The TLS handshake with the cluster failed (a certificate refused, or none given), or
+    /// hookstream knows it does and did not try.
+    Tls,
+    /// The cluster refused an operation to these credentials (no ACL allows it).
     NotAuthorized,
     /// The topic or its configuration is invalid; retrying cannot help.
     Rejected,
+}
+
+/// What is wrong between hookstream and the cluster, by what an operator must fix: the label of
+/// `hookstream_kafka_client_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "snake_case")]
+pub enum ClientErrorKind {
+    /// The cluster refused the credentials (SASL).
+    Authentication,
+    /// The credentials were accepted, an operation was not (no ACL allows it).
+    Authorization,
+    /// The TLS handshake failed: a certificate the other side does not accept, or none.
+    Tls,
+    /// The connection failed or was lost (refused, reset, no such host).
+    Transport,
+}
+
+impl ClientErrorKind {
+    pub fn label(self) -> &'static str {
+        self.into()
+    }
+
+    /// What an operator reads first: the start of every detail of this kind.
+    pub fn heading(self) -> &'static str {
+        match self {
+            ClientErrorKind::Authentication => "kafka authentication failed",
+            ClientErrorKind::Authorization => "kafka not authorized",
+            ClientErrorKind::Tls => "kafka TLS handshake failed",
+            ClientErrorKind::Transport => "kafka connection failed",
+        }
+    }
 }
 
 /// How the caller should treat a failure.

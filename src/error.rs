@@ -75,18 +75,12 @@ pub enum ApiError {
         source: RegistryError,
         retry_after: Duration,
     },
-    #[error("{}", match .0 {
-        NotReady::Broker => "the Kafka cluster did not answer the last metadata request",
-        NotReady::Writes => "the latest write to Kafka was not acknowledged",
-        NotReady::SchemaRegistry => "the schema registry did not answer the last request",
-        NotReady::ShuttingDown => "hookstream is shutting down: send no more requests here",
-        NotReady::Dedupe => "redis (dedupe.backend) did not carry out the last check (a claim, release and commit on a probe key), and dedupe.redis.on_unavailable is \"reject\"",
-        NotReady::SpoolFull => "the broker is not acknowledging writes and the spool is full (spool.max_bytes)",
-        NotReady::SpoolUnwritable => "the broker is not acknowledging writes and the spool cannot be written (its last append failed: a full disk, a missing directory or an I/O error)",
-        NotReady::SpoolStalled => "the spool holds records the broker accepts no longer: no spooled record was acknowledged for a while although the broker answers metadata (its producer is being replaced)",
-        NotReady::SpoolUnreadable => "spooled records cannot be read back (an I/O error, such as no file descriptors left); they are kept and tried again",
-    })]
-    NotReady(NotReady),
+    #[error("{}", not_ready_detail(*why, cause.as_deref()))]
+    NotReady {
+        why: NotReady,
+        /// What failed, in the words of what reported it (librdkafka's), when known.
+        cause: Option<String>,
+    },
     /// A bug: a record that does not match the schema.
     #[error("the event could not be encoded: {0}")]
     Encode(#[from] EncodeError),
@@ -97,6 +91,34 @@ pub enum ApiError {
     NotFound,
     #[error("this path only accepts {0}")]
     MethodNotAllowed(&'static str),
+}
+
+/// Why `/readyz` answers 503, and what failed when that is known. A Kafka authentication, TLS
+/// or authorization failure is told in librdkafka's words, which name the kind first
+/// (`kafka authentication failed: …`).
+fn not_ready_detail(why: NotReady, cause: Option<&str>) -> String {
+    let text = match why {
+        NotReady::Broker => "the Kafka cluster did not answer the last metadata request",
+        NotReady::Writes => "the latest write to Kafka was not acknowledged",
+        NotReady::KafkaAuthentication => "kafka authentication failed: the cluster refused the credentials",
+        NotReady::KafkaTls => "kafka TLS handshake failed",
+        NotReady::KafkaAuthorization => "kafka not authorized: the cluster refused an operation every write needs",
+        NotReady::SchemaRegistry => "the schema registry did not answer the last request",
+        NotReady::ShuttingDown => "hookstream is shutting down: send no more requests here",
+        NotReady::Dedupe => "redis (dedupe.backend) did not carry out the last check (a claim, release and commit on a probe key), and dedupe.redis.on_unavailable is \"reject\"",
+        NotReady::SpoolFull => "the broker is not acknowledging writes and the spool is full (spool.max_bytes)",
+        NotReady::SpoolUnwritable => "the broker is not acknowledging writes and the spool cannot be written (its last append failed: a full disk, a missing directory or an I/O error)",
+        NotReady::SpoolStalled => "the spool holds records the broker accepts no longer: no spooled record was acknowledged for a while although the broker answers metadata (its producer is being replaced)",
+        NotReady::SpoolUnreadable => "spooled records cannot be read back (an I/O error, such as no file descriptors left); they are kept and tried again",
+    };
+    match (why, cause) {
+        (
+            NotReady::KafkaAuthentication | NotReady::KafkaTls | NotReady::KafkaAuthorization,
+            Some(cause),
+        ) => cause.to_string(),
+        (_, Some(cause)) => format!("{text} (latest client error: {cause})"),
+        (_, None) => text.to_string(),
+    }
 }
 
 impl ApiError {
@@ -121,17 +143,20 @@ impl ApiError {
             },
             ApiError::SchemaRegistry { .. } => ErrorCode::SchemaRegistryUnavailable,
             ApiError::DedupeUnavailable { .. } => ErrorCode::DedupeUnavailable,
-            ApiError::NotReady(
+            ApiError::NotReady { why, .. } => match why {
                 NotReady::Broker
                 | NotReady::Writes
+                | NotReady::KafkaAuthentication
+                | NotReady::KafkaTls
+                | NotReady::KafkaAuthorization
                 | NotReady::SpoolFull
                 | NotReady::SpoolUnwritable
                 | NotReady::SpoolStalled
-                | NotReady::SpoolUnreadable,
-            ) => ErrorCode::BrokerUnavailable,
-            ApiError::NotReady(NotReady::SchemaRegistry) => ErrorCode::SchemaRegistryUnavailable,
-            ApiError::NotReady(NotReady::ShuttingDown) => ErrorCode::ShuttingDown,
-            ApiError::NotReady(NotReady::Dedupe) => ErrorCode::DedupeUnavailable,
+                | NotReady::SpoolUnreadable => ErrorCode::BrokerUnavailable,
+                NotReady::SchemaRegistry => ErrorCode::SchemaRegistryUnavailable,
+                NotReady::ShuttingDown => ErrorCode::ShuttingDown,
+                NotReady::Dedupe => ErrorCode::DedupeUnavailable,
+            },
             ApiError::Encode(_) | ApiError::WriteTask => ErrorCode::InternalError,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,

@@ -6,7 +6,7 @@
 //! Events carry plain data — provider names, codes, reasons and `&dyn Display` details — so any
 //! layer can emit them without this module knowing its error types.
 
-use crate::codes::{ErrorCode, FailureReason};
+use crate::codes::{ClientErrorKind, ErrorCode, FailureReason};
 use crate::metrics::Metrics;
 use actix_web::http::StatusCode;
 use std::fmt::Display;
@@ -170,6 +170,39 @@ impl ProduceFailed<'_> {
         m.produce_failures
             .with_label_values(&[self.provider, reason])
             .inc();
+    }
+}
+
+/// librdkafka reported a failure between hookstream and the cluster (or a topic could not be
+/// created for want of a permission). Counted by kind; logged at most once per kind each 10 s
+/// (librdkafka reports every failed reconnection). Without metrics (a one-off command, which
+/// prints its own outcome), only logged at debug.
+pub struct KafkaClientError<'a> {
+    pub kind: ClientErrorKind,
+    /// Names the kind and librdkafka's words: the broker, the mechanism, never a credential.
+    pub detail: &'a dyn Display,
+    /// False for a consequence of a failure already logged (counted all the same).
+    pub log: bool,
+}
+
+impl KafkaClientError<'_> {
+    pub fn emit(self, m: Option<&Metrics>) {
+        let kind = self.kind.label();
+        let Some(m) = m else {
+            tracing::debug!(kind, "{}", self.detail);
+            return;
+        };
+        m.kafka_client_errors.with_label_values(&[kind]).inc();
+        if !self.log {
+            return;
+        }
+        if let Some(suppressed) = m.kafka_client_error_log.admit(kind) {
+            if self.kind == ClientErrorKind::Transport {
+                tracing::warn!(kind, suppressed, "{}", self.detail);
+            } else {
+                tracing::error!(kind, suppressed, "{}", self.detail);
+            }
+        }
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub kafka_broker_rtt: GaugeVec,
     pub kafka_broker_up: IntGaugeVec,
     pub kafka_broker_tx_errors: IntCounterVec,
+    /// What librdkafka reported wrong with the connection, by what must be fixed.
+    pub kafka_client_errors: IntCounterVec,
     pub ready: IntGaugeVec,
     /// Rate limits of the `warn` lines that come with rejections and dead letters.
     pub rejection_log: LogBudget,
@@ -77,6 +79,9 @@ pub struct Metrics {
     /// One warning a minute about spooled records the broker refuses: a whole spool of them
     /// is retried in turn.
     pub spool_refused_log: LogBudget,
+    /// One line per kind of Kafka client failure each 10 s: librdkafka reports every failed
+    /// reconnection, as often as every 100 ms.
+    pub kafka_client_error_log: LogBudget,
     /// One warning a minute per spool I/O operation that fails (a read, an append, a mark):
     /// a failing disk fails every one of them.
     pub spool_io_log: LogBudget,
@@ -190,6 +195,7 @@ impl Metrics {
             kafka_broker_rtt: r.float_gauge_vec("kafka_broker_rtt_seconds", "Average broker round-trip time over the last statistics interval.", &["broker"])?,
             kafka_broker_up: r.gauge_vec("kafka_broker_up", "1 when librdkafka's connection to the broker is UP.", &["broker"])?,
             kafka_broker_tx_errors: r.counter_vec("kafka_broker_transmit_errors_total", "Transmission errors to the broker (librdkafka txerrs).", &["broker"])?,
+            kafka_client_errors: r.counter_vec("kafka_client_errors_total", "Failures librdkafka reported between hookstream and the cluster, by kind: authentication (credentials refused), authorization (an operation denied), tls (handshake failed), transport (connection refused, lost or unresolved).", &["kind"])?,
             ready: r.gauge_vec("dependency_up", "1 while the dependency answered its last readiness check (what /readyz reports).", &["dependency"])?,
             rejection_log: LogBudget::default(),
             dead_letter_log: LogBudget::default(),
@@ -197,6 +203,7 @@ impl Metrics {
             dedupe_error_log: LogBudget::default(),
             topic_overflow_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
             spool_refused_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
+            kafka_client_error_log: LogBudget::new(1, std::time::Duration::from_secs(10)),
             spool_io_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
             event_names: Mutex::new(HashSet::new()),
             registry,
@@ -211,6 +218,9 @@ impl Metrics {
         rejection_codes: &[&str],
         failure_reasons: &[&str],
     ) {
+        for kind in <crate::codes::ClientErrorKind as strum::IntoEnumIterator>::iter() {
+            self.kafka_client_errors.with_label_values(&[kind.label()]);
+        }
         for operation in ["claim", "commit", "release"] {
             self.dedupe_errors.with_label_values(&[operation]);
         }

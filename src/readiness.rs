@@ -8,6 +8,7 @@
 //! load balancer has stopped sending traffic.
 
 use crate::avro::RegistryClient;
+use crate::codes::ClientErrorKind;
 use crate::dedupe::Dedupe;
 use crate::internal_events::DependencyChecked;
 use crate::kafka::KafkaSink;
@@ -40,6 +41,16 @@ pub enum NotReady {
     SpoolStalled,
     /// Spooled records cannot be read back (an I/O error): kept, tried again.
     SpoolUnreadable,
+    /// The cluster refuses the credentials: nothing can be written until the Secret is fixed.
+    /// Not ready even with the spool, so that a rollout of a wrong password stops at its first
+    /// pod while the others serve.
+    KafkaAuthentication,
+    /// The TLS handshake with the cluster fails (a certificate refused or missing, a CA that
+    /// does not match). Not ready even with the spool, as for authentication.
+    KafkaTls,
+    /// The cluster refuses an operation every write needs (no topic named: the cluster, the
+    /// idempotent producer).
+    KafkaAuthorization,
 }
 
 /// The latest verdict of the dependency checks, combined with the live write outcome.
@@ -73,6 +84,16 @@ impl Readiness {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(NotReady::ShuttingDown);
         }
+        // Known to stop every write until an operator acts: said as such, spool or not.
+        if let Some(failure) = self.sink.client_blocking() {
+            return Err(match failure.kind {
+                ClientErrorKind::Tls => NotReady::KafkaTls,
+                _ => NotReady::KafkaAuthentication,
+            });
+        }
+        if self.sink.cluster_denied().is_some() {
+            return Err(NotReady::KafkaAuthorization);
+        }
         let checked = *self.checked.lock();
         let broker = checked.and_then(|()| {
             if self.sink.writes_failing() {
@@ -95,6 +116,30 @@ impl Readiness {
             },
             (other, _) => other,
         }
+    }
+
+    /// What failed, in the words of what reported it, when that is known: librdkafka's report of
+    /// a refused password, a failed handshake or a denial, or of the latest failed connection.
+    pub fn cause(&self, why: NotReady) -> Option<String> {
+        match why {
+            NotReady::KafkaAuthentication | NotReady::KafkaTls => {
+                self.sink.client_blocking().map(|f| f.to_string())
+            }
+            NotReady::KafkaAuthorization => self.sink.cluster_denied(),
+            NotReady::Broker
+            | NotReady::Writes
+            | NotReady::SpoolFull
+            | NotReady::SpoolUnwritable
+            | NotReady::SpoolStalled => self.sink.client_failure().map(|f| f.to_string()),
+            _ => None,
+        }
+    }
+
+    /// What is wrong without making hookstream unready: topics the cluster would not let it
+    /// create (their events are answered 500 `produce_failed` until an administrator creates
+    /// them, while every other event is written).
+    pub fn warnings(&self) -> Vec<String> {
+        self.sink.denied_topics()
     }
 
     /// Records the checks' verdict; true when it differs from the previous one.

@@ -5,7 +5,7 @@ use crate::codes::{ErrorCode, FailureReason};
 use crate::configuration::{ConfigError, ServerSettings, Settings};
 use crate::dedupe::Dedupe;
 use crate::ingest::Ingest;
-use crate::kafka::KafkaSink;
+use crate::kafka::{CertificateFiles, KafkaSink};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers::Registry;
@@ -131,6 +131,9 @@ pub struct Application {
     admin: Server,
     /// The public listener's certificate, when it speaks TLS; reloaded while serving.
     tls: Option<Arc<Certificates>>,
+    /// The Kafka client's certificate files, when `kafka.options` names any: the clients are
+    /// built again when they change.
+    kafka_certificates: Option<CertificateFiles>,
     dedupe: Arc<Dedupe>,
     sink: Arc<KafkaSink>,
     /// The durable spool, when enabled: its forwarder runs while serving.
@@ -242,6 +245,7 @@ impl Application {
             admin,
             dedupe,
             tls,
+            kafka_certificates: CertificateFiles::of(&settings.kafka),
             sink,
             spool,
             forwarding,
@@ -289,6 +293,9 @@ impl Application {
             self.readiness_interval,
         ));
         let reload = self.tls.clone().map(|tls| tokio::spawn(tls.watch()));
+        let rotate = self
+            .kafka_certificates
+            .map(|files| tokio::spawn(crate::kafka::watch_certificates(self.sink.clone(), files)));
         // Forwards what the spool holds from the start (records from before a restart too),
         // and through the drain: what it cannot forward by then stays on disk.
         let forwarder = self
@@ -318,6 +325,9 @@ impl Application {
         if let Some(reload) = reload {
             reload.abort();
         }
+        if let Some(rotate) = rotate {
+            rotate.abort();
+        }
         admin_handle.stop(true).await;
         let _ = admin.await;
         let sink = self.sink.clone();
@@ -327,7 +337,11 @@ impl Application {
         let spool_drained = async {
             let Some(spool) = &self.spool else { return };
             let until = tokio::time::Instant::now() + timeout;
-            while !spool.is_empty() && tokio::time::Instant::now() < until {
+            // Not while the cluster refuses the credentials: nothing would drain.
+            while !spool.is_empty()
+                && self.sink.client_blocking().is_none()
+                && tokio::time::Instant::now() < until
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         };

@@ -43,7 +43,12 @@ pub enum Outcome {
     },
     /// Not acknowledged within `spool.after` (or the broker is known to be failing): on local
     /// disk, fsynced, on its way to `topic`.
-    Spooled { event_id: String, topic: String },
+    Spooled {
+        event_id: String,
+        topic: String,
+        /// Why it was not written at once, when that is known (a refused password).
+        why: Option<String>,
+    },
     /// Already written within the dedupe window; nothing produced.
     Duplicate { event_id: String },
     /// A URL-verification handshake; nothing produced.
@@ -367,9 +372,10 @@ impl Writer {
                 partition: ack.partition,
                 offset: ack.offset,
             }),
-            Ok(Written::Spooled { topic }) => Ok(Outcome::Spooled {
+            Ok(Written::Spooled { topic, why }) => Ok(Outcome::Spooled {
                 event_id: event.event_id,
                 topic,
+                why,
             }),
             Ok(Written::Duplicate) => Ok(Outcome::Duplicate {
                 event_id: event.event_id,
@@ -448,10 +454,10 @@ impl Writer {
                 claim.commit().await;
                 Ok(Written::Accepted { ack, topic })
             }
-            Durable::Spooled => {
+            Durable::Spooled { why } => {
                 // Spooled counts as accepted: a redelivery is a duplicate.
                 claim.commit().await;
-                Ok(Written::Spooled { topic })
+                Ok(Written::Spooled { topic, why })
             }
         }
     }
@@ -496,6 +502,10 @@ impl Writer {
             Err(error) => return Err(ProduceError::Spool(error)),
         };
         let mut first_attempt = None;
+        let mut why = self
+            .sink
+            .client_blocking()
+            .map(|failure| failure.to_string());
         // While writes are known to fail, spooled at once: waiting `after` for each would let
         // a few connections carry only a few webhooks a second.
         if attempt {
@@ -509,11 +519,11 @@ impl Writer {
                 Err(e) if e.class() != FailureClass::Retriable => {
                     return Err(ProduceError::Publish(e))
                 }
-                Err(_) => {}
+                Err(e) => why = Some(e.to_string()),
             }
         }
         match spool.append(reservation, first_attempt, deadline).await {
-            Ok(()) => Ok(Durable::Spooled),
+            Ok(()) => Ok(Durable::Spooled { why }),
             // The disk failed under a record with room reserved: the answer is the first
             // write's, if it comes by the deadline.
             Err(Refused {
@@ -638,7 +648,10 @@ enum Durable {
     /// Acknowledged by the broker.
     Acked(Acknowledged),
     /// On disk in the spool (its first write, if still in flight, settled by the spool).
-    Spooled,
+    Spooled {
+        /// Why the broker did not take it first, when known.
+        why: Option<String>,
+    },
 }
 
 /// What writing an event did.
@@ -646,8 +659,9 @@ enum Durable {
 pub(crate) enum Written {
     /// Acknowledged, in `topic` (the event's own, or its provider's overflow topic).
     Accepted { ack: Acknowledged, topic: String },
-    /// On disk in the spool, on its way to `topic`.
-    Spooled { topic: String },
+    /// On disk in the spool, on its way to `topic`; `why` it was not written at once, when
+    /// known.
+    Spooled { topic: String, why: Option<String> },
     /// Already written within the dedupe window: nothing written.
     Duplicate,
 }

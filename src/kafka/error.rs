@@ -21,10 +21,11 @@ pub fn replaces_producer(reason: FailureReason) -> bool {
 
 /// A write that was not acknowledged. The detail never contains message contents or secrets.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{}: {detail}", match reason.class() {
-    FailureClass::Retriable => "the broker did not acknowledge the write",
-    FailureClass::TooLarge => "the message is larger than the broker accepts",
-    FailureClass::Permanent => "the broker rejected the write",
+#[error("{}: {detail}", match (reason, reason.class()) {
+    (FailureReason::NotAuthenticated | FailureReason::Tls, _) => "nothing was written",
+    (_, FailureClass::Retriable) => "the broker did not acknowledge the write",
+    (_, FailureClass::TooLarge) => "the message is larger than the broker accepts",
+    (_, FailureClass::Permanent) => "the broker rejected the write",
 })]
 pub struct PublishError {
     pub reason: FailureReason,
@@ -107,8 +108,8 @@ pub fn create_topic_failed(topic: &str, err: &KafkaError) -> PublishError {
     }
     PublishError {
         detail: format!(
-            "cannot create topic {topic}: not authorized (the service account needs CREATE, or run \
-             `hookstream topics create` with an administrator's credentials); {err}"
+            "kafka not authorized to create topic {topic}: the service account needs CREATE on \
+             it, or run `hookstream topics create` with an administrator's credentials ({err})"
         ),
         ..error
     }
@@ -133,11 +134,11 @@ fn reason_for(code: RDKafkaErrorCode) -> FailureReason {
         | C::UnknownProducerId
         | C::InvalidProducerIdMapping
         | C::GaplessGuarantee => R::ProducerUnusable,
+        C::SaslAuthenticationFailed | C::Authentication => R::NotAuthenticated,
+        C::SSL => R::Tls,
         C::TopicAuthorizationFailed
         | C::ClusterAuthorizationFailed
-        | C::TransactionalIdAuthorizationFailed
-        | C::SaslAuthenticationFailed
-        | C::Authentication => R::NotAuthorized,
+        | C::TransactionalIdAuthorizationFailed => R::NotAuthorized,
         C::InvalidTopic
         | C::InvalidConfig
         | C::InvalidPartitions
@@ -242,16 +243,17 @@ mod tests {
             assert_eq!(e.class(), FailureClass::Permanent, "{code:?}");
             assert!(
                 e.detail.starts_with(
-                    "cannot create topic webhooks.livesession.js_error: not authorized (the \
-                     service account needs CREATE, or run `hookstream topics create` with an \
-                     administrator's credentials)"
+                    "kafka not authorized to create topic webhooks.livesession.js_error: the \
+                     service account needs CREATE on it, or run `hookstream topics create` with \
+                     an administrator's credentials ("
                 ),
                 "{}",
                 e.detail
             );
             assert!(
-                e.to_string()
-                    .starts_with("the broker rejected the write: cannot create topic"),
+                e.to_string().starts_with(
+                    "the broker rejected the write: kafka not authorized to create topic"
+                ),
                 "{e}"
             );
         }

@@ -18,23 +18,29 @@
 //! - the outcome of the latest write is kept ([`health`]) for readiness, which writes a canary
 //!   record while writes are failing so it notices recovery without traffic.
 
+mod certificates;
 mod client_config;
+mod client_errors;
 mod error;
 mod health;
 mod producer;
 mod stats;
 
+pub(crate) use certificates::watch as watch_certificates;
+pub use certificates::CertificateFiles;
 pub use client_config::check_producer_config;
 pub(crate) use client_config::{
     consumer_config, delivery_timeout, patient_producer_config, producer_config,
     producer_queue_bytes, PATIENT_DELIVERY_TIMEOUT,
 };
+pub use client_errors::ClientFailure;
 pub(crate) use error::PublishError;
 
 use crate::codes::{FailureClass, FailureReason};
 use crate::configuration::KafkaSettings;
 use crate::internal_events::{EventProduced, ProduceFailed, TopicCreated, TopicOverflowed};
 use crate::metrics::Metrics;
+use client_errors::ClientHealth;
 use health::WriteHealth;
 use parking_lot::{Mutex, RwLock};
 use producer::{ProducerHandle, ProducerSlot};
@@ -152,7 +158,10 @@ pub struct KafkaSink {
     /// answered 202, and the forwarder's), with a message timeout of minutes and never purged
     /// at a request's deadline, so that librdkafka's idempotent retries decide their outcome.
     patient: Option<ProducerSlot>,
-    admin: AdminClient<StatsContext>,
+    /// Replaced with the producers when the certificate files change.
+    admin: RwLock<Arc<AdminClient<StatsContext>>>,
+    /// Kept to build the admin client again (certificate rotation).
+    admin_config: rdkafka::ClientConfig,
     /// Topics created or found to exist; checked before every write so each topic is created
     /// once per process.
     known_topics: RwLock<HashSet<String>>,
@@ -179,6 +188,9 @@ pub struct KafkaSink {
     /// refused before it is spooled too, the same answer in an outage as in fair weather.
     max_message_bytes: usize,
     health: WriteHealth,
+    /// What librdkafka reported about the connection (a refused password, a failed handshake),
+    /// shared with every client of this sink.
+    client: Arc<ClientHealth>,
     metrics: Arc<Metrics>,
 }
 
@@ -194,19 +206,22 @@ impl KafkaSink {
         patient: bool,
     ) -> Result<Self, KafkaError> {
         let config = producer_config(settings);
-        let admin = config.create_with_context(StatsContext::admin())?;
+        let client = Arc::new(ClientHealth::new(Some(metrics.clone())));
+        let admin = Arc::new(config.create_with_context(StatsContext::admin(client.clone()))?);
         let patient = if patient {
             Some(ProducerSlot::new(
                 patient_producer_config(settings),
                 metrics.clone(),
+                client.clone(),
             )?)
         } else {
             None
         };
         Ok(Self {
-            producers: ProducerSlot::new(config, metrics.clone())?,
+            producers: ProducerSlot::new(config.clone(), metrics.clone(), client.clone())?,
             patient,
-            admin,
+            admin: RwLock::new(admin),
+            admin_config: config,
             known_topics: RwLock::new(HashSet::new()),
             creating: Mutex::new(HashMap::new()),
             ack_timeout: settings.ack_timeout,
@@ -219,6 +234,7 @@ impl KafkaSink {
             provider_topics: Mutex::new(HashMap::new()),
             max_message_bytes: max_message_bytes(settings),
             health: WriteHealth::default(),
+            client,
             metrics,
         })
     }
@@ -258,7 +274,9 @@ impl KafkaSink {
         topic: String,
         deadline: Instant,
     ) -> String {
-        if self.is_known(&topic) {
+        // Known or not writable now anyway (the write is refused at once, naming why): the
+        // cluster's topics are not listed.
+        if self.is_known(&topic) || self.client.blocking().is_some() {
             return topic;
         }
         if let Some(decided) = self.reserve(provider, &topic) {
@@ -367,11 +385,13 @@ impl KafkaSink {
     ) -> Result<Published, PublishError> {
         let result = self.write_or_wait(&msg, until, deadline).await;
         match &result {
-            Ok(Published::Acked(ack)) => self.outcome(msg.provider, msg.event_name, &Ok(*ack)),
+            Ok(Published::Acked(ack)) => {
+                self.outcome(msg.provider, msg.topic, msg.event_name, &Ok(*ack))
+            }
             // Not acknowledged in time: writes are failing until one is acknowledged again, so
             // the next webhooks are spooled at once rather than each waiting.
             Ok(Published::Waiting(_)) => self.health.failed(),
-            Err(e) => self.outcome(msg.provider, msg.event_name, &Err(e.clone())),
+            Err(e) => self.outcome(msg.provider, msg.topic, msg.event_name, &Err(e.clone())),
         }
         result
     }
@@ -380,12 +400,14 @@ impl KafkaSink {
     fn outcome(
         &self,
         provider: &'static str,
+        topic: &str,
         event_name: Option<&str>,
         result: &Result<Acknowledged, PublishError>,
     ) {
         match result {
             Ok(ack) => {
                 self.health.succeeded();
+                self.client.topic_written(topic);
                 if let Some(event_name) = event_name {
                     EventProduced {
                         provider,
@@ -415,6 +437,7 @@ impl KafkaSink {
         until: Instant,
         deadline: Instant,
     ) -> Result<Published, PublishError> {
+        self.refuse_if_blocked()?;
         self.ensure_topic_by(msg, until.min(deadline)).await?;
         let slot = self.patient_slot();
         let producer = slot.current();
@@ -441,7 +464,7 @@ impl KafkaSink {
                         Ok(reported) => sink.settle(slot, &producer, &topic, started, reported),
                         Err(_) => Err(PublishError::timed_out()),
                     };
-                    sink.outcome(provider, event_name.as_deref(), &result);
+                    sink.outcome(provider, &topic, event_name.as_deref(), &result);
                     result
                 })))
             }
@@ -486,6 +509,7 @@ impl KafkaSink {
         create_by: Instant,
     ) -> Result<Acknowledged, PublishError> {
         let result = async {
+            self.refuse_if_blocked()?;
             self.ensure_topic_by(&msg, create_by).await?;
             let slot = self.patient_slot();
             let producer = slot.current();
@@ -500,7 +524,7 @@ impl KafkaSink {
             }
         }
         .await;
-        self.outcome(msg.provider, msg.event_name, &result);
+        self.outcome(msg.provider, msg.topic, msg.event_name, &result);
         result
     }
 
@@ -571,9 +595,46 @@ impl KafkaSink {
         &self.canary_topic
     }
 
-    /// The most recent write failed for a reason worth retrying, and none succeeded since.
+    /// The most recent write failed for a reason worth retrying, and none succeeded since; or
+    /// the cluster is known to refuse the credentials or the handshake.
     pub(crate) fn writes_failing(&self) -> bool {
-        self.health.failing()
+        self.health.failing() || self.client.blocking().is_some()
+    }
+
+    /// An authentication or TLS failure known to stop every write until the operator fixes it
+    /// (a wrong password, a certificate the cluster refuses).
+    pub(crate) fn client_blocking(&self) -> Option<ClientFailure> {
+        self.client.blocking()
+    }
+
+    /// The latest connection failure librdkafka reported since the cluster last answered.
+    pub(crate) fn client_failure(&self) -> Option<ClientFailure> {
+        self.client.latest()
+    }
+
+    /// A denial that stops every write (no topic named), while it lasts.
+    pub(crate) fn cluster_denied(&self) -> Option<String> {
+        self.client.cluster_denied()
+    }
+
+    /// Topics the cluster would not let hookstream create, each with why.
+    pub(crate) fn denied_topics(&self) -> Vec<String> {
+        self.client.denied_topics()
+    }
+
+    /// Refuses a write at once while the cluster is known to refuse the credentials or the
+    /// handshake: it could only wait out its deadline. The detail names the cause.
+    fn refuse_if_blocked(&self) -> Result<(), PublishError> {
+        match self.client.blocking() {
+            None => Ok(()),
+            Some(failure) => Err(PublishError::new(
+                match failure.kind {
+                    crate::codes::ClientErrorKind::Tls => FailureReason::Tls,
+                    _ => FailureReason::NotAuthenticated,
+                },
+                format!("{failure} (fix the credentials or certificates; hookstream tries again by itself)"),
+            )),
+        }
     }
 
     /// Replaces a producer librdkafka raised a fatal error on; returns that error.
@@ -597,9 +658,15 @@ impl KafkaSink {
         msg: &OutboundMessage<'_>,
         deadline: Instant,
     ) -> Result<Acknowledged, PublishError> {
-        let result = self.write_within(msg, deadline).await;
+        let result = match self.refuse_if_blocked() {
+            Ok(()) => self.write_within(msg, deadline).await,
+            Err(e) => Err(e),
+        };
         match &result {
-            Ok(_) => self.health.succeeded(),
+            Ok(_) => {
+                self.health.succeeded();
+                self.client.topic_written(msg.topic);
+            }
             Err(e) if e.class() == FailureClass::Retriable => self.health.failed(),
             Err(_) => {}
         }
@@ -674,6 +741,15 @@ impl KafkaSink {
         topic: &str,
     ) -> PublishError {
         let error = PublishError::classify(context, err, producer.client().fatal_error());
+        if error.reason == FailureReason::NotAuthorized {
+            match err.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::TopicAuthorizationFailed) => self.client.topic_denied(
+                    topic,
+                    &format!("kafka not authorized to write to topic {topic}: the service account needs WRITE on it ({err})"),
+                ),
+                _ => self.client.cluster_denied_now(&error.detail),
+            }
+        }
         if !matches!(
             error.reason,
             FailureReason::QueueFull | FailureReason::MessageTooLarge
@@ -722,7 +798,8 @@ impl KafkaSink {
         let options = AdminOptions::new()
             .request_timeout(Some(self.ack_timeout))
             .operation_timeout(Some(self.ack_timeout));
-        let err = match self.admin.create_topics([&new_topic], &options).await {
+        let admin = self.admin.read().clone();
+        let err = match admin.create_topics([&new_topic], &options).await {
             Ok(results) => match results.into_iter().next() {
                 Some(Ok(_)) => {
                     TopicCreated { provider, topic }.emit(&self.metrics);
@@ -738,7 +815,11 @@ impl KafkaSink {
         if error::is_denial(&err) && self.topic_exists(topic).await {
             return Ok(());
         }
-        Err(error::create_topic_failed(topic, &err))
+        let error = error::create_topic_failed(topic, &err);
+        if error::is_denial(&err) {
+            self.client.topic_denied(topic, &error.detail);
+        }
+        Err(error)
     }
 
     /// Whether the cluster's metadata lists `topic` (`false` without an answer in
@@ -768,11 +849,35 @@ impl KafkaSink {
     /// Whether the cluster answers a metadata request within `timeout`. Blocking: call it from a
     /// blocking thread.
     pub(crate) fn probe(&self, timeout: Duration) -> bool {
-        self.producers
+        let answered = self
+            .producers
             .current()
             .client()
             .fetch_metadata(None, Timeout::After(timeout))
-            .is_ok()
+            .is_ok();
+        self.client.probed(answered);
+        answered
+    }
+
+    /// Builds every client again from the configuration (certificate files read anew) and moves
+    /// writes to the new ones; the old producers finish what they hold. Nothing changes unless
+    /// every new client was built. Blocking.
+    pub(crate) fn rotate_clients(&self) -> Result<(), String> {
+        let admin = self
+            .admin_config
+            .create_with_context(StatsContext::admin(self.client.clone()))
+            .map_err(|e| e.to_string())?;
+        let fresh = self.producers.build().map_err(|e| e.to_string())?;
+        let patient = match &self.patient {
+            Some(slot) => Some(slot.build().map_err(|e| e.to_string())?),
+            None => None,
+        };
+        *self.admin.write() = Arc::new(admin);
+        self.producers.rotate_to(fresh, self.ack_timeout);
+        if let (Some(slot), Some(fresh)) = (&self.patient, patient) {
+            slot.rotate_to(fresh, PATIENT_DELIVERY_TIMEOUT + Duration::from_secs(30));
+        }
+        Ok(())
     }
 
     /// Waits up to `timeout` for queued messages to be delivered (both producers at once).
@@ -804,8 +909,9 @@ pub(crate) async fn create_topics(
     settings: &KafkaSettings,
     topics: &[String],
 ) -> Result<Vec<(String, Result<TopicCreation, String>)>, String> {
+    let client = Arc::new(ClientHealth::new(None));
     let admin: AdminClient<StatsContext> = producer_config(settings)
-        .create_with_context(StatsContext::admin())
+        .create_with_context(StatsContext::admin(client))
         .map_err(|e| format!("cannot create the Kafka admin client: {e}"))?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
@@ -890,4 +996,10 @@ fn wire_size(msg: &OutboundMessage<'_>) -> usize {
         .map(|(name, value)| name.len() + value.len() + varint(name.len()) + varint(value.len()))
         .sum();
     MAX_OVERHEAD + msg.key.map_or(0, str::len) + msg.value.len() + headers
+}
+
+impl certificates::Rotate for KafkaSink {
+    fn rotate_clients(&self) -> Result<(), String> {
+        KafkaSink::rotate_clients(self)
+    }
 }

@@ -7,6 +7,7 @@
 //! than at their deadline. Purging and destroying a librdkafka client block, so both happen on a
 //! dedicated thread, never on an HTTP worker.
 
+use super::client_errors::ClientHealth;
 use super::stats::StatsContext;
 use crate::internal_events::ProducerReplaced;
 use crate::metrics::Metrics;
@@ -75,11 +76,17 @@ pub(crate) struct ProducerSlot {
     /// Kept to build replacements.
     config: ClientConfig,
     metrics: Arc<Metrics>,
+    /// What the sink's clients learned about the connection; every instance reports to it.
+    client: Arc<ClientHealth>,
     reaper: mpsc::Sender<Retirement>,
 }
 
 impl ProducerSlot {
-    pub(crate) fn new(config: ClientConfig, metrics: Arc<Metrics>) -> KafkaResult<Self> {
+    pub(crate) fn new(
+        config: ClientConfig,
+        metrics: Arc<Metrics>,
+        client: Arc<ClientHealth>,
+    ) -> KafkaResult<Self> {
         let (reaper, jobs) = mpsc::channel();
         std::thread::Builder::new()
             .name("producer-reaper".into())
@@ -88,7 +95,9 @@ impl ProducerSlot {
                 rdkafka::error::KafkaError::ClientCreation(format!("cannot start a thread: {e}"))
             })?;
         let handle = Arc::new(ProducerHandle {
-            instance: Some(config.create_with_context(StatsContext::new(metrics.clone()))?),
+            instance: Some(
+                config.create_with_context(StatsContext::new(metrics.clone(), client.clone()))?,
+            ),
             reaper: reaper.clone(),
         });
         Ok(Self {
@@ -98,6 +107,7 @@ impl ProducerSlot {
             }),
             config,
             metrics,
+            client,
             reaper,
         })
     }
@@ -120,7 +130,7 @@ impl ProducerSlot {
         }
         let fresh = match self
             .config
-            .create_with_context(StatsContext::new(self.metrics.clone()))
+            .create_with_context(StatsContext::new(self.metrics.clone(), self.client.clone()))
         {
             Ok(fresh) => fresh,
             Err(e) => {
@@ -141,6 +151,39 @@ impl ProducerSlot {
         drop(current);
         let _ = self.reaper.send(Retirement::Purge(old.handle));
         ProducerReplaced { why }.emit(&self.metrics);
+    }
+
+    /// A new instance from the configuration, its files (certificates) read again; not
+    /// installed.
+    pub(crate) fn build(&self) -> KafkaResult<Instance> {
+        self.config
+            .create_with_context(StatsContext::new(self.metrics.clone(), self.client.clone()))
+    }
+
+    /// Moves writes to `fresh`. The instance it replaces is not purged: requests still holding
+    /// it get their delivery reports as it flushes (for up to `flush_within`, on a thread of
+    /// its own), then it is destroyed.
+    pub(crate) fn rotate_to(&self, fresh: Instance, flush_within: Duration) {
+        let old = std::mem::replace(
+            &mut *self.current.lock(),
+            Current {
+                handle: Arc::new(ProducerHandle {
+                    instance: Some(fresh),
+                    reaper: self.reaper.clone(),
+                }),
+                replaced_at: Some(Instant::now()),
+            },
+        );
+        let flushing = std::thread::Builder::new()
+            .name("producer-flush".into())
+            .spawn(move || {
+                if let Err(e) = old.handle.flush(rdkafka::util::Timeout::After(flush_within)) {
+                    tracing::warn!(error = %e, "a replaced Kafka producer did not flush in time: what it held is reported failed");
+                }
+            });
+        if let Err(e) = flushing {
+            tracing::warn!(error = %e, "cannot start a thread to flush the replaced Kafka producer: it is destroyed when its last write is answered");
+        }
     }
 
     /// Replaces the current producer if librdkafka raised a fatal error on it, so an idle

@@ -1,31 +1,48 @@
 //! librdkafka statistics and logs routed into metrics and `tracing`.
 
+use super::client_errors::ClientHealth;
 use crate::metrics::Metrics;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
 use rdkafka::Statistics;
 use std::sync::Arc;
 
-/// Client context: statistics → gauges, librdkafka logs → `tracing`.
+/// Client context: statistics → gauges, librdkafka logs → `tracing`, connection failures →
+/// [`ClientHealth`].
 pub struct StatsContext {
     /// `None` for the admin client, whose statistics would double-count the queue.
     metrics: Option<Arc<Metrics>>,
+    /// Shared by every client of one sink, so that what one learns (a refused password) the
+    /// others answer with.
+    client: Arc<ClientHealth>,
 }
 
 impl StatsContext {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, client: Arc<ClientHealth>) -> Self {
         Self {
             metrics: Some(metrics),
+            client,
         }
     }
 
-    pub fn admin() -> Self {
-        Self { metrics: None }
+    pub fn admin(client: Arc<ClientHealth>) -> Self {
+        Self {
+            metrics: None,
+            client,
+        }
     }
 }
 
 impl ClientContext for StatsContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        // A broker connection failing ("FAIL") is reported to [`ClientContext::error`] too,
+        // which counts it, names its kind and logs it rate-limited: librdkafka writes it again at
+        // every reconnection attempt.
+        if fac == "FAIL" {
+            tracing::debug!(target: "librdkafka", fac, "{message}");
+            return;
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -36,6 +53,14 @@ impl ClientContext for StatsContext {
                 tracing::info!(target: "librdkafka", fac, "{message}")
             }
             RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    /// librdkafka's global errors: a connection error is kept, counted and logged (rate-limited)
+    /// by [`ClientHealth`]; anything else is logged as librdkafka's own lines are.
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.client.reported(&error, reason).is_none() {
+            tracing::error!(target: "librdkafka", %error, "{reason}");
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::avro::RegistryClient;
 use crate::configuration::Settings;
 use crate::dedupe::Dedupe;
-use crate::kafka::KafkaSink;
+use crate::kafka::{ClientFailure, KafkaSink};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 
@@ -82,24 +82,30 @@ async fn kafka(
             }]
         }
     };
-    let probe = sink.clone();
-    let answered = tokio::task::spawn_blocking(move || probe.probe(timeout))
-        .await
-        .unwrap_or(false);
+    let metadata_outcome = metadata_answered(&sink, timeout).await;
+    let canary = format!("kafka write to {}", sink.canary_topic());
+    if let Err(MetadataFailed::Known(failure)) = &metadata_outcome {
+        return vec![
+            Checked {
+                what: metadata,
+                outcome: Err(failure.to_string()),
+            },
+            Checked {
+                what: canary,
+                outcome: Err(format!("not tried: {}", failure.kind.heading())),
+            },
+        ];
+    }
     vec![
         Checked {
             what: metadata,
-            outcome: if answered {
-                Ok("the cluster answered".into())
-            } else {
-                Err(format!(
-                    "no metadata within kafka.ack_timeout ({} ms)",
-                    timeout.as_millis()
-                ))
+            outcome: match metadata_outcome {
+                Ok(()) => Ok("the cluster answered".into()),
+                Err(e) => Err(e.to_string()),
             },
         },
         Checked {
-            what: format!("kafka write to {}", sink.canary_topic()),
+            what: canary,
             outcome: sink
                 .write_canary()
                 .await
@@ -107,6 +113,65 @@ async fn kafka(
                 .map_err(|e| e.to_string()),
         },
     ]
+}
+
+/// Why the cluster's metadata did not come.
+enum MetadataFailed {
+    /// librdkafka said why: the credentials, the handshake or a denial.
+    Known(ClientFailure),
+    /// No answer within the timeout; with the latest connection failure, if any.
+    NoAnswer {
+        timeout: std::time::Duration,
+        latest: Option<ClientFailure>,
+    },
+}
+
+impl std::fmt::Display for MetadataFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetadataFailed::Known(failure) => write!(f, "{failure}"),
+            MetadataFailed::NoAnswer { timeout, latest } => {
+                write!(
+                    f,
+                    "no metadata within kafka.ack_timeout ({} ms)",
+                    timeout.as_millis()
+                )?;
+                match latest {
+                    Some(latest) => write!(f, "; {latest}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Asks the cluster for its metadata, for at most `timeout`; returns as soon as librdkafka
+/// reports that authentication or the TLS handshake failed, naming it.
+async fn metadata_answered(
+    sink: &Arc<KafkaSink>,
+    timeout: std::time::Duration,
+) -> Result<(), MetadataFailed> {
+    let probe = sink.clone();
+    let mut answered = tokio::task::spawn_blocking(move || probe.probe(timeout));
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            done = &mut answered => {
+                return match done {
+                    Ok(true) => Ok(()),
+                    _ => Err(sink.client_blocking().map_or_else(
+                        || MetadataFailed::NoAnswer { timeout, latest: sink.client_failure() },
+                        MetadataFailed::Known,
+                    )),
+                };
+            }
+            _ = tick.tick() => {
+                if let Some(failure) = sink.client_blocking() {
+                    return Err(MetadataFailed::Known(failure));
+                }
+            }
+        }
+    }
 }
 
 /// Runs every check that applies to `settings`: the broker's metadata, a write to a topic

@@ -430,7 +430,7 @@ impl Replayer {
             let (letter, outcome) = result?;
             let again = match outcome {
                 // A replay has no spool: `Spooled` cannot happen, and would be written later.
-                Ok(Written::Accepted { topic, .. } | Written::Spooled { topic }) => {
+                Ok(Written::Accepted { topic, .. } | Written::Spooled { topic, .. }) => {
                     summary.replayed += 1;
                     *summary.topics.entry(topic).or_default() += 1;
                     None

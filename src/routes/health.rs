@@ -9,11 +9,24 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// 200 while the broker (and the Schema Registry, when configured) answered the last check;
-/// 503 with the reason otherwise.
+/// 200 while the broker (and the Schema Registry, when configured) answered the last check,
+/// with `warnings` when some topics cannot be created; 503 with the reason otherwise, naming
+/// what failed when that is known.
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match state.readiness.get() {
-        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
-        Err(why) => ApiError::NotReady(why).error_response(),
+        Ok(()) => {
+            let warnings = state.readiness.warnings();
+            if warnings.is_empty() {
+                HttpResponse::Ok().json(serde_json::json!({ "status": "ready" }))
+            } else {
+                HttpResponse::Ok()
+                    .json(serde_json::json!({ "status": "ready", "warnings": warnings }))
+            }
+        }
+        Err(why) => ApiError::NotReady {
+            why,
+            cause: state.readiness.cause(why),
+        }
+        .error_response(),
     }
 }

@@ -97,7 +97,9 @@ fn emit_outcome(provider: &str, dead_letter_id: Option<&str>, outcome: &Outcome,
             offset: *offset,
         }
         .emit(m),
-        Outcome::Spooled { event_id, topic } => WebhookSpooled {
+        Outcome::Spooled {
+            event_id, topic, ..
+        } => WebhookSpooled {
             provider,
             event_id,
             topic,
@@ -249,6 +251,9 @@ enum Answer<'a> {
     Spooled {
         event_id: &'a str,
         topic: &'a str,
+        /// Why the broker did not take it at once, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<&'a str>,
     },
     Duplicate {
         event_id: &'a str,
@@ -266,8 +271,16 @@ fn success_response(outcome: &Outcome) -> HttpResponse {
         Outcome::Accepted {
             event_id, topic, ..
         } => Answer::Accepted { event_id, topic },
-        Outcome::Spooled { event_id, topic } => {
-            return HttpResponse::Accepted().json(Answer::Spooled { event_id, topic })
+        Outcome::Spooled {
+            event_id,
+            topic,
+            why,
+        } => {
+            return HttpResponse::Accepted().json(Answer::Spooled {
+                event_id,
+                topic,
+                detail: why.as_deref(),
+            })
         }
         Outcome::Duplicate { event_id } => Answer::Duplicate { event_id },
         Outcome::DeadLettered { error, detail, .. } => Answer::DeadLettered { error, detail },

@@ -18,6 +18,7 @@ mod quickstart;
 mod redis_edges;
 mod replicas;
 mod schema_registry;
+mod secured_kafka;
 mod seismic;
 mod spool;
 mod spool_integrity;

@@ -15,7 +15,7 @@ use crate::support::*;
 use std::time::{Duration, Instant};
 
 /// Waits until `/readyz` answers `status` (and, for a 503, a detail containing `detail`).
-async fn wait_ready(replica: &Hookstream, status: u16, detail: &str, within: Duration) {
+pub(crate) async fn wait_ready(replica: &Hookstream, status: u16, detail: &str, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let answer = reqwest::get(replica.admin_url("/readyz")).await;

@@ -207,3 +207,126 @@ async fn create_exits_non_zero_naming_the_cause_when_the_cluster_cannot_be_reach
         "{err}"
     );
 }
+
+/// Tansu has no ACLs: the proxy in front of it answers CreateTopics as a cluster that denies
+/// CREATE to the service account does (`TOPIC_AUTHORIZATION_FAILED`), everything else
+/// forwarded.
+#[tokio::test]
+async fn a_missing_topic_the_cluster_forbids_creating_is_named_everywhere_until_an_administrator_creates_it(
+) {
+    use crate::replicas::{js_error, post_signed_to};
+    use crate::spool_integrity::wait_ready;
+    use crate::support::process::Hookstream;
+    use crate::support::proxy::{Fault, ProxiedBroker};
+
+    let broker = ProxiedBroker::start().await;
+    let prefix = "denied";
+    let replica = Hookstream::start(&broker.brokers(), prefix).await;
+    wait_ready(&replica, 200, "", Duration::from_secs(30)).await;
+    broker.set(Fault::DenyCreateTopics);
+    let topic = replica.topic();
+
+    // The webhook: 500 produce_failed naming the topic and the missing permission, at once.
+    let client = reqwest::Client::new();
+    let answer = {
+        let body = js_error("denied-1");
+        let scheme = hookstream::providers::built_in("livesession")
+            .expect("provider")
+            .signature();
+        let signature = scheme.sign_value(
+            &body,
+            &hookstream::signature::Secret::new(crate::support::process::SECRET),
+        );
+        client
+            .post(replica.url())
+            .header("content-type", "application/json")
+            .header(scheme.primary_header(), signature)
+            .body(body)
+            .send()
+            .await
+            .expect("an answer")
+    };
+    assert_eq!(answer.status().as_u16(), 500);
+    let json: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(json["error"], "produce_failed", "{json}");
+    let detail = json["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!("kafka not authorized to create topic {topic}"))
+            && detail.contains("needs CREATE")
+            && detail.contains("hookstream topics create"),
+        "{detail}"
+    );
+
+    // /readyz names it, without taking the replica out of service (other events are written).
+    let ready = reqwest::get(replica.admin_url("/readyz"))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+    let ready: serde_json::Value = ready.json().await.expect("json");
+    let warnings = ready["warnings"].to_string();
+    assert!(
+        warnings.contains(&format!("kafka not authorized to create topic {topic}")),
+        "{ready}"
+    );
+    assert!(
+        replica
+            .metric(
+                "hookstream_kafka_client_errors_total",
+                "kind=\"authorization\""
+            )
+            .await
+            >= 1.0
+    );
+
+    // config check --connect names it too (its write goes to a topic of its own prefix).
+    let mut command = Command::new(BIN);
+    command
+        .args(["config", "check", "--connect"])
+        .env("HOOKSTREAM__KAFKA__BROKERS", broker.brokers())
+        .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", "denied-check");
+    let (code, out, err) = run_off_runtime(command).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.lines().any(|l| l.contains("FAILED")
+            && l.contains("kafka not authorized to create topic denied-check.canary")),
+        "{out}"
+    );
+
+    // An administrator creates it (credentials that may: no denial for that run).
+    broker.set(Fault::None);
+    let dir = config_dir_with(
+        "topics-create-denied",
+        "[providers.livesession]\nsecrets = \"live-secret\"\n",
+    );
+    let brokers = broker.brokers();
+    let env = [
+        ("HOOKSTREAM__KAFKA__BROKERS", brokers.as_str()),
+        ("HOOKSTREAM__KAFKA__TOPIC_PREFIX", prefix),
+    ];
+    let (code, out, err) = topics_create(&dir, &[], &env).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(&format!("created {topic}")), "{out}");
+
+    // The service account still may not create topics, and needs not: the write succeeds and
+    // the warning is gone.
+    broker.set(Fault::DenyCreateTopics);
+    let (status, what) = post_signed_to(&client, &replica.url(), js_error("denied-2")).await;
+    assert_eq!(
+        (status, what.as_str()),
+        (200, "accepted"),
+        "{}",
+        replica.log()
+    );
+    let ready: serde_json::Value = reqwest::get(replica.admin_url("/readyz"))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert!(ready.get("warnings").is_none(), "{ready}");
+    let brokers = broker.brokers();
+    let written = tokio::task::spawn_blocking(move || read_blocking(&brokers, &topic, 1))
+        .await
+        .expect("reader");
+    assert_eq!(headers_of(&written[0])["hookstream-event-id"], "denied-2");
+}

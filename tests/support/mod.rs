@@ -1,7 +1,8 @@
 //! Test support shared by the test targets: the app harness ([`app`]), reading Kafka back
 //! ([`kafka`]), external tools, brokers, Redis and a real Schema Registry ([`tools`]), the
 //! binary as a child process ([`process`]), a fault-injecting Kafka proxy ([`proxy`]), raw HTTP
-//! for misbehaving clients ([`raw`]) and a Schema Registry double for its faults ([`registry`]).
+//! for misbehaving clients ([`raw`]), a Schema Registry double for its faults ([`registry`]) and
+//! a cluster that requires SASL, TLS and client certificates ([`secured`]).
 //!
 //! Each test target compiles this module on its own and uses a different part of it.
 #![allow(dead_code, unused_imports)]
@@ -12,6 +13,7 @@ pub mod process;
 pub mod proxy;
 pub mod raw;
 pub mod registry;
+pub mod secured;
 pub mod tools;
 
 pub use app::*;

@@ -107,6 +107,12 @@ impl Hookstream {
         }
     }
 
+    /// Sets a variable (replacing its value) for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "still running");
         self.launch().await;

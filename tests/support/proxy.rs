@@ -4,7 +4,9 @@
 //! Requests are read frame by frame (4-byte length, then the request; its first two bytes are
 //! the API key), so the proxy can treat produce requests (API key 0) differently from metadata
 //! and admin requests — which is how "writes fail while metadata requests succeed" is made.
-//! Whole-network faults hold every byte in both directions ([`Fault::Stall`]), or cut every
+//! CreateTopics requests (API key 19) can be answered by the proxy itself with
+//! `TOPIC_AUTHORIZATION_FAILED`, as a cluster whose ACLs deny CREATE answers
+//! ([`Fault::DenyCreateTopics`]): Tansu has no ACLs. Whole-network faults hold every byte in both directions ([`Fault::Stall`]), or cut every
 //! connection with a FIN ([`Fault::Refuse`]) or a reset ([`Fault::Reset`]).
 
 use super::tools::{free_port, Broker, Storage};
@@ -15,6 +17,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 const PRODUCE: i16 = 0;
+const CREATE_TOPICS: i16 = 19;
+/// Kafka's `TOPIC_AUTHORIZATION_FAILED`.
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 
 /// What the proxy does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +38,9 @@ pub enum Fault {
     /// Reset every connection (RST, not FIN) and reset new ones at once: a network that drops
     /// connections, or a middlebox that forgot them.
     Reset,
+    /// Answer every CreateTopics request with `TOPIC_AUTHORIZATION_FAILED` for each topic, as a
+    /// cluster that denies CREATE to these credentials; forward everything else.
+    DenyCreateTopics,
 }
 
 impl Fault {
@@ -105,9 +113,11 @@ async fn relay(mut client: TcpStream, upstream: String, mut fault: watch::Receiv
     };
     {
         let (mut from_client, to_client) = client.split();
+        // Shared by the broker's responses and the proxy's own, one whole frame at a time.
+        let to_client = tokio::sync::Mutex::new(to_client);
         let (from_broker, to_broker) = broker.split();
-        let requests = forward_requests(&mut from_client, to_broker, fault.clone());
-        let responses = forward_responses(from_broker, to_client, fault.clone());
+        let requests = forward_requests(&mut from_client, to_broker, &to_client, fault.clone());
+        let responses = forward_responses(from_broker, &to_client, fault.clone());
         let cut = async {
             let _ = fault.wait_for(|f| f.cuts()).await;
         };
@@ -129,26 +139,95 @@ async fn unstalled(fault: &mut watch::Receiver<Fault>) {
     let _ = fault.wait_for(|f| *f != Fault::Stall).await;
 }
 
-/// Copies the broker's responses to the client, holding them while stalled.
+/// Copies the broker's responses to the client frame by frame, holding them while stalled.
 async fn forward_responses(
     mut from: impl AsyncRead + Unpin,
-    mut to: impl AsyncWrite + Unpin,
+    to: &tokio::sync::Mutex<impl AsyncWrite + Unpin>,
     mut fault: watch::Receiver<Fault>,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
+        let mut length = [0u8; 4];
+        from.read_exact(&mut length).await?;
+        let mut response = vec![0u8; u32::from_be_bytes(length) as usize];
+        from.read_exact(&mut response).await?;
         unstalled(&mut fault).await;
-        to.write_all(&buf[..n]).await?;
+        let mut to = to.lock().await;
+        to.write_all(&length).await?;
+        to.write_all(&response).await?;
     }
+}
+
+/// The response a cluster denying CREATE gives to a CreateTopics request (versions 0 to 4,
+/// the ones librdkafka sends): every topic it names, `TOPIC_AUTHORIZATION_FAILED`. `None`
+/// when the request cannot be read.
+fn create_topics_denied(request: &[u8]) -> Option<Vec<u8>> {
+    struct Reader<'a>(&'a [u8]);
+    impl Reader<'_> {
+        fn take(&mut self, n: usize) -> Option<&[u8]> {
+            let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+            self.0 = rest;
+            Some(head)
+        }
+        fn i16(&mut self) -> Option<i16> {
+            self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+        }
+        fn i32(&mut self) -> Option<i32> {
+            self.take(4)
+                .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        fn string(&mut self) -> Option<Option<&[u8]>> {
+            let len = self.i16()?;
+            if len < 0 {
+                return Some(None);
+            }
+            self.take(len as usize).map(Some)
+        }
+    }
+    let mut r = Reader(request);
+    let (_api_key, version, correlation_id) = (r.i16()?, r.i16()?, r.i32()?);
+    if version > 4 {
+        return None;
+    }
+    let _client_id = r.string()?;
+    let mut names = Vec::new();
+    for _ in 0..r.i32()? {
+        names.push(r.string()??.to_vec());
+        let (_partitions, _replication) = (r.i32()?, r.i16()?);
+        for _ in 0..r.i32()?.max(0) {
+            let _partition = r.i32()?;
+            for _ in 0..r.i32()?.max(0) {
+                r.i32()?;
+            }
+        }
+        for _ in 0..r.i32()?.max(0) {
+            r.string()?;
+            r.string()?;
+        }
+    }
+    let mut response = correlation_id.to_be_bytes().to_vec();
+    if version >= 2 {
+        response.extend(0i32.to_be_bytes()); // throttle_time_ms
+    }
+    response.extend((names.len() as i32).to_be_bytes());
+    let message = b"Authorization failed.";
+    for name in names {
+        response.extend((name.len() as i16).to_be_bytes());
+        response.extend(name);
+        response.extend(TOPIC_AUTHORIZATION_FAILED.to_be_bytes());
+        if version >= 1 {
+            response.extend((message.len() as i16).to_be_bytes());
+            response.extend(message);
+        }
+    }
+    let mut frame = (response.len() as u32).to_be_bytes().to_vec();
+    frame.extend(response);
+    Some(frame)
 }
 
 async fn forward_requests(
     from: &mut (impl AsyncRead + Unpin),
     mut to: impl AsyncWrite + Unpin,
+    to_client: &tokio::sync::Mutex<impl AsyncWrite + Unpin>,
     mut fault: watch::Receiver<Fault>,
 ) -> io::Result<()> {
     loop {
@@ -164,7 +243,17 @@ async fn forward_requests(
             match current {
                 Fault::StallProduce => continue,
                 Fault::DelayProduce(delay) => tokio::time::sleep(delay).await,
-                Fault::None | Fault::Refuse | Fault::Stall | Fault::Reset => {}
+                Fault::None
+                | Fault::Refuse
+                | Fault::Stall
+                | Fault::Reset
+                | Fault::DenyCreateTopics => {}
+            }
+        }
+        if api_key == CREATE_TOPICS && *fault.borrow() == Fault::DenyCreateTopics {
+            if let Some(denied) = create_topics_denied(&request) {
+                to_client.lock().await.write_all(&denied).await?;
+                continue;
             }
         }
         unstalled(&mut fault).await;

@@ -132,7 +132,7 @@ pub struct OwnProcess {
 }
 
 impl OwnProcess {
-    fn new(name: &'static str, port: u16) -> Self {
+    pub fn new(name: &'static str, port: u16) -> Self {
         OwnProcess {
             dir: temp_dir(&format!("{name}-{port}")),
             name,
@@ -142,7 +142,7 @@ impl OwnProcess {
     }
 
     /// Runs `command` in the directory, logging to a file of this run, and waits for `port`.
-    async fn launch(&mut self, mut command: std::process::Command, port: u16) {
+    pub async fn launch(&mut self, mut command: std::process::Command, port: u16) {
         use std::os::unix::process::CommandExt;
         self.starts += 1;
         let log =
@@ -212,6 +212,8 @@ pub struct Broker {
     /// The port clients are told to connect to (a proxy's, or `port`).
     advertised_port: u16,
     storage: Storage,
+    /// `--authentication`: clients must authenticate with SASL (SCRAM users of its sqlite file).
+    authentication: bool,
     process: OwnProcess,
 }
 
@@ -227,6 +229,7 @@ impl Broker {
             port,
             advertised_port,
             storage,
+            authentication: false,
             process: OwnProcess::new("tansu", port),
         };
         broker.launch().await;
@@ -248,6 +251,9 @@ impl Broker {
             "--storage-engine",
             storage,
         ]);
+        if self.authentication {
+            command.arg("--authentication");
+        }
         self.process.launch(command, self.port).await;
     }
 
@@ -278,6 +284,34 @@ impl Broker {
     /// Everything the broker printed, every run.
     pub fn log(&self) -> String {
         self.process.log()
+    }
+
+    /// Creates SCRAM-SHA-512 users (`tansu user create`, which needs the broker running without
+    /// `--authentication` on the same sqlite file), then restarts it requiring authentication.
+    /// Tansu 0.6.0 keeps users in sqlite storage only.
+    pub async fn require_authentication(&mut self, users: &[(&str, &str)]) {
+        assert_eq!(
+            self.storage,
+            Storage::Sqlite,
+            "memory storage keeps no users"
+        );
+        for (name, password) in users {
+            let mut command = std::process::Command::new(tool("tansu"));
+            command.args([
+                "user",
+                "create",
+                name,
+                password,
+                "--mechanism",
+                "scram512",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+            ]);
+            let (status, out, err) = run_off_runtime(command).await;
+            assert_eq!(status, Some(0), "tansu user create {name}: {out}{err}");
+        }
+        self.authentication = true;
+        self.restart().await;
     }
 }
 
