@@ -172,7 +172,7 @@ fn the_shipped_prometheus_config_passes_promtool() {
 }
 
 #[test]
-fn the_shipped_alert_rules_pass_promtool_and_name_the_spool_metrics() {
+fn the_shipped_alert_rules_pass_promtool_and_name_the_spool_and_kafka_client_metrics() {
     assert_tool_succeeds(
         "promtool",
         &["check", "rules", "deploy/prometheus/alerts.yml"],
@@ -182,6 +182,7 @@ fn the_shipped_alert_rules_pass_promtool_and_name_the_spool_metrics() {
     for needed in [
         "hookstream_spool_oldest_age_seconds",
         "hookstream_spool_bytes / hookstream_spool_max_bytes > 0.8",
+        "hookstream_kafka_client_errors_total{kind=~\"authentication|tls\"}",
     ] {
         assert!(rules.contains(needed), "{needed}");
     }
