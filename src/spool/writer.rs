@@ -13,7 +13,7 @@
 //! holds, and are forwarded while the process lives.
 
 use super::directory::Identity;
-use super::{Shared, SpoolId, SEGMENT_BYTES};
+use super::state::{Shared, SpoolId, SEGMENT_BYTES};
 use crate::internal_events::SpoolIoFailed;
 use std::fs::File;
 use std::io::Write;
