@@ -167,9 +167,6 @@ pub(super) fn config_check(config_dir: &ConfigDir, connect: bool) -> Result<(), 
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))?;
     let checks = runtime.block_on(crate::operations::check::connect(&settings));
-    // A metadata request given up on (the cause was known at once) runs on to its timeout:
-    // the answer is printed without waiting for it.
-    runtime.shutdown_background();
     println!();
     for check in &checks {
         println!("# {check}");

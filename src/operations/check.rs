@@ -145,33 +145,39 @@ impl std::fmt::Display for MetadataFailed {
     }
 }
 
-/// Asks the cluster for its metadata, for at most `timeout`; returns as soon as librdkafka
-/// reports that authentication or the TLS handshake failed, naming it.
+/// Asks the cluster for its metadata, for at most `timeout`; gives up as soon as librdkafka
+/// reports that authentication or the TLS handshake failed, naming it. Short requests one after
+/// the other, so that nothing is left running once the answer is known.
 async fn metadata_answered(
     sink: &Arc<KafkaSink>,
     timeout: std::time::Duration,
 ) -> Result<(), MetadataFailed> {
+    const STEP: std::time::Duration = std::time::Duration::from_millis(100);
     let probe = sink.clone();
-    let mut answered = tokio::task::spawn_blocking(move || probe.probe(timeout));
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
-    loop {
-        tokio::select! {
-            done = &mut answered => {
-                return match done {
-                    Ok(true) => Ok(()),
-                    _ => Err(sink.client_blocking().map_or_else(
-                        || MetadataFailed::NoAnswer { timeout, latest: sink.client_failure() },
-                        MetadataFailed::Known,
-                    )),
-                };
+    let answered = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || probe.client_blocking().is_some() {
+                return false;
             }
-            _ = tick.tick() => {
-                if let Some(failure) = sink.client_blocking() {
-                    return Err(MetadataFailed::Known(failure));
-                }
+            if probe.probe(left.min(STEP)) {
+                return true;
             }
         }
+    })
+    .await
+    .unwrap_or(false);
+    if answered {
+        return Ok(());
     }
+    Err(sink.client_blocking().map_or_else(
+        || MetadataFailed::NoAnswer {
+            timeout,
+            latest: sink.client_failure(),
+        },
+        MetadataFailed::Known,
+    ))
 }
 
 /// Runs every check that applies to `settings`: the broker's metadata, a write to a topic
