@@ -34,7 +34,7 @@ pub const MAX_BODIES_RECEIVING: usize = 128;
 /// a newcomer is refused instead.
 pub const MIN_PROGRESS_BYTES_PER_SEC: u64 = 16 * 1024;
 
-/// Progress is measured over at least this long, so a body that just began is not judged on its
+/// BodyProgress is measured over at least this long, so a body that just began is not judged on its
 /// first chunk alone, and one that has sent nothing yet counts as making none.
 const PROGRESS_MIN_ELAPSED: Duration = Duration::from_secs(1);
 
@@ -196,9 +196,9 @@ impl Drop for ConnectionSlot {
 
 /// Where the reader of a body counts the bytes that arrived.
 #[derive(Clone)]
-pub struct Progress(Arc<AtomicU64>);
+pub struct BodyProgress(Arc<AtomicU64>);
 
-impl Progress {
+impl BodyProgress {
     pub fn received(&self, bytes: usize) {
         self.0
             .fetch_add(u64::try_from(bytes).unwrap_or(u64::MAX), Ordering::Relaxed);
@@ -207,8 +207,8 @@ impl Progress {
 
 impl BodySlot {
     /// The counter of this body's bytes.
-    pub fn progress(&self) -> Progress {
-        Progress(self.received.clone())
+    pub fn progress(&self) -> BodyProgress {
+        BodyProgress(self.received.clone())
     }
 
     /// Resolves when this body is cut off to make room for another (await it once).

@@ -158,7 +158,7 @@ impl std::fmt::Display for ReplaySummary {
 }
 
 /// What today's configuration and normalization make of one dead letter.
-enum Verdict {
+enum Judgement {
     Replay(Box<WebhookEvent>),
     /// The error code and detail it fails with now.
     Failing(&'static str, String),
@@ -202,7 +202,7 @@ pub async fn replay(settings: &Settings, options: ReplayOptions) -> Result<Repla
     let replayer = Replayer::new(settings, topic, options.provider.clone())?;
     // Events this dry run would write, so a second copy in the topic is forecast as a duplicate.
     let mut forecast = std::collections::HashSet::new();
-    let mut progress = Progress::new(reader.remaining());
+    let mut progress = ReplayProgress::new(reader.remaining());
     while !reader.done() {
         let batch_bytes = replayer.batch_bytes;
         let (r, batch) = blocking(move || {
@@ -219,20 +219,20 @@ pub async fn replay(settings: &Settings, options: ReplayOptions) -> Result<Repla
         .await?;
         reader = r;
         summary.read += batch.len() as u64;
-        let verdicts: Vec<Verdict> = batch.iter().map(|l| replayer.judge(l)).collect();
+        let judgements: Vec<Judgement> = batch.iter().map(|l| replayer.judge(l)).collect();
         if options.dry_run {
-            for verdict in verdicts {
-                match verdict {
-                    Verdict::Replay(event) => {
+            for judgement in judgements {
+                match judgement {
+                    Judgement::Replay(event) => {
                         replayer.forecast(&event, &mut forecast, &mut summary).await
                     }
-                    Verdict::Failing(code, _) => count(&mut summary, code),
+                    Judgement::Failing(code, _) => count(&mut summary, code),
                     other => skipped(&mut summary, &other),
                 }
             }
         } else {
             replayer
-                .write_batch(&batch, verdicts, &reader, &mut summary)
+                .write_batch(&batch, judgements, &reader, &mut summary)
                 .await?;
             reader = blocking(move || reader.commit().map(|()| reader)).await?;
         }
@@ -247,12 +247,12 @@ fn count(summary: &mut ReplaySummary, code: &str) {
 }
 
 /// Counts a letter that was not tried.
-fn skipped(summary: &mut ReplaySummary, verdict: &Verdict) {
-    match verdict {
-        Verdict::ProviderDisabled => summary.skipped_disabled += 1,
-        Verdict::ProviderUnknown => summary.skipped_unknown += 1,
-        Verdict::OtherProvider => summary.other_providers += 1,
-        Verdict::Replay(_) | Verdict::Failing(..) => {}
+fn skipped(summary: &mut ReplaySummary, judgement: &Judgement) {
+    match judgement {
+        Judgement::ProviderDisabled => summary.skipped_disabled += 1,
+        Judgement::ProviderUnknown => summary.skipped_unknown += 1,
+        Judgement::OtherProvider => summary.other_providers += 1,
+        Judgement::Replay(_) | Judgement::Failing(..) => {}
     }
 }
 
@@ -331,16 +331,16 @@ impl Replayer {
     }
 
     /// The letter through today's configuration and normalization.
-    fn judge(&self, letter: &StoredDeadLetter) -> Verdict {
-        let failing = |e: ApiError| Verdict::Failing(e.code().as_str(), e.to_string());
+    fn judge(&self, letter: &StoredDeadLetter) -> Judgement {
+        let failing = |e: ApiError| Judgement::Failing(e.code().as_str(), e.to_string());
         let name = letter.provider.as_deref().unwrap_or_default();
         if self.only.as_deref().is_some_and(|only| only != name) {
-            return Verdict::OtherProvider;
+            return Judgement::OtherProvider;
         }
         let provider = match self.ingest.provider(name) {
             Ok(provider) => provider,
-            Err(ApiError::ProviderDisabled(_)) => return Verdict::ProviderDisabled,
-            Err(ApiError::UnknownProvider(_)) => return Verdict::ProviderUnknown,
+            Err(ApiError::ProviderDisabled(_)) => return Judgement::ProviderDisabled,
+            Err(ApiError::UnknownProvider(_)) => return Judgement::ProviderUnknown,
             Err(e) => return failing(e),
         };
         let payload = match VerifiedPayload::parse(VerifiedBody::from_dead_letter(&letter.body)) {
@@ -352,14 +352,14 @@ impl Replayer {
             Err(e) => return failing(e.into()),
         };
         if !matches!(provider.handshake(&request), Ok(None)) {
-            return Verdict::Failing(
+            return Judgement::Failing(
                 ErrorCode::InvalidPayload.as_str(),
                 "a URL-verification handshake, not an event".into(),
             );
         }
         let received_at = letter.received_at.unwrap_or_default();
         match providers::normalize(provider, &payload, &letter.request_headers, received_at) {
-            Ok(event) => Verdict::Replay(Box::new(event)),
+            Ok(event) => Judgement::Replay(Box::new(event)),
             Err(e) => failing(e.into()),
         }
     }
@@ -391,7 +391,7 @@ impl Replayer {
     async fn write_batch(
         &self,
         batch: &[StoredDeadLetter],
-        verdicts: Vec<Verdict>,
+        judgements: Vec<Judgement>,
         reader: &Reader,
         summary: &mut ReplaySummary,
     ) -> Result<(), String> {
@@ -399,10 +399,10 @@ impl Replayer {
         // goes back to the dead-letter topic with the rest.
         let writes = batch
             .iter()
-            .zip(verdicts)
-            .map(|(letter, verdict)| async move {
-                let outcome = match verdict {
-                    Verdict::Replay(event) => {
+            .zip(judgements)
+            .map(|(letter, judgement)| async move {
+                let outcome = match judgement {
+                    Judgement::Replay(event) => {
                         match retried(|| self.ingest.write_replayed(&event)).await {
                             Ok(written) => return Ok((letter, Ok(written))),
                             Err(ProduceError::Publish(e))
@@ -412,7 +412,7 @@ impl Replayer {
                                     source: e,
                                     retry_after: Duration::ZERO,
                                 };
-                                Verdict::Failing(error.code().as_str(), error.to_string())
+                                Judgement::Failing(error.code().as_str(), error.to_string())
                             }
                             Err(e) => {
                                 return Err(format!("a replayed event could not be written: {e}"))
@@ -439,12 +439,12 @@ impl Replayer {
                     summary.already_written += 1;
                     None
                 }
-                Err(Verdict::Failing(code, detail)) => {
+                Err(Judgement::Failing(code, detail)) => {
                     count(summary, code);
                     Some(letter.requeued(Some((code, detail)), letter.replay_attempts + 1))
                 }
-                Err(verdict) => {
-                    skipped(summary, &verdict);
+                Err(judgement) => {
+                    skipped(summary, &judgement);
                     Some(letter.requeued(None, letter.replay_attempts))
                 }
             };
@@ -501,13 +501,13 @@ fn worth_retrying(error: &ProduceError) -> bool {
 }
 
 /// A progress bar on a terminal, a line every few seconds otherwise.
-struct Progress {
+struct ReplayProgress {
     bar: Option<indicatif::ProgressBar>,
     total: u64,
     last_line: std::time::Instant,
 }
 
-impl Progress {
+impl ReplayProgress {
     fn new(total: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(total);

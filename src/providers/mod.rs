@@ -16,7 +16,7 @@ pub mod livesession;
 mod registry;
 pub mod seismic;
 
-pub use registry::{Registry, RegistryError};
+pub use registry::{DefinitionError, Registry};
 
 use crate::event::{Client, Geo, User, WebhookEvent};
 use crate::signature::{SignatureScheme, VerifiedBody};

@@ -16,7 +16,7 @@ pub struct Registry {
 /// A provider definition that cannot be served, naming the configuration key at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("configuration key `{key}` {problem}")]
-pub struct RegistryError {
+pub struct DefinitionError {
     /// The full key, e.g. `providers.acme.fields.event_id`.
     pub key: String,
     pub problem: String,
@@ -34,7 +34,7 @@ impl Registry {
     /// is not a valid topic part, or is a built-in's, is refused.
     pub fn with_definitions<'d>(
         definitions: impl IntoIterator<Item = (&'d str, &'d configured::Definition)>,
-    ) -> Result<Self, RegistryError> {
+    ) -> Result<Self, DefinitionError> {
         let mut registry = Self::built_in();
         for (name, definition) in definitions {
             let provider = configured::Configured::compile(name, definition)?;

@@ -7,7 +7,7 @@ use crate::internal_events::{
     HandshakeAnswered, WebhookAccepted, WebhookAnswered, WebhookDeadLettered, WebhookDuplicate,
     WebhookRejected, WebhookSpooled,
 };
-use crate::limits::{ConnectionSlot, Progress};
+use crate::limits::{BodyProgress, ConnectionSlot};
 use crate::metrics::Metrics;
 use crate::providers::Handshake;
 use crate::signature::{HeaderSource, SignatureError};
@@ -214,7 +214,7 @@ async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
-    progress: Progress,
+    progress: BodyProgress,
 ) -> Result<Vec<u8>, ApiError> {
     let declared = req
         .headers()

@@ -97,13 +97,13 @@ async fn forward_loop(spool: &Arc<Spool>, sink: &Arc<KafkaSink>, config: &Forwar
         let mut uncertain_acked = 0;
         for (id, uncertain, written) in outcomes {
             match written {
-                Written::Acked => {
+                Forwarded::Acked => {
                     uncertain_acked += usize::from(uncertain);
                     acked.push(id);
                 }
-                Written::Failed { maybe_written } => failed.push((id, maybe_written)),
-                Written::Unread => failed.push((id, false)),
-                Written::Held { topic } => {
+                Forwarded::Failed { maybe_written } => failed.push((id, maybe_written)),
+                Forwarded::Unread => failed.push((id, false)),
+                Forwarded::Held { topic } => {
                     let retry_in = spool.park(&[id]);
                     SpoolRecordHeld {
                         topic: &topic,
@@ -111,7 +111,7 @@ async fn forward_loop(spool: &Arc<Spool>, sink: &Arc<KafkaSink>, config: &Forwar
                     }
                     .emit(spool.metrics());
                 }
-                Written::Refused { reason, topic } => {
+                Forwarded::Refused { reason, topic } => {
                     let retry_in = spool.park(&[id]);
                     SpoolRecordRefused {
                         topic: &topic,
@@ -120,7 +120,7 @@ async fn forward_loop(spool: &Arc<Spool>, sink: &Arc<KafkaSink>, config: &Forwar
                     }
                     .emit(spool.metrics());
                 }
-                Written::Damaged => {} // already dropped
+                Forwarded::Damaged => {} // already dropped
             }
         }
         spool.ack(&acked);
@@ -202,7 +202,7 @@ async fn watch(spool: &Spool, sink: &Arc<KafkaSink>, config: &Forwarding) {
 }
 
 /// How the write of one spooled record ended.
-enum Written {
+enum Forwarded {
     Acked,
     /// Not acknowledged, for a reason the broker may recover from: tried again after a backoff.
     Failed {
@@ -229,11 +229,11 @@ async fn write(
     config: &Forwarding,
     id: SpoolId,
     deadline: Instant,
-) -> Written {
+) -> Forwarded {
     let record = match spool.read(id) {
         Ok(record) => record,
-        Err(ReadError::Io) => return Written::Unread,
-        Err(ReadError::Damaged) => return Written::Damaged,
+        Err(ReadError::Io) => return Forwarded::Unread,
+        Err(ReadError::Damaged) => return Forwarded::Damaged,
     };
     let Some(provider) = config
         .providers
@@ -241,7 +241,7 @@ async fn write(
         .copied()
         .find(|p| *p == record.provider)
     else {
-        return Written::Held {
+        return Forwarded::Held {
             topic: record.topic,
         };
     };
@@ -268,9 +268,9 @@ async fn write(
         )
         .await;
     let error = match published {
-        Ok(_) => return Written::Acked,
+        Ok(_) => return Forwarded::Acked,
         Err(e) if e.class() == FailureClass::Retriable => {
-            return Written::Failed {
+            return Forwarded::Failed {
                 maybe_written: may_have_been_written(&e),
             }
         }
@@ -279,7 +279,7 @@ async fn write(
     // Refused for good. An event goes to the dead-letter topic, as a live write's would; a
     // dead letter refused for good has nowhere else to go.
     let (Some(topic), Some(_)) = (&config.dead_letter_topic, &record.event_name) else {
-        return Written::Refused {
+        return Forwarded::Refused {
             reason: error.reason,
             topic: record.topic,
         };
@@ -314,9 +314,9 @@ async fn write(
                 reason: error.reason,
             }
             .emit(spool.metrics());
-            Written::Acked
+            Forwarded::Acked
         }
-        Err(_) => Written::Refused {
+        Err(_) => Forwarded::Refused {
             reason: error.reason,
             topic: record.topic,
         },
@@ -368,7 +368,7 @@ mod tests {
         };
         let (id, _) = spool.take(1, u64::MAX)[0];
         let written = write(&spool, &sink, &config, id, Instant::now()).await;
-        assert!(matches!(written, Written::Held { .. }));
+        assert!(matches!(written, Forwarded::Held { .. }));
         spool.park(&[id]);
         spool.measure();
         assert_eq!(metrics.spool_parked.get(), 1, "held, and counted");

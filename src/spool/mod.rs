@@ -61,11 +61,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use writer::{Appended, Writer};
+use writer::{Appended, Appender};
 
 pub(crate) struct Spool {
     shared: Arc<Shared>,
-    writer: Writer,
+    writer: Appender,
     /// The runtime the spool was opened on (the server's main one): a first write is settled
     /// there, not on the HTTP worker that appended it, whose runtime stops with the listener
     /// while the forwarder still drains.
@@ -160,7 +160,7 @@ impl Spool {
             ready: tokio::sync::Notify::new(),
             metrics,
         });
-        let writer = Writer::start(shared.clone(), first).map_err(|source| OpenError::Io {
+        let writer = Appender::start(shared.clone(), first).map_err(|source| OpenError::Io {
             dir: path.to_path_buf(),
             what: "cannot start a segment",
             source,

@@ -38,9 +38,9 @@ fn put_optional(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 }
 
 /// Reads fields off the front of a payload; `None` once it is malformed.
-struct Reader<'a>(&'a [u8]);
+struct Cursor<'a>(&'a [u8]);
 
-impl<'a> Reader<'a> {
+impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if self.0.len() < n {
             return None;
@@ -135,7 +135,7 @@ impl SpooledRecord {
     /// `None` for a payload that is not a record of this version (its checksum passed, so it was
     /// written so: a record of a newer version, kept aside like damage).
     pub(crate) fn decode(payload: &[u8]) -> Option<SpooledRecord> {
-        let mut r = Reader(payload);
+        let mut r = Cursor(payload);
         if r.byte()? != VERSION {
             return None;
         }

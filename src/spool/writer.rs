@@ -55,16 +55,16 @@ enum Job {
     },
 }
 
-pub(super) struct Writer {
+pub(super) struct Appender {
     jobs: Option<SyncSender<Job>>,
     /// Start a new segment before the next append (the active one is done with).
     rotate: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Writer {
+impl Appender {
     /// Starts the thread, appending from segment `first_segment` on (created now).
-    pub(super) fn start(shared: Arc<Shared>, first_segment: u64) -> std::io::Result<Writer> {
+    pub(super) fn start(shared: Arc<Shared>, first_segment: u64) -> std::io::Result<Appender> {
         let (jobs, queue) = sync_channel(MAX_WAITING);
         let rotate = Arc::new(AtomicBool::new(false));
         let mut thread = Thread {
@@ -77,7 +77,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("hookstream-spool".into())
             .spawn(move || thread.run(queue))?;
-        Ok(Writer {
+        Ok(Appender {
             jobs: Some(jobs),
             rotate,
             thread: Some(thread),
@@ -126,7 +126,7 @@ impl Writer {
     }
 }
 
-impl Drop for Writer {
+impl Drop for Appender {
     /// Stops the thread and waits for it, so the directory's lock is released on return.
     fn drop(&mut self) {
         drop(self.jobs.take());

@@ -2,7 +2,7 @@
 
 use super::definition::{FieldsDefinition, Sources};
 use super::source::{self, Found, Source};
-use super::{Invalid, RegistryError};
+use super::{DefinitionError, Invalid};
 use crate::event::{Attribute, Client, Geo, User};
 use crate::naming::snake_case;
 use crate::providers::json::{self, Flattener, MAX_EVENT_ID_BYTES};
@@ -56,7 +56,7 @@ fn compile_field(
     key: &'static str,
     sources: Option<&Sources>,
     invalid: &Invalid<'_>,
-) -> Result<Option<Field>, RegistryError> {
+) -> Result<Option<Field>, DefinitionError> {
     let Some(sources) = sources else {
         return Ok(None);
     };
@@ -75,7 +75,7 @@ fn compile_table(
     table: &'static str,
     set: Vec<(&'static str, &Sources)>,
     invalid: &Invalid<'_>,
-) -> Result<Vec<(&'static str, Field)>, RegistryError> {
+) -> Result<Vec<(&'static str, Field)>, DefinitionError> {
     set.into_iter()
         .map(|(key, sources)| {
             let full = crate::signature::interned::str(&format!("fields.{table}.{key}"));
@@ -89,7 +89,7 @@ impl Mapping {
     pub(super) fn compile(
         d: &FieldsDefinition,
         invalid: &Invalid<'_>,
-    ) -> Result<Mapping, RegistryError> {
+    ) -> Result<Mapping, DefinitionError> {
         let event_name = compile_field("fields.event_name", d.event_name.as_ref(), invalid)?
             .ok_or_else(|| {
                 invalid.at(

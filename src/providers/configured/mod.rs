@@ -19,7 +19,7 @@ mod source;
 pub use definition::{Definition, PRESETS};
 pub use scheme::{DEFAULT_TOLERANCE, SCHEMES};
 
-use super::{Extracted, Handshake, PayloadError, Provider, RegistryError, Request, Spec};
+use super::{DefinitionError, Extracted, Handshake, PayloadError, Provider, Request, Spec};
 use crate::naming::snake_case;
 use mapping::Mapping;
 
@@ -45,8 +45,8 @@ pub(crate) struct Invalid<'a> {
 }
 
 impl Invalid<'_> {
-    pub(crate) fn at(&self, key: &str, problem: &str) -> RegistryError {
-        RegistryError {
+    pub(crate) fn at(&self, key: &str, problem: &str) -> DefinitionError {
+        DefinitionError {
             key: if key.is_empty() {
                 format!("providers.{}", self.name)
             } else {
@@ -59,7 +59,7 @@ impl Invalid<'_> {
 
 impl Configured {
     /// Checks and compiles the provider `name` defines: every error names its key.
-    pub fn compile(name: &str, definition: &Definition) -> Result<Configured, RegistryError> {
+    pub fn compile(name: &str, definition: &Definition) -> Result<Configured, DefinitionError> {
         let invalid = Invalid { name };
         check_name(name, &invalid)?;
         let definition = match &definition.preset {
@@ -126,7 +126,7 @@ fn unsigned_identity(
     signature: &crate::signature::SignatureScheme,
     allowed: Option<&[String]>,
     invalid: &Invalid<'_>,
-) -> Result<bool, RegistryError> {
+) -> Result<bool, DefinitionError> {
     let allowed = allowed
         .unwrap_or_default()
         .iter()
@@ -177,7 +177,7 @@ pub(crate) fn quoted(values: &[&str]) -> String {
 
 /// A provider's name is a topic part, a path segment and a metric label: it follows the
 /// event-name rules, and is nobody else's.
-fn check_name(name: &str, invalid: &Invalid<'_>) -> Result<(), RegistryError> {
+fn check_name(name: &str, invalid: &Invalid<'_>) -> Result<(), DefinitionError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
         return Err(invalid.at(
             "",

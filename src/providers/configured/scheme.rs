@@ -11,7 +11,7 @@ pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 /// The schemes, as configured.
 pub const SCHEMES: &[&str] = &["hmac", "standard-webhooks", "stripe"];
 
-fn leak(text: &str) -> &'static str {
+fn intern(text: &str) -> &'static str {
     signature::interned::str(text)
 }
 
@@ -19,7 +19,7 @@ fn leak(text: &str) -> &'static str {
 pub(super) fn compile(
     d: &SignatureDefinition,
     invalid: &Invalid<'_>,
-) -> Result<SignatureScheme, super::RegistryError> {
+) -> Result<SignatureScheme, super::DefinitionError> {
     let tolerance = match d.tolerance {
         Some(t) if t.is_zero() => {
             return Err(invalid.at("signature.tolerance", "must be greater than zero"))
@@ -70,7 +70,7 @@ fn hmac(
     d: &SignatureDefinition,
     tolerance: Duration,
     invalid: &Invalid<'_>,
-) -> Result<HmacScheme, super::RegistryError> {
+) -> Result<HmacScheme, super::DefinitionError> {
     let headers: Vec<&'static str> = match &d.header {
         None => {
             return Err(invalid.at(
@@ -89,7 +89,7 @@ fn hmac(
                 if !signature::is_header_name(&h) {
                     Err(invalid.at("signature.header", &format!("{h:?} is not a header name")))
                 } else {
-                    Ok(leak(&h))
+                    Ok(intern(&h))
                 }
             })
             .collect::<Result<_, _>>()?,
@@ -147,7 +147,7 @@ fn hmac(
                     ),
                 ));
             }
-            Some((leak(&header), tolerance))
+            Some((intern(&header), tolerance))
         }
     };
     let prefix = d.prefix.as_deref().unwrap_or_default();
@@ -161,7 +161,7 @@ fn hmac(
         headers: signature::interned::names(headers),
         algorithm,
         encoding,
-        prefix: leak(prefix),
+        prefix: intern(prefix),
         signed,
         timestamp,
     })

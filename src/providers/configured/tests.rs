@@ -32,7 +32,7 @@ fn custom() -> Definition {
     }
 }
 
-fn error(name: &str, definition: &Definition) -> RegistryError {
+fn error(name: &str, definition: &Definition) -> DefinitionError {
     Configured::compile(name, definition).expect_err("refused")
 }
 
