@@ -90,11 +90,13 @@ pub enum Command {
     /// The durable spool (`[spool]`): what it holds, and forwarding all of it.
     #[command(subcommand)]
     Spool(SpoolCommand),
-    /// Print the latest webhook deliveries a running server refused, newest first, from its
-    /// admin port (GET /rejections): when, from which address, the error code, which of the
-    /// headers the provider's signature reads came, the body's length and SHA-256, and for a
-    /// signature that did not match whether it parsed and how many secrets were tried, with a
-    /// hint. Never a body, a header's value, a signature or a secret.
+    /// Why webhooks failed: the latest deliveries a running server refused, newest first, from
+    /// its admin port.
+    ///
+    /// For each (GET /rejections): when, from which address, the error code, which of the
+    /// headers the provider's signature and mapping read came, the body's length and SHA-256,
+    /// and for a signature that did not match whether it parsed and how many secrets were
+    /// tried, with a hint. Never a body, a header's value, a signature or a secret.
     ///
     /// Exit status: 0 when it printed them (or that there are none); 1 when the server cannot be
     /// reached or refuses the request, saying why; 2 for an --admin-url that is not a URL.
