@@ -12,6 +12,8 @@ pub enum ErrorCode {
     ProviderDisabled,
     NotFound,
     MethodNotAllowed,
+    /// A query string an admin endpoint does not take (`GET /rejections?…`).
+    InvalidQuery,
     MissingSignature,
     InvalidSignature,
     /// A signed timestamp too far from now: a replayed request (or a clock far off).

@@ -22,9 +22,10 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::MissingSignature | ErrorCode::InvalidSignature | ErrorCode::SignatureExpired => {
             StatusCode::UNAUTHORIZED
         }
-        ErrorCode::InvalidBody | ErrorCode::InvalidJson | ErrorCode::InvalidPayload => {
-            StatusCode::BAD_REQUEST
-        }
+        ErrorCode::InvalidBody
+        | ErrorCode::InvalidJson
+        | ErrorCode::InvalidPayload
+        | ErrorCode::InvalidQuery => StatusCode::BAD_REQUEST,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::Overloaded
@@ -91,6 +92,9 @@ pub enum ApiError {
     NotFound,
     #[error("this path only accepts {0}")]
     MethodNotAllowed(&'static str),
+    /// A query string an admin endpoint does not take: what is wrong with it.
+    #[error("{0}")]
+    InvalidQuery(String),
 }
 
 /// Why `/readyz` answers 503, and what failed when that is known. A Kafka authentication, TLS
@@ -160,6 +164,7 @@ impl ApiError {
             ApiError::Encode(_) | ApiError::WriteTask => ErrorCode::InternalError,
             ApiError::NotFound => ErrorCode::NotFound,
             ApiError::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            ApiError::InvalidQuery(_) => ErrorCode::InvalidQuery,
         }
     }
 }

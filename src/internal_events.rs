@@ -8,6 +8,7 @@
 
 use crate::codes::{ClientErrorKind, ErrorCode, FailureReason};
 use crate::metrics::Metrics;
+use crate::rejections::{Delivery, Rejections};
 use actix_web::http::StatusCode;
 use std::fmt::Display;
 use std::time::Duration;
@@ -112,17 +113,21 @@ impl WebhookDeadLettered<'_> {
     }
 }
 
-/// Answered with an error. The detail never contains secrets or signatures.
+/// Answered with an error: logged, counted, and kept in the record of rejected deliveries
+/// (names, lengths, a digest and counts of the request). The detail never contains secrets or
+/// signatures.
 pub struct WebhookRejected<'a> {
-    pub provider: &'a str,
+    /// A registered provider's name, or [`crate::rejections::UNKNOWN`].
+    pub provider: &'static str,
     /// Known once the body was verified and parsed.
     pub event_id: Option<&'a str>,
     pub code: ErrorCode,
     pub detail: &'a dyn Display,
+    pub delivery: Delivery<'a>,
 }
 
 impl WebhookRejected<'_> {
-    pub fn emit(self, m: &Metrics) {
+    pub fn emit(self, m: &Metrics, rejections: &Rejections) {
         let code = self.code.as_str();
         if let Some(suppressed) = m.rejection_log.admit(code) {
             tracing::warn!(
@@ -137,6 +142,7 @@ impl WebhookRejected<'_> {
         m.webhooks_rejected
             .with_label_values(&[self.provider, code])
             .inc();
+        rejections.record(self.provider, self.code, self.delivery);
     }
 }
 
@@ -544,23 +550,45 @@ mod tests {
             .collect()
     }
 
+    struct NoHeaders;
+    impl crate::rejections::HeaderNames for NoHeaders {
+        fn present(&self, _: &str) -> bool {
+            false
+        }
+    }
+
     #[test]
-    fn a_rejection_line_names_the_provider_and_the_event_id() {
+    fn a_rejection_line_names_the_provider_and_the_event_id_and_the_rejection_is_kept() {
         let metrics = Metrics::new().unwrap();
+        let rejections = Rejections::new(vec![("livesession", vec!["LiveSession-Signature"])]);
         let lines = logged_lines(|| {
             WebhookRejected {
                 provider: "livesession",
                 event_id: Some("evt-1"),
                 code: ErrorCode::BrokerUnavailable,
                 detail: &"the broker did not acknowledge the write: no acknowledgement in time",
+                delivery: Delivery {
+                    remote: None,
+                    status: 503,
+                    headers: &NoHeaders,
+                    content_length: Some(2),
+                    body: Some(b"{}"),
+                    signature: None,
+                },
             }
-            .emit(&metrics);
+            .emit(&metrics, &rejections);
         });
         assert_eq!(lines.len(), 1, "{lines:?}");
         let fields = &lines[0]["fields"];
         assert_eq!(fields["provider"], "livesession", "{lines:?}");
         assert_eq!(fields["event_id"], "evt-1", "{lines:?}");
         assert_eq!(fields["error"], "broker_unavailable", "{lines:?}");
+        let kept = rejections
+            .newest_first(Some("livesession"))
+            .unwrap_or_default();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].reason, "broker_unavailable");
+        assert_eq!(kept[0].body_bytes, Some(2));
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! directly or through others. `tests/architecture.rs` reads this list and every `crate::…` path
 //! in `src/`, and fails naming the import that breaks either rule.
 //!
-//! 1. **Commands**: `cli` — the command line (`serve`, `sign`, `tail`, `topics`, `load`,
-//!    `dead-letters`); the binary calls [`cli::run`].
+//! 1. **Commands**: `cli` — the command line (`serve`, `sign`, `send`, `tail`, `topics`,
+//!    `load`, `dead-letters`, `config`, `spool`, `rejections`); the binary calls [`cli::run`].
 //! 2. **Operations**: `operations` — what the commands do with the topics: `tail`, and the
 //!    dead-letter `list` and `replay` (through the pipeline's own write path); `load` — the load
 //!    generator.
@@ -39,7 +39,9 @@
 //! 11. **Events**: `internal_events` — one type per outcome, logging and counting together; they
 //!     carry plain data (names, codes, reasons, `&dyn Display`), never an error type of a layer
 //!     above.
-//! 12. **Metrics**: `metrics` — the Prometheus registry.
+//! 12. **Metrics**: `metrics` — the Prometheus registry; `rejections` — the bounded record of the
+//!     latest rejected deliveries per provider (names, lengths, a digest and counts, never a
+//!     value), served on the admin port.
 //! 13. **Leaves**: `codes` — error codes and produce failure reasons; `duration` — durations in
 //!     configuration, read with a unit and written as the docs write them; `telemetry` —
 //!     logging and the log-volume budget; `test_alloc` — the allocation counter of the unit
@@ -64,6 +66,7 @@ pub mod naming;
 pub(crate) mod operations;
 pub mod providers;
 pub(crate) mod readiness;
+pub(crate) mod rejections;
 pub(crate) mod routes;
 pub mod signature;
 pub(crate) mod spool;

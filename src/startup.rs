@@ -10,6 +10,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers::Registry;
 use crate::readiness::{self, Dependencies, Readiness};
+use crate::rejections::Rejections;
 use crate::routes::{self, AppState};
 use crate::spool::Spool;
 use crate::tls::Certificates;
@@ -103,7 +104,8 @@ fn http_server(
     Ok(http.map_err(StartupError::Server)?.run())
 }
 
-/// The admin server: metrics and probes, on a port that is never published.
+/// The admin server: metrics, probes and the latest rejected deliveries, on a port that is
+/// never published.
 fn admin_server(
     listener: TcpListener,
     server: &ServerSettings,
@@ -127,7 +129,7 @@ pub struct Application {
     admin_port: u16,
     /// `/webhooks/*` and `/healthz`: the port load balancers send to.
     server: Server,
-    /// `/metrics`, `/healthz`, `/readyz`: never published.
+    /// `/metrics`, `/healthz`, `/readyz`, `/rejections`: never published.
     admin: Server,
     /// The public listener's certificate, when it speaks TLS; reloaded while serving.
     tls: Option<Arc<Certificates>>,
@@ -190,6 +192,12 @@ impl Application {
             )
             .map_err(StartupError::Dedupe)?,
         );
+        let rejections = Rejections::new(
+            providers
+                .iter()
+                .map(|p| (p.name(), crate::providers::expected_headers(p)))
+                .collect(),
+        );
         let ingest = Ingest::new(
             &settings,
             providers,
@@ -232,6 +240,7 @@ impl Application {
                 metrics.clone(),
             ),
             readiness: readiness.clone(),
+            rejections,
         });
         let tls = Certificates::load(&settings.server.tls)
             .map_err(StartupError::Tls)?
@@ -263,7 +272,7 @@ impl Application {
         self.port
     }
 
-    /// The admin port: `/metrics`, `/healthz` and `/readyz`.
+    /// The admin port: `/metrics`, `/healthz`, `/readyz` and `/rejections`.
     pub fn admin_port(&self) -> u16 {
         self.admin_port
     }

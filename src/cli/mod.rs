@@ -1,7 +1,9 @@
-//! The command line: `hookstream serve | sign | send | topics [create] | tail | load | dead-letters | config | spool`. The binary calls
-//! [`run`]; [`commands`] holds what each command does.
+//! The command line: `hookstream serve | sign | send | topics [create] | tail | load |
+//! dead-letters | config | spool | rejections`. The binary calls [`run`]; [`commands`] holds
+//! what each command does.
 
 mod commands;
+mod rejections;
 mod send;
 
 use crate::configuration::ConfigDir;
@@ -88,6 +90,25 @@ pub enum Command {
     /// The durable spool (`[spool]`): what it holds, and forwarding all of it.
     #[command(subcommand)]
     Spool(SpoolCommand),
+    /// Why webhooks failed: the latest deliveries a running server refused, newest first, from
+    /// its admin port.
+    ///
+    /// For each (GET /rejections): when, from which address, the error code, which of the
+    /// headers the provider's signature and mapping read came, the body's length and SHA-256,
+    /// and for a signature that did not match whether it parsed and how many secrets were
+    /// tried, with a hint. Never a body, a header's value, a signature or a secret.
+    ///
+    /// Exit status: 0 when it printed them (or that there are none); 1 when the server cannot be
+    /// reached or refuses the request, saying why; 2 for an --admin-url that is not a URL.
+    Rejections {
+        /// Only this provider's (`unknown`: requests to paths that name no provider).
+        #[arg(long)]
+        provider: Option<String>,
+        /// The admin port's base URL, e.g. http://10.0.0.7:9090 (default: server.admin_port of
+        /// the configuration, on 127.0.0.1).
+        #[arg(long, value_name = "URL")]
+        admin_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -351,6 +372,13 @@ pub fn run() -> ExitCode {
             commands::config_check(&config_dir, connect),
         ),
         Command::Spool(command) => ("hookstream spool", commands::spool(&config_dir, command)),
+        Command::Rejections {
+            provider,
+            admin_url,
+        } => (
+            "hookstream rejections",
+            rejections::rejections(&config_dir, provider.as_deref(), admin_url.as_deref()),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,7 +73,7 @@ pub struct ServerSettings {
     pub host: String,
     /// The public port: `/webhooks/*` and `/healthz`.
     pub port: u16,
-    /// The admin port: `/metrics`, `/healthz`, `/readyz`. Never published: traffic figures are
+    /// The admin port: `/metrics`, `/healthz`, `/readyz`, `/rejections`. Never published: traffic figures are
     /// nobody's business outside the cluster.
     pub admin_port: u16,
     /// Largest request body accepted; larger ones get 413 before they are buffered.

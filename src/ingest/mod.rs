@@ -185,6 +185,11 @@ impl Ingest {
         self.writer.write_event(event, topic, deadline).await
     }
 
+    /// How many secrets `provider` has (a well-formed signature is compared under each).
+    pub fn secret_count(&self, provider: &dyn Provider) -> usize {
+        self.secrets_of(provider).len()
+    }
+
     fn secrets_of(&self, provider: &dyn Provider) -> &[Secret] {
         self.secrets
             .get(provider.name())

@@ -151,6 +151,18 @@ pub trait Provider: Send + Sync + 'static {
     }
 }
 
+/// Every request header `provider` reads: its signature scheme's ([`SignatureScheme::header_names`]),
+/// then its mapping's ([`Provider::request_headers`]), each once.
+pub fn expected_headers(provider: &dyn Provider) -> Vec<&'static str> {
+    let mut names = provider.signature().header_names();
+    for &name in provider.request_headers() {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.push(name);
+        }
+    }
+    names
+}
+
 /// What a provider reads out of its payload: everything of the record that is the provider's own.
 #[derive(Debug)]
 pub struct Extracted {

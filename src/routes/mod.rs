@@ -2,6 +2,7 @@
 
 mod health;
 mod metrics;
+mod rejections;
 mod webhooks;
 
 use crate::error::ApiError;
@@ -10,6 +11,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::providers::Registry;
 use crate::readiness::Readiness;
+use crate::rejections::Rejections;
 use actix_web::{web, HttpRequest, HttpResponse};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Set by the readiness probe task; read by `/readyz`.
     pub readiness: Arc<Readiness>,
+    /// The latest rejected deliveries per provider; read by `/rejections`.
+    pub rejections: Rejections,
 }
 
 /// The public port: webhooks, and `/healthz` for load balancers. Metrics and readiness are on
@@ -57,11 +61,13 @@ pub fn public(cfg: &mut web::ServiceConfig, registry: &Registry) {
     .default_service(not_found());
 }
 
-/// The admin port (`server.admin_port`): metrics and probes, never published.
+/// The admin port (`server.admin_port`): metrics, probes and the latest rejected deliveries,
+/// never published.
 pub fn admin(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))
+        .route("/rejections", web::get().to(rejections::rejections))
         .default_service(not_found());
 }
 

@@ -10,6 +10,7 @@ use crate::internal_events::{
 use crate::limits::{BodyProgress, ConnectionSlot};
 use crate::metrics::Metrics;
 use crate::providers::Handshake;
+use crate::rejections::{Delivery, HeaderNames, SignatureCheck, UNKNOWN};
 use crate::signature::{HeaderSource, SignatureError};
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -26,6 +27,12 @@ struct Headers<'a>(&'a HeaderMap);
 impl HeaderSource for Headers<'_> {
     fn header(&self, name: &str) -> Option<&[u8]> {
         self.0.get(name).map(|v| v.as_bytes())
+    }
+}
+
+impl HeaderNames for Headers<'_> {
+    fn present(&self, name: &str) -> bool {
+        self.0.contains_key(name)
     }
 }
 
@@ -48,13 +55,11 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let provider = state
-        .ingest
-        .registry()
-        .find(name)
-        .map_or("unknown", |p| p.name());
+    let found = state.ingest.registry().find(name);
+    let provider = found.map_or(UNKNOWN, |p| p.name());
     let mut event_id = None;
-    let result = handle(&req, name, payload, &state, &mut event_id).await;
+    let mut body = None;
+    let result = handle(&req, name, payload, &state, &mut event_id, &mut body).await;
     let m = &state.metrics;
     let response = match &result {
         Ok(outcome) => {
@@ -62,14 +67,24 @@ pub async fn receive(
             success_response(outcome)
         }
         Err(error) => {
+            let response = error.error_response();
+            let secrets = found.map_or(0, |p| state.ingest.secret_count(p));
             WebhookRejected {
                 provider,
                 event_id: event_id.as_deref(),
                 code: error.code(),
                 detail: error,
+                delivery: Delivery {
+                    remote: req.peer_addr(),
+                    status: response.status().as_u16(),
+                    headers: &Headers(req.headers()),
+                    content_length: declared_length(&req),
+                    body: body.as_deref(),
+                    signature: signature_check(error, secrets),
+                },
             }
-            .emit(m);
-            error.error_response()
+            .emit(m, &state.rejections);
+            response
         }
     };
     WebhookAnswered {
@@ -79,6 +94,36 @@ pub async fn receive(
     }
     .emit(m);
     response
+}
+
+/// What the signature check found, when it decided the answer; `secrets`: how many the provider
+/// has (each was tried when a well-formed signature matched none).
+fn signature_check(error: &ApiError, secrets: usize) -> Option<SignatureCheck> {
+    let ApiError::Signature(error) = error else {
+        return None;
+    };
+    Some(match *error {
+        SignatureError::Missing(header) => SignatureCheck::Missing { header },
+        SignatureError::Malformed { header, .. } => SignatureCheck::Malformed { header },
+        SignatureError::Mismatch => SignatureCheck::Mismatch {
+            secrets_tried: secrets,
+        },
+        SignatureError::Expired {
+            skew_secs,
+            tolerance_secs,
+        } => SignatureCheck::Expired {
+            skew_secs,
+            tolerance_secs,
+        },
+    })
+}
+
+/// The body length the request declares (`Content-Length`), when it declares one.
+fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// `dead_letter_id`: the event id of a dead letter, when its body had one.
@@ -128,12 +173,15 @@ fn emit_outcome(provider: &str, dead_letter_id: Option<&str>, outcome: &Outcome,
     }
 }
 
+/// `event_id` is set once the body's event id is known, and `received` once the whole body
+/// arrived (the record of rejected deliveries keeps its length and digest).
 async fn handle(
     req: &HttpRequest,
     name: &str,
     payload: web::Payload,
     state: &AppState,
     event_id: &mut Option<String>,
+    received: &mut Option<Vec<u8>>,
 ) -> Result<Outcome, ApiError> {
     if req
         .conn_data::<ConnectionSlot>()
@@ -158,21 +206,21 @@ async fn handle(
     let received_at = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let body = receive_body(req, payload, limit, state)
-        .await
-        .map_err(|e| match e {
+    let body = received.insert(receive_body(req, payload, limit, state).await.map_err(
+        |e| match e {
             ApiError::PayloadTooLarge { .. } if !signed => {
                 SignatureError::Missing(scheme.primary_header()).into()
             }
             other => other,
-        })?;
+        },
+    )?);
     let _permit = state
         .limits
         .begin_request()
         .ok_or_else(|| overloaded(state, "too many requests in progress"))?;
     state
         .ingest
-        .ingest(provider, &headers, &body, received_at, event_id)
+        .ingest(provider, &headers, body, received_at, event_id)
         .await
 }
 
@@ -216,11 +264,7 @@ async fn read_body(
     limit: usize,
     progress: BodyProgress,
 ) -> Result<Vec<u8>, ApiError> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = declared_length(req);
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge { limit });
     }

@@ -205,6 +205,29 @@ impl SignatureScheme {
         }
     }
 
+    /// Every request header the scheme reads: the signature headers (a rotation's too), the
+    /// signed timestamp and the headers a template signs, each once, the signature's first.
+    pub fn header_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = match self {
+            SignatureScheme::Hmac(h) => h
+                .headers
+                .iter()
+                .copied()
+                .chain(h.timestamp.map(|(name, _)| name))
+                .collect(),
+            SignatureScheme::StandardWebhooks { .. } => {
+                vec![standard::SIGNATURE, standard::ID, standard::TIMESTAMP]
+            }
+            SignatureScheme::Stripe { .. } => vec![stripe::HEADER],
+        };
+        for name in self.signed_headers() {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
     /// Whether the request carries a signature header (checked before reading a body).
     pub fn is_present(&self, headers: &dyn HeaderSource) -> bool {
         match self {
