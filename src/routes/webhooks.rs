@@ -2,7 +2,7 @@
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::ingest::Outcome;
+use crate::ingest::{Outcome, Providers};
 use crate::internal_events::{
     HandshakeAnswered, WebhookAccepted, WebhookAnswered, WebhookDeadLettered, WebhookDuplicate,
     WebhookRejected, WebhookSpooled,
@@ -48,13 +48,15 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let provider = state
-        .ingest
+    // The providers and secrets of this moment: a reload while the request runs does not
+    // change what it is verified and answered with.
+    let providers = state.ingest.providers();
+    let provider = providers
         .registry()
         .find(name)
         .map_or("unknown", |p| p.name());
     let mut event_id = None;
-    let result = handle(&req, name, payload, &state, &mut event_id).await;
+    let result = handle(&req, name, payload, &state, &providers, &mut event_id).await;
     let m = &state.metrics;
     let response = match &result {
         Ok(outcome) => {
@@ -133,6 +135,7 @@ async fn handle(
     name: &str,
     payload: web::Payload,
     state: &AppState,
+    providers: &Providers,
     event_id: &mut Option<String>,
 ) -> Result<Outcome, ApiError> {
     if req
@@ -141,7 +144,7 @@ async fn handle(
     {
         return Err(overloaded(state, "too many open connections"));
     }
-    let provider = state.ingest.provider(name)?;
+    let provider = providers.provider(name)?;
     let headers = Headers(req.headers());
     let scheme = provider.signature();
     // An unsigned request is refused before its body is read; only a provider's handshake may
@@ -172,7 +175,7 @@ async fn handle(
         .ok_or_else(|| overloaded(state, "too many requests in progress"))?;
     state
         .ingest
-        .ingest(provider, &headers, &body, received_at, event_id)
+        .ingest(providers, provider, &headers, &body, received_at, event_id)
         .await
 }
 

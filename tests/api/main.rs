@@ -16,6 +16,7 @@ mod operations;
 mod presets;
 mod quickstart;
 mod redis_edges;
+mod reload;
 mod replicas;
 mod schema_registry;
 mod secured_kafka;
