@@ -130,6 +130,12 @@ impl Reloadable {
     }
 }
 
+impl Drop for Reloadable {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn with_prefix(prefix: &str, file: &str) -> String {
     format!("[kafka]\ntopic_prefix = \"{prefix}\"\n\n{file}")
 }
