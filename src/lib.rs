@@ -16,7 +16,7 @@
 //!    dead-letter `list` and `replay` (through the pipeline's own write path); `load` — the load
 //!    generator.
 //! 3. **Server**: `startup` — builds the [`startup::Application`] (Kafka clients, listener,
-//!    routes, limits) and runs it.
+//!    routes, limits), runs it, and reloads its providers and log level while it runs.
 //! 4. **HTTP**: `routes` — thin handlers: bounded body reading, then the pipeline.
 //! 5. **Pipeline**: `ingest` — verify, parse, handshake, normalize, deduplicate, produce (the write
 //!    runs to its end even when the client goes away); dead-letters what cannot be normalized.

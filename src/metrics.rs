@@ -68,6 +68,8 @@ pub struct Metrics {
     /// What librdkafka reported wrong with the connection, by what must be fixed.
     pub kafka_client_errors: IntCounterVec,
     pub ready: IntGaugeVec,
+    /// Configuration reloads while serving, by result (`applied`, `refused`).
+    pub config_reloads: IntCounterVec,
     /// Rate limits of the `warn` lines that come with rejections and dead letters.
     pub rejection_log: LogBudget,
     pub dead_letter_log: LogBudget,
@@ -197,6 +199,7 @@ impl Metrics {
             kafka_broker_tx_errors: r.counter_vec("kafka_broker_transmit_errors_total", "Transmission errors to the broker (librdkafka txerrs).", &["broker"])?,
             kafka_client_errors: r.counter_vec("kafka_client_errors_total", "Failures librdkafka reported between hookstream and the cluster, by kind: authentication (credentials refused), authorization (an operation denied), tls (handshake failed), transport (connection refused, lost or unresolved).", &["kind"])?,
             ready: r.gauge_vec("dependency_up", "1 while the dependency answered its last readiness check (what /readyz reports).", &["dependency"])?,
+            config_reloads: r.counter_vec("config_reloads_total", "Configuration reloads while serving (SIGHUP, or a changed file with serve --watch-config), by result: applied, or refused (invalid; the configuration in use stays).", &["result"])?,
             rejection_log: LogBudget::default(),
             dead_letter_log: LogBudget::default(),
             dedupe_horizon_log: LogBudget::new(1, std::time::Duration::from_secs(60)),
@@ -224,6 +227,19 @@ impl Metrics {
         for operation in ["claim", "commit", "release"] {
             self.dedupe_errors.with_label_values(&[operation]);
         }
+        for result in ["applied", "refused"] {
+            self.config_reloads.with_label_values(&[result]);
+        }
+        self.initialize_providers(providers, rejection_codes, failure_reasons);
+    }
+
+    /// Creates the series of `providers` at zero (those of a provider a reload adds too).
+    pub fn initialize_providers(
+        &self,
+        providers: &[&str],
+        rejection_codes: &[&str],
+        failure_reasons: &[&str],
+    ) {
         for provider in providers {
             self.webhooks_accepted.with_label_values(&[provider]);
             self.webhooks_duplicates.with_label_values(&[provider]);

@@ -50,29 +50,70 @@ pub fn filter(directives: &str) -> Result<Targets, String> {
         .map_err(|e| format!("{directives:?} is not a filter {example} ({e})"))
 }
 
+/// The level filter of the installed subscriber, replaced by [`set_level`].
+static LEVEL: std::sync::OnceLock<
+    tracing_subscriber::reload::Handle<Targets, tracing_subscriber::Registry>,
+> = std::sync::OnceLock::new();
+
 /// Installs the global subscriber. `RUST_LOG`, when set and valid, overrides `log.level`
 /// (which configuration has checked).
 pub fn init(settings: &LogSettings) {
-    let from_env = std::env::var("RUST_LOG").ok().map(|d| filter(&d));
+    let from_env = rust_log();
     let filter = match &from_env {
         Some(Ok(filter)) => Some(filter.clone()),
         _ => filter(&settings.level).ok(),
     }
     .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    let (filter, level) = tracing_subscriber::reload::Layer::new(filter);
     // Colour only on a terminal: a file or a log collector gets plain text.
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let registry = tracing_subscriber::registry().with(filter);
     // A second initialization (tests) is harmless: the first subscriber stays.
-    let _ = if settings.format == "json" {
+    let installed = if settings.format == "json" {
         registry.with(layer.json()).try_init()
     } else {
         registry.with(layer).try_init()
     };
+    if installed.is_ok() {
+        let _ = LEVEL.set(level);
+    }
     if let Some(Err(why)) = from_env {
         tracing::warn!("RUST_LOG ignored, log.level used instead: {why}");
     }
+}
+
+/// `RUST_LOG`'s filter, when it is set.
+fn rust_log() -> Option<Result<Targets, String>> {
+    std::env::var("RUST_LOG").ok().map(|d| filter(&d))
+}
+
+/// What [`set_level`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LevelChange {
+    /// Lines are filtered by the new `log.level` from now on.
+    Applied,
+    /// `RUST_LOG` is set (and valid): it goes on overriding `log.level`, as at startup.
+    OverriddenByRustLog,
+    /// No subscriber of ours is installed (a test's process): nothing to change.
+    NotInstalled,
+}
+
+/// Filters log lines by `directives` (a `log.level`, which configuration has checked) from now
+/// on, unless `RUST_LOG` overrides it.
+pub fn set_level(directives: &str) -> Result<LevelChange, String> {
+    if matches!(rust_log(), Some(Ok(_))) {
+        return Ok(LevelChange::OverriddenByRustLog);
+    }
+    let Some(level) = LEVEL.get() else {
+        return Ok(LevelChange::NotInstalled);
+    };
+    let filter = filter(directives)?;
+    level
+        .reload(filter)
+        .map_err(|e| format!("the log filter could not be replaced: {e}"))?;
+    Ok(LevelChange::Applied)
 }
 
 /// Lines per key (e.g. per rejection reason) written each second before the rest are counted.

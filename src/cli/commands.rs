@@ -6,7 +6,7 @@ use crate::operations::tail::TailOptions;
 use crate::operations::{list, replay};
 use crate::providers;
 use crate::signature::Secret;
-use crate::startup::Application;
+use crate::startup::{Application, Reload};
 
 /// The configuration, loaded and checked as `serve` checks it before it starts: every layer,
 /// every strict check, and librdkafka's own check of the Kafka client configuration (without
@@ -22,8 +22,9 @@ fn settings(config_dir: &ConfigDir) -> Result<Settings, Failure> {
     loaded(config_dir).map(|(loaded, _)| loaded.settings)
 }
 
-/// `hookstream serve`: runs the server until SIGTERM/SIGINT.
-pub(super) fn serve(config_dir: &ConfigDir) -> Result<(), Failure> {
+/// `hookstream serve`: runs the server until SIGTERM/SIGINT, reloading the providers and
+/// `log.level` on SIGHUP (and, with `watch_config`, when a configuration file changes).
+pub(super) fn serve(config_dir: &ConfigDir, watch_config: bool) -> Result<(), Failure> {
     // librdkafka's warnings are logged by the clients `serve` creates.
     let (
         Loaded {
@@ -45,8 +46,12 @@ pub(super) fn serve(config_dir: &ConfigDir) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
+        // SIGHUP is listened to before anything else: from the moment the port answers, it
+        // reloads rather than ends the process.
+        let reload = Reload::listen(config_dir.clone(), watch_config);
         let app = Application::build(settings).map_err(|e| Failure::new(1, e))?;
-        app.run_until_stopped()
+        app.reloading(reload)
+            .run_until_stopped()
             .await
             .map_err(|e| Failure::new(1, e))
     })

@@ -31,8 +31,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the webhook server (the default).
-    Serve,
+    /// Run the webhook server (the default). SIGHUP reloads the providers, their secrets and
+    /// log.level from the configuration files; every other key needs a restart.
+    Serve {
+        /// Also reload when the contents of a configuration file change (default.toml and
+        /// $HOOKSTREAM_ENV.toml of the configuration directory, read every 2 s), as a mounted
+        /// Kubernetes ConfigMap or Secret changes.
+        #[arg(long)]
+        watch_config: bool,
+    },
     /// Print the signature headers a provider would send with FILE as the body.
     Sign {
         /// Provider name: livesession, lasoexperience, seismic, or one the configuration defines.
@@ -323,8 +330,12 @@ pub fn run() -> ExitCode {
         Some(dir) => ConfigDir::Given(dir),
         None => ConfigDir::Default,
     };
-    let (name, result) = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => ("hookstream", commands::serve(&config_dir)),
+    let (name, result) = match cli.command.unwrap_or(Command::Serve {
+        watch_config: false,
+    }) {
+        Command::Serve { watch_config } => {
+            ("hookstream", commands::serve(&config_dir, watch_config))
+        }
         Command::Sign {
             provider,
             secret,

@@ -15,12 +15,14 @@
 //! ([`validate`]), a layer that was asked for but is missing, and a `HOOKSTREAM_…` variable one
 //! underscore short of one that is read ([`layers`]).
 
+mod changes;
 mod effective;
 mod interpolate;
 mod layers;
 mod strict;
 mod validate;
 
+pub use changes::{changed_keys, reloadable, ProviderChanges};
 pub use effective::{effective_toml, shows_option, without_userinfo, REDACTED};
 pub use interpolate::Reference;
 pub use layers::ConfigDir;
@@ -340,13 +342,20 @@ impl ProviderSettings {
 impl Settings {
     /// Every provider this configuration serves: the built-ins and those it defines.
     pub fn provider_registry(&self) -> Result<Registry, ConfigError> {
+        self.provider_registry_after(&Registry::built_in())
+    }
+
+    /// Every provider this configuration serves, taking from `previous` those it defines exactly
+    /// as `previous` did (a reload compiles only what changed).
+    pub fn provider_registry_after(&self, previous: &Registry) -> Result<Registry, ConfigError> {
         let definitions: Vec<(&str, Definition)> = self
             .providers
             .iter()
             .filter(|(name, _)| providers::built_in(name).is_none())
             .map(|(name, p)| (name.as_str(), p.definition()))
             .collect();
-        Registry::with_definitions(definitions.iter().map(|(n, d)| (*n, d)))
+        previous
+            .reusing(definitions.iter().map(|(n, d)| (*n, d)))
             .map_err(|e| ConfigError::Invalid(e.key, e.problem))
     }
 

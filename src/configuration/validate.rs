@@ -3,6 +3,7 @@
 use super::{ConfigError, DedupeBackend, KafkaSettings, Settings};
 use crate::naming::is_valid_topic_prefix;
 use crate::providers;
+use crate::providers::configured::Configured;
 use secrecy::ExposeSecret;
 
 /// librdkafka properties hookstream sets itself, with librdkafka's other names for them and
@@ -162,12 +163,20 @@ impl Settings {
                 }
             }
         }
-        let registry = self.provider_registry()?;
-        for provider in registry.iter() {
-            let secrets = self.secrets_for(provider)?;
-            if !provider.is_built_in() && secrets.is_empty() {
+        for provider in providers::BUILT_IN {
+            self.secrets_for(*provider)?;
+        }
+        // Compiled to be checked, then dropped: a registry keeps what it compiles for the life of
+        // the process, and a configuration reloaded while serving is validated each time.
+        for (name, settings) in &self.providers {
+            if providers::built_in(name).is_some() {
+                continue;
+            }
+            let provider = Configured::compile(name, &settings.definition())
+                .map_err(|e| ConfigError::Invalid(e.key, e.problem))?;
+            if self.secrets_for(&provider)?.is_empty() {
                 return invalid(
-                    format!("providers.{}.secrets", provider.name()),
+                    format!("providers.{name}.secrets"),
                     "must be set: a provider defined in configuration needs its signing secret(s)",
                 );
             }

@@ -22,6 +22,7 @@ use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, Registry, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};
 use crate::spool::{Refused, Spool, SpoolError, SpooledRecord};
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,12 +64,69 @@ pub enum Outcome {
 }
 
 pub struct Ingest {
+    /// The providers served and their secrets: replaced whole when the configuration is
+    /// reloaded, while each request keeps the one it started with ([`Ingest::providers`]).
+    providers: RwLock<Arc<Providers>>,
+    topic_prefix: String,
+    writer: Arc<Writer>,
+}
+
+/// The providers one configuration serves and their secrets: what a reload replaces.
+pub struct Providers {
     /// Every provider of the configuration, built-in or defined there.
     registry: Registry,
     /// Secrets per provider; an empty list means the provider is disabled.
     secrets: HashMap<&'static str, Vec<Secret>>,
-    topic_prefix: String,
-    writer: Arc<Writer>,
+}
+
+impl Providers {
+    /// `registry`'s providers with the secrets `settings` gives them. `Err` when a provider's
+    /// secrets cannot be read (validated configurations never fail).
+    pub fn new(settings: &Settings, registry: Registry) -> Result<Self, ConfigError> {
+        let secrets = registry
+            .iter()
+            .map(|p| Ok((p.name(), settings.secrets_for(p)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Self { registry, secrets })
+    }
+
+    /// Every provider of the configuration.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The enabled provider called `name`.
+    pub fn provider(&self, name: &str) -> Result<&'static dyn Provider, ApiError> {
+        let provider = self
+            .registry
+            .find(name)
+            .ok_or_else(|| ApiError::UnknownProvider(name.to_string()))?;
+        if self.secrets_of(provider).is_empty() {
+            return Err(ApiError::ProviderDisabled(provider.name()));
+        }
+        Ok(provider)
+    }
+
+    /// Names of the providers that have secrets configured.
+    pub fn enabled(&self) -> Vec<&'static str> {
+        self.registry
+            .iter()
+            .map(|p| p.name())
+            .filter(|n| self.secrets.get(n).is_some_and(|s| !s.is_empty()))
+            .collect()
+    }
+
+    /// How many secrets `provider` has (a well-formed signature is compared under each).
+    pub fn secret_count(&self, provider: &dyn Provider) -> usize {
+        self.secrets_of(provider).len()
+    }
+
+    fn secrets_of(&self, provider: &dyn Provider) -> &[Secret] {
+        self.secrets
+            .get(provider.name())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
 }
 
 /// The write half of the pipeline, shared with the task each write runs in.
@@ -115,13 +173,8 @@ impl Ingest {
         dedupe: Arc<Dedupe>,
         spool: Option<Arc<Spool>>,
     ) -> Result<Self, ConfigError> {
-        let secrets = registry
-            .iter()
-            .map(|p| Ok((p.name(), settings.secrets_for(p)?)))
-            .collect::<Result<_, ConfigError>>()?;
         Ok(Self {
-            registry,
-            secrets,
+            providers: RwLock::new(Arc::new(Providers::new(settings, registry)?)),
             topic_prefix: settings.kafka.topic_prefix.clone(),
             writer: Arc::new(Writer {
                 dedupe,
@@ -138,30 +191,25 @@ impl Ingest {
         })
     }
 
-    /// Every provider of the configuration.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// The providers served now and their secrets. A request takes them once, when it starts,
+    /// and finishes with them whatever a reload does meanwhile.
+    pub fn providers(&self) -> Arc<Providers> {
+        self.providers.read().clone()
     }
 
-    /// The enabled provider called `name`.
+    /// Serves `providers` from now on (requests already started keep theirs).
+    pub fn replace_providers(&self, providers: Providers) {
+        *self.providers.write() = Arc::new(providers);
+    }
+
+    /// The enabled provider called `name`, of the providers served now.
     pub fn provider(&self, name: &str) -> Result<&'static dyn Provider, ApiError> {
-        let provider = self
-            .registry
-            .find(name)
-            .ok_or_else(|| ApiError::UnknownProvider(name.to_string()))?;
-        if self.secrets_of(provider).is_empty() {
-            return Err(ApiError::ProviderDisabled(provider.name()));
-        }
-        Ok(provider)
+        self.providers().provider(name)
     }
 
-    /// Names of the providers that have secrets configured.
+    /// Names of the providers that have secrets configured now.
     pub fn enabled_providers(&self) -> Vec<&'static str> {
-        self.registry
-            .iter()
-            .map(|p| p.name())
-            .filter(|n| self.secrets.get(n).is_some_and(|s| !s.is_empty()))
-            .collect()
+        self.providers().enabled()
     }
 
     /// Measures the dedupe cache: its size and horizon, and a warning when the horizon is short.
@@ -185,40 +233,31 @@ impl Ingest {
         self.writer.write_event(event, topic, deadline).await
     }
 
-    /// How many secrets `provider` has (a well-formed signature is compared under each).
-    pub fn secret_count(&self, provider: &dyn Provider) -> usize {
-        self.secrets_of(provider).len()
-    }
-
-    fn secrets_of(&self, provider: &dyn Provider) -> &[Secret] {
-        self.secrets
-            .get(provider.name())
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-    }
-
-    /// Runs one request body through the pipeline. `Ok` means the provider may stop retrying.
-    /// `event_id` is set as soon as the body's event id is known, so that the request's log
-    /// line can name it whatever the outcome.
+    /// Runs one request body through the pipeline, verified with the secrets of `providers`
+    /// (those the request started with). `Ok` means the provider may stop retrying. `event_id`
+    /// is set as soon as the body's event id is known, so that the request's log line can name
+    /// it whatever the outcome.
     pub async fn ingest(
         &self,
+        providers: &Providers,
         provider: &'static dyn Provider,
         headers: &dyn HeaderSource,
         body: &[u8],
         received_at: i64,
         event_id: &mut Option<String>,
     ) -> Result<Outcome, ApiError> {
-        let verified = match provider
-            .signature()
-            .verify(headers, body, self.secrets_of(provider))
-        {
-            Ok(verified) => verified,
-            Err(SignatureError::Missing(header)) if provider.accepts_unsigned_handshake() => {
-                return unsigned_handshake(provider, body)
-                    .unwrap_or(Err(SignatureError::Missing(header).into()));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let verified =
+            match provider
+                .signature()
+                .verify(headers, body, providers.secrets_of(provider))
+            {
+                Ok(verified) => verified,
+                Err(SignatureError::Missing(header)) if provider.accepts_unsigned_handshake() => {
+                    return unsigned_handshake(provider, body)
+                        .unwrap_or(Err(SignatureError::Missing(header).into()));
+                }
+                Err(e) => return Err(e.into()),
+            };
         let content_type = headers.header("content-type").map(<[u8]>::to_vec);
         let request_headers = capture(provider, headers);
         let writer = self.writer.clone();

@@ -109,7 +109,7 @@ pub async fn drain(settings: &Settings, timeout: Duration) -> Result<u64, SpoolC
         sink.clone(),
         spool::Forwarding {
             ack_timeout: settings.kafka.ack_timeout,
-            providers: enabled,
+            providers: spool::ForwardedProviders::new(enabled),
             dead_letter_topic: settings
                 .dead_letter
                 .enabled

@@ -2,7 +2,7 @@
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::ingest::Outcome;
+use crate::ingest::{Outcome, Providers};
 use crate::internal_events::{
     HandshakeAnswered, WebhookAccepted, WebhookAnswered, WebhookDeadLettered, WebhookDuplicate,
     WebhookRejected, WebhookSpooled,
@@ -55,11 +55,23 @@ pub async fn receive(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let found = state.ingest.registry().find(name);
+    // The providers and secrets of this moment: a reload while the request runs does not
+    // change what it is verified and answered with.
+    let providers = state.ingest.providers();
+    let found = providers.registry().find(name);
     let provider = found.map_or(UNKNOWN, |p| p.name());
     let mut event_id = None;
     let mut body = None;
-    let result = handle(&req, name, payload, &state, &mut event_id, &mut body).await;
+    let result = handle(
+        &req,
+        name,
+        payload,
+        &state,
+        &providers,
+        &mut event_id,
+        &mut body,
+    )
+    .await;
     let m = &state.metrics;
     let response = match &result {
         Ok(outcome) => {
@@ -68,7 +80,7 @@ pub async fn receive(
         }
         Err(error) => {
             let response = error.error_response();
-            let secrets = found.map_or(0, |p| state.ingest.secret_count(p));
+            let secrets = found.map_or(0, |p| providers.secret_count(p));
             WebhookRejected {
                 provider,
                 event_id: event_id.as_deref(),
@@ -180,6 +192,7 @@ async fn handle(
     name: &str,
     payload: web::Payload,
     state: &AppState,
+    providers: &Providers,
     event_id: &mut Option<String>,
     received: &mut Option<Vec<u8>>,
 ) -> Result<Outcome, ApiError> {
@@ -189,7 +202,7 @@ async fn handle(
     {
         return Err(overloaded(state, "too many open connections"));
     }
-    let provider = state.ingest.provider(name)?;
+    let provider = providers.provider(name)?;
     let headers = Headers(req.headers());
     let scheme = provider.signature();
     // An unsigned request is refused before its body is read; only a provider's handshake may
@@ -220,7 +233,7 @@ async fn handle(
         .ok_or_else(|| overloaded(state, "too many requests in progress"))?;
     state
         .ingest
-        .ingest(provider, &headers, body, received_at, event_id)
+        .ingest(providers, provider, &headers, body, received_at, event_id)
         .await
 }
 

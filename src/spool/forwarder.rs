@@ -40,12 +40,37 @@ pub(crate) struct Forwarding {
     pub ack_timeout: Duration,
     /// The enabled providers: a record's metric label is one of them, never text read from
     /// disk, and a record of any other is held.
-    pub providers: Vec<&'static str>,
+    pub providers: Arc<ForwardedProviders>,
     /// Where a record the broker refuses for good goes (`None`: dead letters are disabled).
     pub dead_letter_topic: Option<String>,
     /// No acknowledgement for this long, while records wait and the broker answers metadata:
     /// the forwarder is stalled, and its producer is replaced.
     pub stall_after: Duration,
+}
+
+/// The providers whose records are forwarded: every provider enabled since the process started.
+/// A reload that enables a provider adds it; one that removes a provider leaves it here, so that
+/// what was spooled for it while it was served still reaches its topic.
+pub(crate) struct ForwardedProviders(parking_lot::RwLock<Vec<&'static str>>);
+
+impl ForwardedProviders {
+    pub(crate) fn new(names: Vec<&'static str>) -> Arc<Self> {
+        Arc::new(Self(parking_lot::RwLock::new(names)))
+    }
+
+    /// Forwards the records of `names` too from now on.
+    pub(crate) fn add(&self, names: &[&'static str]) {
+        let mut known = self.0.write();
+        for name in names {
+            if !known.contains(name) {
+                known.push(name);
+            }
+        }
+    }
+
+    fn find(&self, name: &str) -> Option<&'static str> {
+        self.0.read().iter().copied().find(|p| *p == name)
+    }
 }
 
 /// Whether a write that failed so may have been written all the same (its outcome is unknown):
@@ -235,12 +260,7 @@ async fn write(
         Err(ReadError::Io) => return Forwarded::Unread,
         Err(ReadError::Damaged) => return Forwarded::Damaged,
     };
-    let Some(provider) = config
-        .providers
-        .iter()
-        .copied()
-        .find(|p| *p == record.provider)
-    else {
+    let Some(provider) = config.providers.find(&record.provider) else {
         return Forwarded::Held {
             topic: record.topic,
         };
@@ -362,7 +382,7 @@ mod tests {
         let sink = KafkaSink::new(&settings.kafka, metrics.clone()).expect("a client");
         let config = Forwarding {
             ack_timeout: Duration::from_secs(1),
-            providers: vec!["seismic"],
+            providers: ForwardedProviders::new(vec!["seismic"]),
             dead_letter_topic: None,
             stall_after: Duration::from_secs(60),
         };

@@ -44,7 +44,7 @@ mod writer;
 
 pub use error::OpenError;
 pub(crate) use error::{ForwardingProblem, SpoolError};
-pub(crate) use forwarder::{forward, Forwarding};
+pub(crate) use forwarder::{forward, ForwardedProviders, Forwarding};
 pub(crate) use record::SpooledRecord;
 pub use status::status;
 

@@ -17,6 +17,7 @@ mod presets;
 mod quickstart;
 mod redis_edges;
 mod rejections;
+mod reload;
 mod replicas;
 mod schema_registry;
 mod secured_kafka;

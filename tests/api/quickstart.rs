@@ -1,6 +1,8 @@
 //! `scripts/quickstart` run the way a newcomer runs it — and then once more by mistake: the
 //! second run says hookstream is already running and leaves the first alone; a run beside it on
-//! other ports reuses its broker and, when stopped, stops nothing it did not start.
+//! other ports reuses its broker and, when stopped, stops nothing it did not start. Its banner
+//! lists the providers configured and what another terminal needs; and an edited configuration
+//! does not make the installed binary stale, while an edited source does.
 
 use crate::support::*;
 use std::io::{BufRead, BufReader};
@@ -15,15 +17,41 @@ struct Quickstart {
     seen: Vec<String>,
 }
 
+/// A run a test left running (it failed half-way) is interrupted as Ctrl-C would, so that it
+/// stops what it started; killed only if it does not stop.
+impl Drop for Quickstart {
+    fn drop(&mut self) {
+        if matches!(self.child.0.try_wait(), Ok(None)) {
+            let pid = self.child.0.id().to_string();
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            for _ in 0..100 {
+                if !matches!(self.child.0.try_wait(), Ok(None)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
 impl Quickstart {
     fn start(port: u16, admin_port: u16, broker_port: u16) -> Quickstart {
-        let mut child: Child = Command::new("scripts/quickstart")
+        let mut command = Command::new("scripts/quickstart");
+        command
+            .env("QUICKSTART_BROKER_PORT", broker_port.to_string())
+            .env("QUICKSTART_BIN", env!("CARGO_BIN_EXE_hookstream"));
+        Self::run(command, port, admin_port, &[])
+    }
+
+    /// `command` (a quickstart) on these ports with `env`, its standard error read line by line.
+    fn run(mut command: Command, port: u16, admin_port: u16, env: &[(&str, &str)]) -> Quickstart {
+        let mut child: Child = command
             .env("HOOKSTREAM__SERVER__PORT", port.to_string())
             .env("HOOKSTREAM__SERVER__ADMIN_PORT", admin_port.to_string())
-            .env("QUICKSTART_BROKER_PORT", broker_port.to_string())
-            .env("QUICKSTART_BIN", env!("CARGO_BIN_EXE_hookstream"))
             .env("HOOKSTREAM__LOG__LEVEL", "info")
             .env_remove("HOOKSTREAM__KAFKA__BROKERS")
+            .env_remove("HOOKSTREAM_CONFIG_DIR")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -208,6 +236,20 @@ async fn a_second_quickstart_says_so_and_stops_nothing_it_did_not_start() {
         !banner.contains('\u{1b}'),
         "no colour when not on a terminal: {banner:?}"
     );
+    let broker_line = first
+        .seen
+        .iter()
+        .find(|l| l.contains("broker pid"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no broker pid in {:?}", first.seen));
+    assert!(
+        command_line_of_pid_after("broker pid ", &broker_line).contains("tansu"),
+        "{broker_line}"
+    );
+    assert!(
+        broker_line.contains("BROKER_STORAGE=sqlite"),
+        "it says how to keep the topics: {broker_line}"
+    );
     assert_eq!(deliver(port, "quickstart-1").await, 200);
     let (mut first, other_terminal) = tokio::task::spawn_blocking(move || {
         let line = first.wait_for("in another terminal");
@@ -266,4 +308,246 @@ async fn a_second_quickstart_says_so_and_stops_nothing_it_did_not_start() {
             .is_err(),
         "the run that started the broker stopped it"
     );
+}
+
+/// Parses `export A=1 B=2` out of a line: the variables, in order.
+fn exports_of(line: &str) -> Vec<(String, String)> {
+    line.split("export ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no export in {line:?}"))
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const STRIPE_SECRET: &str = "whsec_quickstart_stripe_hunter2";
+
+/// A preset enabled by variables, as the README shows it: the banner lists it among the
+/// providers `serve` reports, and tells another terminal its non-secret variables by value and
+/// the secret one by name only; with those (and the secret exported by hand), `send` reaches it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_banner_lists_the_providers_configured_and_what_another_terminal_needs() {
+    let (port, admin) = (free_port(), free_port());
+    let brokers = test_brokers();
+    let mut command = Command::new("scripts/quickstart");
+    command.env("QUICKSTART_BIN", env!("CARGO_BIN_EXE_hookstream"));
+    let quickstart = Quickstart::run(
+        command,
+        port,
+        admin,
+        &[
+            ("HOOKSTREAM__KAFKA__BROKERS", brokers.as_str()),
+            ("HOOKSTREAM__PROVIDERS__STRIPE__PRESET", "stripe"),
+            ("HOOKSTREAM__PROVIDERS__STRIPE__SECRETS", STRIPE_SECRET),
+        ],
+    );
+    let (quickstart, banner) = tokio::task::spawn_blocking(move || {
+        let mut quickstart = quickstart;
+        let banner = quickstart.wait_for("hookstream is listening");
+        (quickstart, banner)
+    })
+    .await
+    .expect("task");
+    assert!(
+        banner.contains(&format!(
+            "http://127.0.0.1:{port}/webhooks/{{livesession,lasoexperience,seismic,github,stripe}}"
+        )),
+        "the providers it serves: {banner}"
+    );
+    assert!(
+        command_line_of_pid_after("(pid ", &banner).contains("serve"),
+        "the pid is hookstream's: {banner}"
+    );
+    let (mut quickstart, other, secrets) = tokio::task::spawn_blocking(move || {
+        let mut quickstart = quickstart;
+        let other = quickstart.wait_for("in another terminal");
+        let secrets = quickstart.wait_for("not printed");
+        (quickstart, other, secrets)
+    })
+    .await
+    .expect("task");
+    let env = exports_of(&other);
+    for expected in [
+        ("HOOKSTREAM_ENV", "quickstart"),
+        ("HOOKSTREAM__PROVIDERS__STRIPE__PRESET", "stripe"),
+        ("HOOKSTREAM__KAFKA__BROKERS", brokers.as_str()),
+    ] {
+        assert!(
+            env.contains(&(expected.0.to_string(), expected.1.to_string())),
+            "{expected:?} in {other}"
+        );
+    }
+    assert!(
+        !env.iter()
+            .any(|(k, _)| k.starts_with("HOOKSTREAM__SERVER__")),
+        "the ports are in the URLs: {other}"
+    );
+    assert!(
+        secrets.contains("HOOKSTREAM__PROVIDERS__STRIPE__SECRETS"),
+        "the secret is named: {secrets}"
+    );
+    for line in quickstart.seen.iter() {
+        assert!(
+            !line.contains(STRIPE_SECRET),
+            "a secret was printed: {line}"
+        );
+    }
+
+    // Another terminal: the export line, and the secret exported by hand.
+    let mut send = Command::new(env!("CARGO_BIN_EXE_hookstream"));
+    send.args([
+        "send",
+        "--url",
+        &format!("http://127.0.0.1:{port}/webhooks/stripe"),
+        "--fresh-id",
+        "tests/fixtures/stripe/payment_intent_succeeded.json",
+    ])
+    .env_remove("HOOKSTREAM__KAFKA__BROKERS")
+    .env_remove("HOOKSTREAM_SIGN_SECRET")
+    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    .env("HOOKSTREAM__PROVIDERS__STRIPE__SECRETS", STRIPE_SECRET);
+    let (code, out, err) = run_off_runtime(send).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.starts_with("200 ") && out.contains("\"accepted\""),
+        "{out}"
+    );
+    tokio::task::spawn_blocking(move || quickstart.interrupt())
+        .await
+        .expect("task");
+}
+
+/// Sets a file's modification time `ago` before now.
+fn aged(path: &std::path::Path, ago: Duration) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - ago))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+/// A checkout of the quickstart made in a directory of its own, whose sources, configuration
+/// and installed `hookstream` have the ages a test gives them; `cargo` there only says it was
+/// asked to build.
+fn checkout() -> std::path::PathBuf {
+    let root = temp_dir("quickstart-checkout");
+    let day = Duration::from_secs(24 * 3600);
+    for dir in ["scripts", "config", "src", "avro", "home/bin"] {
+        std::fs::create_dir_all(root.join(dir)).expect("a directory");
+    }
+    for file in [
+        "scripts/quickstart",
+        "scripts/broker",
+        "config/default.toml",
+        "config/quickstart.toml",
+        "avro/webhook_event.avsc",
+        "src/main.rs",
+        "Cargo.toml",
+        "Cargo.lock",
+    ] {
+        std::fs::copy(file, root.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        aged(&root.join(file), day * 2);
+    }
+    let bin = root.join("home/bin/hookstream");
+    std::fs::write(
+        &bin,
+        format!(
+            "#!/bin/sh\nexec '{}' \"$@\"\n",
+            env!("CARGO_BIN_EXE_hookstream")
+        ),
+    )
+    .expect("written");
+    let cargo = root.join("home/bin/cargo");
+    std::fs::write(
+        &cargo,
+        "#!/bin/sh\necho \"cargo $* (not run here)\" >&2\nexit 3\n",
+    )
+    .expect("written");
+    for program in [&bin, &cargo] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(program, std::fs::Permissions::from_mode(0o755))
+            .expect("executable");
+    }
+    aged(&bin, day);
+    root
+}
+
+/// The quickstart of `root`, with its `home/bin` first on PATH and as HOME (so a `hookstream`
+/// installed on this machine is not the one found).
+fn quickstart_of(root: &std::path::Path, brokers: &str) -> Quickstart {
+    let mut command = Command::new(root.join("scripts/quickstart"));
+    let path = format!(
+        "{}:{}",
+        root.join("home/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    command
+        .env("HOME", root.join("home"))
+        .env("PATH", path)
+        .env_remove("QUICKSTART_BIN");
+    Quickstart::run(
+        command,
+        free_port(),
+        free_port(),
+        &[("HOOKSTREAM__KAFKA__BROKERS", brokers)],
+    )
+}
+
+/// The README invites editing config/quickstart.toml: that must not cost a rebuild. Only the
+/// sources decide whether the installed binary is stale.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_configuration_keeps_the_installed_binary_and_an_edited_source_does_not() {
+    let root = checkout();
+    let brokers = test_brokers();
+    // The configuration edited after the binary was installed: the binary runs.
+    let config = root.join("config/quickstart.toml");
+    let mut text = std::fs::read_to_string(&config).expect("read");
+    text.push_str("\n# edited after the install\n");
+    std::fs::write(&config, text).expect("written");
+    let mut edited_config = quickstart_of(&root, &brokers);
+    let installed = root.join("home/bin/hookstream").display().to_string();
+    let (running, edited_config) = tokio::task::spawn_blocking(move || {
+        let running = edited_config.wait_for("running ");
+        edited_config.wait_for("hookstream is listening");
+        (running, edited_config)
+    })
+    .await
+    .expect("task");
+    assert!(
+        running.contains(&format!("running {installed} (")),
+        "the installed binary runs: {running}"
+    );
+    let mut edited_config = edited_config;
+    tokio::task::spawn_blocking(move || edited_config.interrupt())
+        .await
+        .expect("task");
+
+    // A source edited after it: a build.
+    std::fs::write(root.join("src/main.rs"), "// edited\n").expect("written");
+    let mut edited_source = quickstart_of(&root, &brokers);
+    let (said, code) = tokio::task::spawn_blocking(move || {
+        let said = edited_source.wait_for("no hookstream binary as new as the sources");
+        edited_source.wait_for("cargo build");
+        (said, edited_source.exit_code())
+    })
+    .await
+    .expect("task");
+    assert!(said.contains("building"), "{said}");
+    assert_ne!(code, Some(0), "the build (not run here) failed");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// The command line of the process whose id follows `marker` in `line`.
+fn command_line_of_pid_after(marker: &str, line: &str) -> String {
+    let pid: String = line
+        .split(marker)
+        .nth(1)
+        .unwrap_or_default()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let command_line = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_else(|e| panic!("no process {pid:?} ({e}): {line}"));
+    String::from_utf8_lossy(&command_line).replace('\0', " ")
 }

@@ -1,6 +1,7 @@
 //! TLS on the public listener: webhooks over HTTPS with a self-signed certificate made here; the
 //! certificate replaced and reloaded on SIGHUP while a connection stays open (it is not dropped,
-//! and new connections get the new certificate); `hookstream load --ca-file` against it.
+//! and new connections get the new certificate; the configuration is reloaded by the same
+//! signal); `hookstream load --ca-file` against it.
 
 use crate::support::*;
 use rustls::pki_types::pem::PemObject;
@@ -97,13 +98,14 @@ async fn webhooks_arrive_over_tls_and_a_new_certificate_is_taken_without_droppin
     std::fs::copy(dir.join("first.crt"), dir.join("tls.crt")).expect("copied");
     std::fs::copy(dir.join("first.key"), dir.join("tls.key")).expect("copied");
     let port = free_port();
+    let admin_port = free_port();
     let prefix = format!("tls-{port}");
     let child = ChildGuard(
         Command::new(BIN)
             .arg("serve")
             .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
             .env("HOOKSTREAM__SERVER__PORT", port.to_string())
-            .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
+            .env("HOOKSTREAM__SERVER__ADMIN_PORT", admin_port.to_string())
             .env("HOOKSTREAM__SERVER__TLS__CERT_FILE", dir.join("tls.crt"))
             .env("HOOKSTREAM__SERVER__TLS__KEY_FILE", dir.join("tls.key"))
             .env("HOOKSTREAM__KAFKA__BROKERS", test_brokers())
@@ -141,6 +143,23 @@ async fn webhooks_arrive_over_tls_and_a_new_certificate_is_taken_without_droppin
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
     assert_eq!(deliver(&mut fresh, "over-tls-2").await, 200);
+    // The same SIGHUP reloaded the configuration too.
+    loop {
+        let metrics = reqwest::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if metrics.contains("hookstream_config_reloads_total{result=\"applied\"} 1") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the configuration was not reloaded:\n{metrics}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(
         connect(port, trusting(&first)).await.is_err(),
         "new connections get the new certificate"

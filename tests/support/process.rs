@@ -19,6 +19,10 @@ pub struct Hookstream {
     pub prefix: String,
     /// Variables set on top of the defaults below (`HOOKSTREAM__…`).
     env: Vec<(String, String)>,
+    /// Defaults below left unset (so that a configuration file decides).
+    unset: Vec<String>,
+    /// Arguments after `serve`.
+    args: Vec<String>,
     dir: PathBuf,
     child: Option<Child>,
     starts: u32,
@@ -31,6 +35,18 @@ impl Hookstream {
 
     /// Started with these variables on top of the defaults.
     pub async fn start_with(brokers: &str, prefix: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_serving(brokers, prefix, env, &[], &[]).await
+    }
+
+    /// Started as `serve ARGS…`, with `env` on top of the defaults and the defaults named in
+    /// `unset` left out.
+    pub async fn start_serving(
+        brokers: &str,
+        prefix: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+        unset: &[&str],
+    ) -> Self {
         let mut h = Hookstream {
             port: free_port(),
             admin_port: free_port(),
@@ -40,6 +56,8 @@ impl Hookstream {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            unset: unset.iter().map(|k| k.to_string()).collect(),
+            args: args.iter().map(|a| a.to_string()).collect(),
             dir: temp_dir(prefix),
             child: None,
             starts: 0,
@@ -66,6 +84,11 @@ impl Hookstream {
             .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &self.prefix)
             .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
             .env("HOOKSTREAM__LOG__LEVEL", "warn")
+            .args(&self.args);
+        for name in &self.unset {
+            command.env_remove(name);
+        }
+        command
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log);

@@ -1,4 +1,9 @@
-//! Building and running the server.
+//! Building and running the server, and reloading its configuration while it runs
+//! ([`reload`]).
+
+mod reload;
+
+pub use reload::Reload;
 
 use crate::avro::{Framing, RegistryClient, RegistryError};
 use crate::codes::{ErrorCode, FailureReason};
@@ -56,6 +61,13 @@ fn metrics(providers: &Registry) -> Result<Arc<Metrics>, StartupError> {
     Ok(metrics)
 }
 
+/// The series of `providers` created at zero (a provider a reload adds).
+fn provider_series(metrics: &Metrics, providers: &[&str]) {
+    let reasons: Vec<_> = FailureReason::iter().map(FailureReason::label).collect();
+    let codes: Vec<_> = ErrorCode::iter().map(ErrorCode::as_str).collect();
+    metrics.initialize_providers(providers, &codes, &reasons);
+}
+
 /// The listener and the port it got.
 fn bind(host: &str, port: u16) -> Result<(TcpListener, u16), StartupError> {
     let address = format!("{host}:{port}");
@@ -79,7 +91,7 @@ fn http_server(
 ) -> Result<Server, StartupError> {
     let limits = state.limits.clone();
     let http = HttpServer::new(move || {
-        let providers = state.ingest.registry().clone();
+        let providers = state.ingest.providers().registry().clone();
         App::new()
             .app_data(state.clone())
             .configure(|cfg| routes::public(cfg, &providers))
@@ -142,6 +154,11 @@ pub struct Application {
     spool: Option<Arc<Spool>>,
     /// What the spool's forwarder needs of the configuration.
     forwarding: Option<crate::spool::Forwarding>,
+    /// What a configuration reload replaces, and the configuration in use.
+    state: web::Data<AppState>,
+    settings: Settings,
+    /// Set by [`Application::reloading`]: where the configuration is read again, and when.
+    reload: Option<Reload>,
     registry: Option<Arc<RegistryClient>>,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
@@ -209,7 +226,7 @@ impl Application {
         let enabled = ingest.enabled_providers();
         let forwarding = spool.as_ref().map(|_| crate::spool::Forwarding {
             ack_timeout: settings.kafka.ack_timeout,
-            providers: enabled.clone(),
+            providers: crate::spool::ForwardedProviders::new(enabled.clone()),
             dead_letter_topic: settings
                 .dead_letter
                 .enabled
@@ -246,7 +263,7 @@ impl Application {
             .map_err(StartupError::Tls)?
             .map(Arc::new);
         let server = http_server(listener, &settings.server, state.clone(), tls.as_deref())?;
-        let admin = admin_server(admin_listener, &settings.server, state)?;
+        let admin = admin_server(admin_listener, &settings.server, state.clone())?;
         Ok(Self {
             port,
             admin_port,
@@ -264,7 +281,17 @@ impl Application {
             readiness_interval: settings.server.readiness_interval,
             shutdown_delay: settings.server.shutdown_delay,
             shutdown_timeout: settings.server.shutdown_timeout,
+            state,
+            settings,
+            reload: None,
         })
+    }
+
+    /// Reloads the providers and `log.level` while serving, as `reload` says
+    /// (see [`reload`](self::reload)).
+    pub fn reloading(mut self, reload: Reload) -> Self {
+        self.reload = Some(reload);
+        self
     }
 
     /// The public port: `/webhooks/*` and `/healthz`.
@@ -302,6 +329,16 @@ impl Application {
             self.readiness_interval,
         ));
         let reload = self.tls.clone().map(|tls| tokio::spawn(tls.watch()));
+        let reconfigure = self.reload.map(|reload| {
+            tokio::spawn(reload::run(
+                reload,
+                reload::Reloading {
+                    state: self.state.clone(),
+                    forwarded: self.forwarding.as_ref().map(|f| f.providers.clone()),
+                    running: self.settings,
+                },
+            ))
+        });
         let rotate = self
             .kafka_certificates
             .map(|files| tokio::spawn(crate::kafka::watch_certificates(self.sink.clone(), files)));
@@ -333,6 +370,9 @@ impl Application {
         probe.abort();
         if let Some(reload) = reload {
             reload.abort();
+        }
+        if let Some(reconfigure) = reconfigure {
+            reconfigure.abort();
         }
         if let Some(rotate) = rotate {
             rotate.abort();
