@@ -5,32 +5,34 @@
 //! for its topic) is written to the dead-letter topic instead ([`crate::dead_letter`]) and
 //! answered `dead_lettered`, unless dead letters are disabled.
 //!
-//! `hookstream dead-letters replay` (`crate::operations::replay`) writes through
-//! [`produce_event`] too, so a replayed event gets the same record, key and headers.
+//! The rooms: this module verifies and prepares (parse, handshake, normalize: [`prepare`], which
+//! `hookstream dead-letters replay` calls too); [`record`] turns an event into the message to
+//! write (topic, key, headers, value) once; [`write`] deduplicates and writes it — to the
+//! broker, or through the spool, which settles a slow first write itself — or keeps a dead
+//! letter; [`detached`] lets a write outlive the request that started it.
 
-use crate::avro::{self, FrameError, Framing, RegistryError};
-use crate::codes::{FailureClass, FailureReason};
+use crate::avro::Framing;
 use crate::configuration::{ConfigError, Settings};
-use crate::dead_letter::DeadLetter;
-use crate::dedupe::{Dedupe, Namespace, Unavailable, Verdict};
+use crate::dedupe::Dedupe;
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
-use crate::kafka::{
-    event_headers, Acknowledged, KafkaSink, OutboundMessage, PublishError, Published,
-};
+use crate::kafka::KafkaSink;
 use crate::naming;
 use crate::providers::{self, Handshake, ParsedBody, Provider, Registry, VerifiedPayload};
 use crate::signature::{HeaderSource, Secret, SignatureError, VerifiedBody};
-use crate::spool::{Refused, Spool, SpoolError, SpooledRecord};
+use crate::spool::Spool;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 mod detached;
+mod record;
+mod write;
 use detached::Detached;
+pub(crate) use write::ProduceError;
+use write::{Envelope, Writer};
 
 /// What happened to an accepted request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,30 +131,14 @@ impl Providers {
     }
 }
 
-/// The write half of the pipeline, shared with the task each write runs in.
-struct Writer {
-    dedupe: Arc<Dedupe>,
-    sink: Arc<KafkaSink>,
-    framing: Framing,
-    /// `None` when dead letters are disabled.
-    dead_letter_topic: Option<String>,
-    /// The one deadline of a request's write: claim, topic, framing, enqueue and ack together.
-    ack_timeout: Duration,
-    /// Sent as `Retry-After` with 503s.
-    retry_after: Duration,
-    /// The durable spool, when enabled, and how long a write waits for the broker before its
-    /// record is spooled instead (`spool.after`).
-    spool: Option<(Arc<Spool>, Duration)>,
-}
-
 /// Where a verified body went before any write.
-enum Prepared {
+pub(crate) enum Prepared {
     Handshake(Handshake),
     Event(Box<WebhookEvent>),
 }
 
 /// Why a verified body yields no event.
-enum Unusable {
+pub(crate) enum Unusable {
     /// A malformed handshake: answered with the error, never dead-lettered.
     Refused(ApiError),
     /// Not JSON, or not the provider's shape: a dead letter.
@@ -227,7 +213,7 @@ impl Ingest {
     pub(crate) async fn write_replayed(
         &self,
         event: &WebhookEvent,
-    ) -> Result<Written, ProduceError> {
+    ) -> Result<Outcome, ProduceError> {
         let topic = naming::topic_name(&self.topic_prefix, event.provider, &event.event_name);
         let deadline = Instant::now() + self.writer.ack_timeout;
         self.writer.write_event(event, topic, deadline).await
@@ -258,14 +244,17 @@ impl Ingest {
                 }
                 Err(e) => return Err(e.into()),
             };
-        let content_type = headers.header("content-type").map(<[u8]>::to_vec);
-        let request_headers = capture(provider, headers);
+        let envelope = Envelope {
+            received_at,
+            content_type: headers.header("content-type").map(<[u8]>::to_vec),
+            request_headers: capture(provider, headers),
+        };
         let writer = self.writer.clone();
         // Writes run to their end. If the client disconnects, the HTTP layer drops this future,
         // but the write goes on (in a task of its own, [`Detached`]) until its outcome is known,
         // holding the dedupe claim — so a retry waits for that outcome instead of producing a
         // second copy.
-        let write = match prepare(provider, verified, &request_headers, received_at) {
+        let write = match prepare(provider, verified, &envelope.request_headers, received_at) {
             Ok(Prepared::Handshake(handshake)) => return Ok(Outcome::Handshake(handshake)),
             Ok(Prepared::Event(event)) => {
                 *event_id = Some(event.event_id.clone());
@@ -273,12 +262,7 @@ impl Ingest {
                     naming::topic_name(&self.topic_prefix, provider.name(), &event.event_name);
                 let span = write_span(provider, Some(&event.event_id));
                 Detached::new(
-                    async move {
-                        writer
-                            .write(*event, topic, content_type, request_headers)
-                            .await
-                    }
-                    .instrument(span),
+                    async move { writer.write(*event, topic, envelope).await }.instrument(span),
                 )
             }
             Err(Unusable::Refused(error)) => return Err(error),
@@ -293,18 +277,7 @@ impl Ingest {
                 error,
                 event_id: id,
             }) => {
-                let letter = DeadLetter {
-                    provider: provider.name().to_string(),
-                    error: error.code().as_str().into(),
-                    replay_error: None,
-                    detail: error.to_string(),
-                    received_at,
-                    event_id: id,
-                    content_type,
-                    request_headers,
-                    body: body.to_vec(),
-                    replay_attempts: 0,
-                };
+                let letter = envelope.letter(provider.name(), &error, id, body.to_vec());
                 event_id.clone_from(&letter.event_id);
                 let span = write_span(provider, letter.event_id.as_deref());
                 let deadline = Instant::now() + writer.ack_timeout;
@@ -349,8 +322,9 @@ fn capture(provider: &dyn Provider, headers: &dyn HeaderSource) -> Vec<(String, 
         .collect()
 }
 
-/// Parses, recognizes a handshake, or normalizes a verified body.
-fn prepare(
+/// Parses, recognizes a handshake, or normalizes a verified body: the same for a delivery and
+/// for a dead letter being replayed ([`VerifiedBody::from_dead_letter`]).
+pub(crate) fn prepare(
     provider: &dyn Provider,
     verified: VerifiedBody<'_>,
     headers: &[(String, String)],
@@ -370,402 +344,6 @@ fn prepare(
     providers::normalize(provider, &payload, headers, received_at)
         .map(|event| Prepared::Event(Box::new(event)))
         .map_err(|e| unprocessable(e.into(), provider.event_id(&request)))
-}
-
-impl Writer {
-    fn unavailable(&self, source: PublishError) -> ApiError {
-        ApiError::Publish {
-            source,
-            retry_after: self.retry_after,
-        }
-    }
-
-    fn rejection(&self, error: ProduceError) -> ApiError {
-        match error {
-            ProduceError::Encode(e) => ApiError::Encode(e),
-            ProduceError::Registry(source) => ApiError::SchemaRegistry {
-                source,
-                retry_after: self.retry_after,
-            },
-            ProduceError::Publish(source) => self.unavailable(source),
-            ProduceError::Dedupe(source) => ApiError::DedupeUnavailable {
-                source,
-                retry_after: self.retry_after,
-            },
-            ProduceError::Spool(e) => self.unavailable(PublishError::new(
-                FailureReason::BrokerUnavailable,
-                format!("the broker did not acknowledge in time, and {e}; nothing was kept"),
-            )),
-        }
-    }
-
-    /// Deduplicate, encode, frame, produce and record the id, all within one deadline; a record
-    /// too large for its topic is kept as a dead letter.
-    async fn write(
-        &self,
-        event: WebhookEvent,
-        topic: String,
-        content_type: Option<Vec<u8>>,
-        request_headers: Vec<(String, String)>,
-    ) -> Result<Outcome, ApiError> {
-        let deadline = Instant::now() + self.ack_timeout;
-        match self.write_event(&event, topic, deadline).await {
-            Ok(Written::Accepted { ack, topic }) => Ok(Outcome::Accepted {
-                event_id: event.event_id,
-                topic,
-                partition: ack.partition,
-                offset: ack.offset,
-            }),
-            Ok(Written::Spooled { topic, why }) => Ok(Outcome::Spooled {
-                event_id: event.event_id,
-                topic,
-                why,
-            }),
-            Ok(Written::Duplicate) => Ok(Outcome::Duplicate {
-                event_id: event.event_id,
-            }),
-            Err(ProduceError::Publish(e)) if e.class() == FailureClass::TooLarge => {
-                // The record is too large for its topic: keep the body alone as a dead letter.
-                let error = self.unavailable(e);
-                let letter = DeadLetter {
-                    provider: event.provider.to_string(),
-                    error: error.code().as_str().into(),
-                    replay_error: None,
-                    detail: error.to_string(),
-                    received_at: event.received_at,
-                    event_id: Some(event.event_id),
-                    content_type,
-                    request_headers,
-                    body: event.raw_payload.into_bytes(),
-                    replay_attempts: 0,
-                };
-                self.dead_letter(event.provider, letter, error, deadline)
-                    .await
-            }
-            Err(e) => Err(self.rejection(e)),
-        }
-    }
-
-    /// Claims the event's id, produces the event to `topic` (or its provider's overflow topic,
-    /// past `kafka.max_topics_per_provider`) and records the id, by `deadline`. Any error
-    /// releases the claim, so the provider's retry (or the next replay) gets a fresh attempt.
-    async fn write_event(
-        &self,
-        event: &WebhookEvent,
-        topic: String,
-        deadline: Instant,
-    ) -> Result<Written, ProduceError> {
-        // Duplicates are decided before any encoding work.
-        let claim = match tokio::time::timeout_at(
-            deadline,
-            self.dedupe
-                .claim(Namespace::Event, event.provider, event.dedupe_id()),
-        )
-        .await
-        {
-            Ok(Ok(Verdict::Duplicate)) => return Ok(Written::Duplicate),
-            Ok(Ok(Verdict::Claimed(claim))) => claim,
-            Ok(Err(unavailable)) => return Err(ProduceError::Dedupe(unavailable)),
-            Err(_) => return Err(ProduceError::Publish(claim_timed_out())),
-        };
-        // With the spool, the broker gets `spool.after` to answer the topic listing too, so that
-        // a broker that is away leaves the append its share of the deadline.
-        let listed_by = match &self.spool {
-            Some((_, after)) => deadline.min(Instant::now() + *after),
-            None => deadline,
-        };
-        let topic = self
-            .sink
-            .event_topic(event.provider, topic, listed_by)
-            .await;
-        let Some((spool, after)) = &self.spool else {
-            let ack = produce_event(&self.sink, &self.framing, event, &topic, deadline).await?;
-            claim.commit().await;
-            return Ok(Written::Accepted { ack, topic });
-        };
-        let value = encode_value(&self.framing, event, &topic, deadline).await?;
-        let headers = event_headers(event.provider, &event.event_name, &event.event_id);
-        let msg = OutboundMessage {
-            topic: &topic,
-            key: event.subject_id.as_deref(),
-            value: &value,
-            headers: &headers,
-            provider: event.provider,
-            event_name: Some(&event.event_name),
-        };
-        match self.write_or_spool(spool, *after, msg, deadline).await? {
-            Durable::Acked(ack) => {
-                claim.commit().await;
-                Ok(Written::Accepted { ack, topic })
-            }
-            Durable::Spooled { why } => {
-                // Spooled counts as accepted: a redelivery is a duplicate.
-                claim.commit().await;
-                Ok(Written::Spooled { topic, why })
-            }
-        }
-    }
-
-    /// Writes `msg`, waiting `after` for the broker's acknowledgement, and spools it if none
-    /// came by then (at once while writes are known to fail). One write, one outcome:
-    /// - a record the producer would refuse is refused now, as in fair weather (413);
-    /// - the spool's room is reserved before the first write starts: without room, the webhook
-    ///   is written as without a spool (its answer waits for the write's outcome, by
-    ///   `deadline`), so a 503 never leaves a write behind it;
-    /// - a first write still in flight when the record is spooled is settled by the spool.
-    async fn write_or_spool(
-        &self,
-        spool: &Arc<Spool>,
-        after: Duration,
-        msg: OutboundMessage<'_>,
-        deadline: Instant,
-    ) -> Result<Durable, ProduceError> {
-        self.sink.check_size(&msg)?;
-        let attempt = !self.sink.writes_failing();
-        let record = SpooledRecord::new(
-            msg.provider,
-            msg.event_name,
-            msg.topic,
-            msg.key,
-            msg.value.to_vec(),
-            msg.headers,
-            attempt,
-        );
-        let reservation = match spool.reserve(&record) {
-            Ok(reservation) => reservation,
-            // No room: written as without a spool, or (writes known to fail) refused at once.
-            Err(error) if attempt => {
-                return match self.sink.publish(msg, deadline).await {
-                    Ok(ack) => Ok(Durable::Acked(ack)),
-                    Err(e) if e.class() == FailureClass::Retriable => Err(ProduceError::Publish(
-                        PublishError::new(e.reason, format!("{e}, and {error}; nothing was kept")),
-                    )),
-                    Err(e) => Err(ProduceError::Publish(e)),
-                };
-            }
-            Err(error) => return Err(ProduceError::Spool(error)),
-        };
-        let mut first_attempt = None;
-        let mut why = self
-            .sink
-            .client_blocking()
-            .map(|failure| failure.to_string());
-        // While writes are known to fail, spooled at once: waiting `after` for each would let
-        // a few connections carry only a few webhooks a second.
-        if attempt {
-            match self
-                .sink
-                .publish_or_wait(msg, Instant::now() + after, deadline)
-                .await
-            {
-                Ok(Published::Acked(ack)) => return Ok(Durable::Acked(ack)),
-                Ok(Published::Waiting(first)) => first_attempt = Some(first),
-                Err(e) if e.class() != FailureClass::Retriable => {
-                    return Err(ProduceError::Publish(e))
-                }
-                Err(e) => why = Some(e.to_string()),
-            }
-        }
-        match spool.append(reservation, first_attempt, deadline).await {
-            Ok(()) => Ok(Durable::Spooled { why }),
-            // The disk failed under a record with room reserved: the answer is the first
-            // write's, if it comes by the deadline.
-            Err(Refused {
-                error,
-                first_attempt: Some(first),
-            }) => match tokio::time::timeout_at(deadline, first).await {
-                Ok(Ok(ack)) => Ok(Durable::Acked(ack)),
-                Ok(Err(e)) => Err(ProduceError::Publish(PublishError::new(
-                    e.reason,
-                    format!("{e}; and {error}; nothing was kept"),
-                ))),
-                Err(_) => Err(ProduceError::Spool(error)),
-            },
-            Err(Refused { error, .. }) => Err(ProduceError::Spool(error)),
-        }
-    }
-
-    /// Claims `event_id` in `namespace`, waiting for another delivery's write of it until
-    /// `deadline`.
-    async fn claim(
-        &self,
-        namespace: Namespace,
-        provider: &'static str,
-        event_id: &str,
-        deadline: Instant,
-    ) -> Result<Verdict, ApiError> {
-        match tokio::time::timeout_at(deadline, self.dedupe.claim(namespace, provider, event_id))
-            .await
-        {
-            Ok(Ok(verdict)) => Ok(verdict),
-            Ok(Err(unavailable)) => Err(self.rejection(ProduceError::Dedupe(unavailable))),
-            Err(_) => Err(self.unavailable(claim_timed_out())),
-        }
-    }
-
-    /// Writes `letter` to the dead-letter topic by `deadline`; without one (disabled), or when
-    /// even the body alone is too large for it, the answer is `original`. A letter whose event
-    /// id was kept within the dedupe window is not written again.
-    async fn dead_letter(
-        &self,
-        provider: &'static str,
-        letter: DeadLetter,
-        original: ApiError,
-        deadline: Instant,
-    ) -> Result<Outcome, ApiError> {
-        let code = original.code().as_str();
-        let Some(topic) = &self.dead_letter_topic else {
-            return Err(original);
-        };
-        // Dropped without a commit on any early return: the provider's retry tries again.
-        let claim = match &letter.event_id {
-            Some(id) => match self
-                .claim(Namespace::DeadLetter, provider, id, deadline)
-                .await?
-            {
-                Verdict::Duplicate => {
-                    return Ok(Outcome::DeadLettered {
-                        error: code,
-                        detail: letter.detail,
-                        duplicate: true,
-                    })
-                }
-                Verdict::Claimed(claim) => Some(claim),
-            },
-            None => None,
-        };
-        let published = match &self.spool {
-            Some((spool, after)) => {
-                let texts = letter.texts();
-                let msg = OutboundMessage {
-                    topic,
-                    key: letter.event_id.as_deref(),
-                    value: &letter.body,
-                    headers: &letter.headers(&texts),
-                    provider,
-                    event_name: None,
-                };
-                self.write_or_spool(spool, *after, msg, deadline)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| match e {
-                        ProduceError::Publish(e) => e,
-                        ProduceError::Spool(spooled) => PublishError::new(
-                            FailureReason::BrokerUnavailable,
-                            format!("the broker did not acknowledge in time, and {spooled}"),
-                        ),
-                        other => PublishError::new(FailureReason::ClientError, other.to_string()),
-                    })
-            }
-            None => letter
-                .publish(&self.sink, topic, provider, deadline)
-                .await
-                .map(|_| ()),
-        };
-        match published {
-            Ok(()) => {
-                if let Some(claim) = claim {
-                    claim.commit().await;
-                }
-                Ok(Outcome::DeadLettered {
-                    error: code,
-                    detail: letter.detail,
-                    duplicate: false,
-                })
-            }
-            Err(e) if e.class() == FailureClass::TooLarge => Err(original),
-            Err(e) => Err(self.unavailable(e)),
-        }
-    }
-}
-
-/// Another delivery of the same id held its claim past the deadline.
-fn claim_timed_out() -> PublishError {
-    PublishError::new(
-        FailureReason::Deadline,
-        "another delivery of this event is still being written; nothing was written",
-    )
-}
-
-/// Where a write that may be spooled ended.
-enum Durable {
-    /// Acknowledged by the broker.
-    Acked(Acknowledged),
-    /// On disk in the spool (its first write, if still in flight, settled by the spool).
-    Spooled {
-        /// Why the broker did not take it first, when known.
-        why: Option<String>,
-    },
-}
-
-/// What writing an event did.
-#[derive(Debug, Clone)]
-pub(crate) enum Written {
-    /// Acknowledged, in `topic` (the event's own, or its provider's overflow topic).
-    Accepted { ack: Acknowledged, topic: String },
-    /// On disk in the spool, on its way to `topic`; `why` it was not written at once, when
-    /// known.
-    Spooled { topic: String, why: Option<String> },
-    /// Already written within the dedupe window: nothing written.
-    Duplicate,
-}
-
-/// Why [`produce_event`] wrote nothing.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ProduceError {
-    /// The record does not match the schema: a bug in hookstream.
-    #[error(transparent)]
-    Encode(avro::EncodeError),
-    #[error(transparent)]
-    Registry(RegistryError),
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-    /// The shared deduplication store could not be asked (`on_unavailable = "reject"`).
-    #[error(transparent)]
-    Dedupe(Unavailable),
-    /// Not acknowledged in time, and the spool could not take it (full, or unwritable).
-    #[error(transparent)]
-    Spool(SpoolError),
-}
-
-/// Encodes and frames `event`, then produces it to `topic` by `deadline`: the same record, key
-/// and headers whether the event arrives now or is replayed from the dead-letter topic.
-pub(crate) async fn produce_event(
-    sink: &KafkaSink,
-    framing: &Framing,
-    event: &WebhookEvent,
-    topic: &str,
-    deadline: Instant,
-) -> Result<Acknowledged, ProduceError> {
-    let value = encode_value(framing, event, topic, deadline).await?;
-    sink.publish(
-        OutboundMessage {
-            topic,
-            key: event.subject_id.as_deref(),
-            value: &value,
-            headers: &event_headers(event.provider, &event.event_name, &event.event_id),
-            provider: event.provider,
-            event_name: Some(&event.event_name),
-        },
-        deadline,
-    )
-    .await
-    .map_err(ProduceError::Publish)
-}
-
-/// The event's framed value for `topic`, by `deadline` (a registry lookup may be needed).
-async fn encode_value(
-    framing: &Framing,
-    event: &WebhookEvent,
-    topic: &str,
-    deadline: Instant,
-) -> Result<Vec<u8>, ProduceError> {
-    match tokio::time::timeout_at(deadline, avro::encode_framed(framing, topic, event)).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(FrameError::Encode(e))) => Err(ProduceError::Encode(e)),
-        Ok(Err(FrameError::Registry(e))) => Err(ProduceError::Registry(e)),
-        Err(_) => Err(ProduceError::Registry(RegistryError::Timeout)),
-    }
 }
 
 /// A request without a signature header is answered only if it is a well-formed handshake.

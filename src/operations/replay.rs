@@ -31,11 +31,10 @@ use crate::dead_letter::StoredDeadLetter;
 use crate::dedupe::{Dedupe, Namespace};
 use crate::error::ApiError;
 use crate::event::WebhookEvent;
-use crate::ingest::{Ingest, ProduceError, Written};
+use crate::ingest::{prepare, Ingest, Outcome, Prepared, ProduceError, Unusable};
 use crate::kafka::{producer_queue_bytes, KafkaSink, PublishError};
 use crate::metrics::Metrics;
 use crate::naming;
-use crate::providers::{self, VerifiedPayload};
 use crate::signature::VerifiedBody;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -343,24 +342,16 @@ impl Replayer {
             Err(ApiError::UnknownProvider(_)) => return Judgement::ProviderUnknown,
             Err(e) => return failing(e),
         };
-        let payload = match VerifiedPayload::parse(VerifiedBody::from_dead_letter(&letter.body)) {
-            Ok(payload) => payload,
-            Err(e) => return failing(e.into()),
-        };
-        let request = match payload.request(&letter.request_headers) {
-            Ok(request) => request,
-            Err(e) => return failing(e.into()),
-        };
-        if !matches!(provider.handshake(&request), Ok(None)) {
-            return Judgement::Failing(
+        // The same preparation as a delivery's: its signature was verified when it arrived.
+        let body = VerifiedBody::from_dead_letter(&letter.body);
+        let received_at = letter.received_at.unwrap_or_default();
+        match prepare(provider, body, &letter.request_headers, received_at) {
+            Ok(Prepared::Event(event)) => Judgement::Replay(event),
+            Ok(Prepared::Handshake(_)) | Err(Unusable::Refused(_)) => Judgement::Failing(
                 ErrorCode::InvalidPayload.as_str(),
                 "a URL-verification handshake, not an event".into(),
-            );
-        }
-        let received_at = letter.received_at.unwrap_or_default();
-        match providers::normalize(provider, &payload, &letter.request_headers, received_at) {
-            Ok(event) => Judgement::Replay(Box::new(event)),
-            Err(e) => failing(e.into()),
+            ),
+            Err(Unusable::Unprocessable { error, .. }) => failing(error),
         }
     }
 
@@ -430,14 +421,19 @@ impl Replayer {
             let (letter, outcome) = result?;
             let again = match outcome {
                 // A replay has no spool: `Spooled` cannot happen, and would be written later.
-                Ok(Written::Accepted { topic, .. } | Written::Spooled { topic, .. }) => {
+                Ok(Outcome::Accepted { topic, .. } | Outcome::Spooled { topic, .. }) => {
                     summary.replayed += 1;
                     *summary.topics.entry(topic).or_default() += 1;
                     None
                 }
-                Ok(Written::Duplicate) => {
+                Ok(Outcome::Duplicate { .. }) => {
                     summary.already_written += 1;
                     None
+                }
+                Ok(other @ (Outcome::Handshake(_) | Outcome::DeadLettered { .. })) => {
+                    return Err(format!(
+                        "a replayed event's write came to {other:?}, not to a write or a duplicate"
+                    ))
                 }
                 Err(Judgement::Failing(code, detail)) => {
                     count(summary, code);
