@@ -12,20 +12,27 @@
 //!
 //! 1. **Commands**: `cli` — the command line (`serve`, `sign`, `send`, `tail`, `topics`,
 //!    `load`, `dead-letters`, `config`, `spool`, `rejections`); the binary calls [`cli::run`].
-//! 2. **Operations**: `operations` — what the commands do with the topics: `tail`, and the
-//!    dead-letter `list` and `replay` (through the pipeline's own write path); `load` — the load
-//!    generator.
-//! 3. **Server**: `startup` — builds the [`startup::Application`] (Kafka clients, listener,
-//!    routes, limits), runs it, and reloads its providers and log level while it runs.
+//! 2. **Operations**: `operations` — what the commands do with the cluster and the spool:
+//!    `topics` (list, create), `tail`, the dead-letter `list` and `replay` (through the
+//!    pipeline's own preparation and write path), `config check --connect`, `spool status` and
+//!    `drain`; `load` — the load generator.
+//! 3. **Server**: `startup` — builds the [`startup::Application`] (listener, routes, limits),
+//!    runs it, and reloads its providers and log level while it runs; `startup::wiring` builds
+//!    the parts every command that talks to the cluster needs (metrics, the Kafka sink,
+//!    deduplication, framing), one way for `serve`, `replay`, `spool drain` and `config check`.
 //! 4. **HTTP**: `routes` — thin handlers: bounded body reading, then the pipeline.
-//! 5. **Pipeline**: `ingest` — verify, parse, handshake, normalize, deduplicate, produce (the write
-//!    runs to its end even when the client goes away); dead-letters what cannot be normalized.
+//! 5. **Pipeline**: `ingest` — verify, parse, handshake, normalize (`prepare`); the message
+//!    builder (`ingest::record`: topic, key, headers and value, decided once); deduplicate and
+//!    write, to the broker or through the spool (`ingest::write`: the write runs to its end even
+//!    when the client goes away); dead-letters what cannot be normalized.
 //! 6. **HTTP errors**: `error` — every way a request fails, wrapping the errors of the layers
 //!    below, and the one place they become status codes.
 //! 7. **Health and bounds**: `readiness` — the checks behind `/readyz`; `limits` — open
 //!    connections, bodies being received and requests in flight.
-//! 8. **Infrastructure**: `kafka` — the producer and its replacement, topic creation, one
-//!    deadline per write, produce error classification; `avro` — the record's encoding, value
+//! 8. **Infrastructure**: `kafka` — one message (`message`), which topic and creating it
+//!    (`topics`), the one write core and what it learns (`sink`), the producer and its
+//!    replacement, what librdkafka says is wrong with the connection, certificate rotation,
+//!    produce error classification; `avro` — the record's encoding, value
 //!    framing, the Schema Registry client; `dedupe` — the bounded cache of written event ids;
 //!    `dead_letter` — the format of a dead letter; `tls` — the public listener's certificate,
 //!    reloaded without a restart; `spool` — the durable local spool (its directory and file names,

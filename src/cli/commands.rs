@@ -1,4 +1,5 @@
-//! What each command does.
+//! Each command's glue: its arguments and configuration read, the operation run
+//! ([`crate::operations`], [`crate::startup`]), its output printed and its exit status chosen.
 
 use super::{DeadLetterCommand, Failure, LoadArgs, SpoolCommand};
 use crate::configuration::{self, ConfigDir, Loaded, Settings};

@@ -88,10 +88,6 @@ pub struct KafkaSink {
 }
 
 impl KafkaSink {
-    pub(crate) fn new(settings: &KafkaSettings, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
-        Self::with_patient(settings, metrics, false)
-    }
-
     /// `patient`: also a producer for writes that may outlive their request (the spool's).
     pub(crate) fn with_patient(
         settings: &KafkaSettings,

@@ -1,11 +1,9 @@
 //! `hookstream config check --connect`: can this configuration reach what it names? One line per
 //! check, as a person reading a deploy log wants it: what was checked, and ok or why not.
 
-use crate::avro::RegistryClient;
 use crate::configuration::Settings;
-use crate::dedupe::Dedupe;
 use crate::kafka::{ClientFailure, KafkaSink};
-use crate::metrics::Metrics;
+use crate::startup::{StartupError, Wiring};
 use std::sync::Arc;
 
 /// One check and its outcome.
@@ -57,7 +55,7 @@ fn plain(error: &std::io::Error) -> String {
 /// after the whole timeout.
 async fn kafka(
     settings: &Settings,
-    metrics: Arc<Metrics>,
+    wiring: &Wiring<'_>,
     timeout: std::time::Duration,
 ) -> Vec<Checked> {
     let metadata = format!("kafka metadata from {}", settings.kafka.brokers);
@@ -73,8 +71,8 @@ async fn kafka(
             },
         ];
     }
-    let sink = match KafkaSink::new(&settings.kafka, metrics) {
-        Ok(sink) => Arc::new(sink),
+    let sink = match wiring.sink(false) {
+        Ok(sink) => sink,
         Err(e) => {
             return vec![Checked {
                 what: "kafka client".into(),
@@ -186,8 +184,8 @@ async fn metadata_answered(
 pub async fn connect(settings: &Settings) -> Vec<Checked> {
     let timeout = settings.kafka.ack_timeout;
     let mut checks = Vec::new();
-    let metrics = match Metrics::new() {
-        Ok(metrics) => Arc::new(metrics),
+    let wiring = match Wiring::new(settings, &[]) {
+        Ok(wiring) => wiring,
         Err(e) => {
             checks.push(Checked {
                 what: "metrics".into(),
@@ -196,8 +194,8 @@ pub async fn connect(settings: &Settings) -> Vec<Checked> {
             return checks;
         }
     };
-    checks.extend(kafka(settings, metrics.clone(), timeout).await);
-    match Dedupe::new(&settings.dedupe, timeout, metrics) {
+    checks.extend(kafka(settings, &wiring, timeout).await);
+    match wiring.dedupe() {
         Ok(dedupe) => {
             if let Some(reached) = dedupe.check_shared_store().await {
                 checks.push(Checked {
@@ -209,12 +207,15 @@ pub async fn connect(settings: &Settings) -> Vec<Checked> {
         }
         Err(e) => checks.push(Checked {
             what: "redis (dedupe)".into(),
-            outcome: Err(e),
+            outcome: Err(match e {
+                StartupError::Dedupe(why) => why,
+                other => other.to_string(),
+            }),
         }),
     }
     if settings.schema_registry.enabled() {
-        let outcome = match RegistryClient::new(&settings.schema_registry) {
-            Ok(registry) => match tokio::time::timeout(timeout, registry.subjects()).await {
+        let outcome = match wiring.schema_registry() {
+            Ok(Some(registry)) => match tokio::time::timeout(timeout, registry.subjects()).await {
                 Ok(result) => result
                     .map(|n| format!("answered, {n} subject(s)"))
                     .map_err(|e| e.to_string()),
@@ -223,6 +224,8 @@ pub async fn connect(settings: &Settings) -> Vec<Checked> {
                     timeout.as_millis()
                 )),
             },
+            Ok(None) => Err("not configured".into()),
+            Err(StartupError::SchemaRegistry(e)) => Err(e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         checks.push(Checked {

@@ -24,7 +24,6 @@
 //! and never written to the dead-letter topic a second time; the rest are handled as above.
 
 use super::reader::{ReadError, Reader, Start};
-use crate::avro::{Framing, RegistryClient};
 use crate::codes::{ErrorCode, FailureClass};
 use crate::configuration::Settings;
 use crate::dead_letter::StoredDeadLetter;
@@ -33,7 +32,9 @@ use crate::error::ApiError;
 use crate::event::WebhookEvent;
 use crate::ingest::{prepare, Ingest, Outcome, Prepared, ProduceError, Unusable};
 use crate::kafka::{producer_queue_bytes, KafkaSink, PublishError};
-use crate::metrics::Metrics;
+use crate::startup::wiring::framing;
+use crate::startup::Wiring;
+
 use crate::naming;
 use crate::signature::VerifiedBody;
 use std::collections::BTreeMap;
@@ -287,27 +288,19 @@ impl Replayer {
         dead_letter_topic: String,
         only: Option<String>,
     ) -> Result<Self, String> {
-        // Metrics of a command-line run are not exported; the sink needs somewhere to count.
-        let metrics = Arc::new(Metrics::new().map_err(|e| e.to_string())?);
-        let sink = Arc::new(
-            KafkaSink::new(&settings.kafka, metrics.clone())
-                .map_err(|e| format!("cannot create a Kafka producer: {e}"))?,
-        );
+        let registry = settings.provider_registry().map_err(|e| e.to_string())?;
+        // Built as `serve` builds them; the spool belongs to `serve`.
+        let wiring = Wiring::new(settings, &registry.names()).map_err(|e| e.to_string())?;
+        let sink = wiring.sink(false).map_err(|e| e.to_string())?;
         // The deployment's own deduplication: with Redis, an event some replica (or an earlier
         // replay) wrote within the window is not written again.
-        let dedupe = Arc::new(Dedupe::new(
-            &settings.dedupe,
-            settings.kafka.ack_timeout,
-            metrics,
-        )?);
-        let framing = if settings.schema_registry.enabled() {
-            Framing::SchemaRegistry(Arc::new(
-                RegistryClient::new(&settings.schema_registry).map_err(|e| e.to_string())?,
-            ))
-        } else {
-            Framing::single_object()
-        };
-        let registry = settings.provider_registry().map_err(|e| e.to_string())?;
+        let dedupe = wiring.dedupe().map_err(|e| e.to_string())?;
+        let framing = framing(
+            wiring
+                .schema_registry()
+                .map_err(|e| e.to_string())?
+                .as_ref(),
+        );
         Ok(Self {
             // The spool belongs to `serve`: a replay writes to Kafka or not at all.
             ingest: Ingest::new(

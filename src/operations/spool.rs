@@ -2,12 +2,12 @@
 //! node being retired.
 
 use crate::configuration::Settings;
-use crate::kafka::KafkaSink;
-use crate::metrics::Metrics;
+use crate::startup::Wiring;
+
 use crate::spool::{self, Spool};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+
 use std::time::Duration;
 
 /// Why `spool status` or `spool drain` did not do what it was asked. The command's exit status
@@ -84,20 +84,19 @@ pub fn status(settings: &Settings, out: &mut dyn Write) -> Result<(), SpoolComma
 /// `timeout` (the broker is not back).
 pub async fn drain(settings: &Settings, timeout: Duration) -> Result<u64, SpoolCommandError> {
     existing(&settings.spool.dir)?;
-    let metrics = Arc::new(Metrics::new().map_err(|e| SpoolCommandError::Failed(e.to_string()))?);
+    let providers = settings
+        .provider_registry()
+        .map_err(|e| SpoolCommandError::Failed(e.to_string()))?;
+    let wiring = Wiring::new(settings, &providers.names())
+        .map_err(|e| SpoolCommandError::Failed(e.to_string()))?;
     let spool = Spool::open(
         &settings.spool.dir,
         settings.spool.max_bytes,
-        metrics.clone(),
+        wiring.metrics(),
     )
     .map_err(|e| SpoolCommandError::Unusable(e.to_string()))?;
-    let sink = Arc::new(
-        KafkaSink::with_patient(&settings.kafka, metrics.clone(), true).map_err(|e| {
-            SpoolCommandError::Failed(format!("cannot create the Kafka client: {e}"))
-        })?,
-    );
-    let providers = settings
-        .provider_registry()
+    let sink = wiring
+        .sink(true)
         .map_err(|e| SpoolCommandError::Failed(e.to_string()))?;
     let enabled = providers
         .iter()
@@ -122,7 +121,7 @@ pub async fn drain(settings: &Settings, timeout: Duration) -> Result<u64, SpoolC
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     forwarder.abort();
-    let forwarded = metrics.spool_forwarded.get();
+    let forwarded = wiring.metrics().spool_forwarded.get();
     if spool.is_empty() {
         Ok(forwarded)
     } else {

@@ -379,7 +379,8 @@ mod tests {
         )))
         .expect("defaults");
         // Never asked: the record is held before anything is written.
-        let sink = KafkaSink::new(&settings.kafka, metrics.clone()).expect("a client");
+        let sink =
+            KafkaSink::with_patient(&settings.kafka, metrics.clone(), false).expect("a client");
         let config = Forwarding {
             ack_timeout: Duration::from_secs(1),
             providers: ForwardedProviders::new(vec!["seismic"]),

@@ -2,18 +2,18 @@
 //! ([`reload`]).
 
 mod reload;
+pub(crate) mod wiring;
 
 pub use reload::Reload;
+pub(crate) use wiring::Wiring;
 
-use crate::avro::{Framing, RegistryClient, RegistryError};
-use crate::codes::{ErrorCode, FailureReason};
+use crate::avro::{RegistryClient, RegistryError};
 use crate::configuration::{ConfigError, ServerSettings, Settings};
 use crate::dedupe::Dedupe;
 use crate::ingest::Ingest;
 use crate::kafka::{CertificateFiles, KafkaSink};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::providers::Registry;
 use crate::readiness::{self, Dependencies, Readiness};
 use crate::rejections::Rejections;
 use crate::routes::{self, AppState};
@@ -24,7 +24,6 @@ use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-use strum::IntoEnumIterator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -51,21 +50,9 @@ pub enum StartupError {
     Config(#[from] ConfigError),
 }
 
-/// Every metric, with the series whose labels are known up front created at zero.
-fn metrics(providers: &Registry) -> Result<Arc<Metrics>, StartupError> {
-    let metrics = Arc::new(Metrics::new()?);
-    let providers = providers.names();
-    let reasons: Vec<_> = FailureReason::iter().map(FailureReason::label).collect();
-    let codes: Vec<_> = ErrorCode::iter().map(ErrorCode::as_str).collect();
-    metrics.initialize(&providers, &codes, &reasons);
-    Ok(metrics)
-}
-
 /// The series of `providers` created at zero (a provider a reload adds).
 fn provider_series(metrics: &Metrics, providers: &[&str]) {
-    let reasons: Vec<_> = FailureReason::iter().map(FailureReason::label).collect();
-    let codes: Vec<_> = ErrorCode::iter().map(ErrorCode::as_str).collect();
-    metrics.initialize_providers(providers, &codes, &reasons);
+    wiring::initialize_series(metrics, providers);
 }
 
 /// The listener and the port it got.
@@ -159,7 +146,7 @@ pub struct Application {
     settings: Settings,
     /// Set by [`Application::reloading`]: where the configuration is read again, and when.
     reload: Option<Reload>,
-    registry: Option<Arc<RegistryClient>>,
+    schema_registry: Option<Arc<RegistryClient>>,
     readiness: Arc<Readiness>,
     metrics: Arc<Metrics>,
     readiness_interval: Duration,
@@ -171,21 +158,11 @@ impl Application {
     /// Creates the Kafka clients and binds the listener (port 0 picks a free port).
     pub fn build(settings: Settings) -> Result<Self, StartupError> {
         let providers = settings.provider_registry()?;
-        let metrics = metrics(&providers)?;
-        let sink = Arc::new(KafkaSink::with_patient(
-            &settings.kafka,
-            metrics.clone(),
-            settings.spool.enabled,
-        )?);
-        let registry = if settings.schema_registry.enabled() {
-            Some(Arc::new(RegistryClient::new(&settings.schema_registry)?))
-        } else {
-            None
-        };
-        let framing = match &registry {
-            Some(r) => Framing::SchemaRegistry(r.clone()),
-            None => Framing::single_object(),
-        };
+        let wiring = Wiring::new(&settings, &providers.names())?;
+        let metrics = wiring.metrics();
+        let sink = wiring.sink(settings.spool.enabled)?;
+        let schema_registry = wiring.schema_registry()?;
+        let framing = wiring::framing(schema_registry.as_ref());
         let (listener, port) = bind(&settings.server.host, settings.server.port)?;
         let (admin_listener, admin_port) = bind(&settings.server.host, settings.server.admin_port)?;
         let spool = if settings.spool.enabled {
@@ -201,14 +178,7 @@ impl Application {
             None
         };
         let readiness = Arc::new(Readiness::new(sink.clone(), spool.clone()));
-        let dedupe = Arc::new(
-            Dedupe::new(
-                &settings.dedupe,
-                settings.kafka.ack_timeout,
-                metrics.clone(),
-            )
-            .map_err(StartupError::Dedupe)?,
-        );
+        let dedupe = wiring.dedupe()?;
         let rejections = Rejections::new(
             providers
                 .iter()
@@ -242,7 +212,7 @@ impl Application {
             tls = settings.server.tls.enabled(),
             providers = ?enabled,
             brokers = %settings.kafka.brokers,
-            schema_registry = registry.is_some(),
+            schema_registry = schema_registry.is_some(),
             "starting"
         );
         let state = web::Data::new(AppState {
@@ -275,7 +245,7 @@ impl Application {
             sink,
             spool,
             forwarding,
-            registry,
+            schema_registry,
             readiness,
             metrics,
             readiness_interval: settings.server.readiness_interval,
@@ -322,7 +292,7 @@ impl Application {
         let probe = tokio::spawn(readiness::probe_loop(
             self.readiness.clone(),
             Dependencies {
-                registry: self.registry.clone(),
+                registry: self.schema_registry.clone(),
                 dedupe: self.dedupe.clone(),
             },
             self.metrics.clone(),
