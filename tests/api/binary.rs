@@ -4,8 +4,6 @@ use crate::support::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
-
 #[test]
 fn sign_uses_a_provider_the_configuration_defines() {
     // GitHub's documented example, signed as the `github` preset defined in a config file.

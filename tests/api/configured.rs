@@ -11,7 +11,6 @@ use hmac::{Hmac, Mac};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
 const ACME_SECRET: &str = "acme-signing-secret";
 
 /// The definition, with `event_name` as given (the vendor later renames `kind` to `type`).

@@ -295,8 +295,6 @@ async fn a_redelivered_dead_letter_is_answered_dead_lettered_and_kept_once() {
     );
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
-
 /// How a `hookstream dead-letters` run ended.
 struct Run {
     code: Option<i32>,

@@ -39,7 +39,7 @@ impl Quickstart {
         let mut command = Command::new("scripts/quickstart");
         command
             .env("QUICKSTART_BROKER_PORT", broker_port.to_string())
-            .env("QUICKSTART_BIN", env!("CARGO_BIN_EXE_hookstream"));
+            .env("QUICKSTART_BIN", BIN);
         Self::run(command, port, admin_port, &[])
     }
 
@@ -154,7 +154,7 @@ async fn commands_in_another_terminal_use_its_configuration(port: u16, broker: u
         "the broker is named when it is not the default: {line}"
     );
     let run = |args: &[&str]| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hookstream"));
+        let mut command = Command::new(BIN);
         command
             .args(args)
             .env_remove("HOOKSTREAM__KAFKA__BROKERS")
@@ -331,7 +331,7 @@ async fn the_banner_lists_the_providers_configured_and_what_another_terminal_nee
     let (port, admin) = (free_port(), free_port());
     let brokers = test_brokers();
     let mut command = Command::new("scripts/quickstart");
-    command.env("QUICKSTART_BIN", env!("CARGO_BIN_EXE_hookstream"));
+    command.env("QUICKSTART_BIN", BIN);
     let quickstart = Quickstart::run(
         command,
         port,
@@ -395,7 +395,7 @@ async fn the_banner_lists_the_providers_configured_and_what_another_terminal_nee
     }
 
     // Another terminal: the export line, and the secret exported by hand.
-    let mut send = Command::new(env!("CARGO_BIN_EXE_hookstream"));
+    let mut send = Command::new(BIN);
     send.args([
         "send",
         "--url",
@@ -450,14 +450,7 @@ fn checkout() -> std::path::PathBuf {
         aged(&root.join(file), day * 2);
     }
     let bin = root.join("home/bin/hookstream");
-    std::fs::write(
-        &bin,
-        format!(
-            "#!/bin/sh\nexec '{}' \"$@\"\n",
-            env!("CARGO_BIN_EXE_hookstream")
-        ),
-    )
-    .expect("written");
+    std::fs::write(&bin, format!("#!/bin/sh\nexec '{}' \"$@\"\n", BIN)).expect("written");
     let cargo = root.join("home/bin/cargo");
     std::fs::write(
         &cargo,

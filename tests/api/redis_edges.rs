@@ -9,8 +9,6 @@ use crate::support::*;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
-
 fn redis_port() -> u16 {
     test_redis()
         .rsplit(':')

@@ -7,7 +7,6 @@ use sha2::{Digest, Sha256};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
 const LIVESESSION_SECRETS: [&str; 2] = ["rejections-first-secret", "rejections-second-secret"];
 const SEISMIC_SECRET: &str = "rejections-seismic-secret";
 const WRONG_SECRET: &str = "rejections-wrong-secret";

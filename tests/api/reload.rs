@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
-
 /// A server reading `reload.toml` (`HOOKSTREAM_ENV=reload`) from a directory of its own, where
 /// the file decides the providers, the topic prefix and the log level.
 struct Reloadable {

@@ -1,7 +1,7 @@
 //! Several replicas, one stream: deduplication shared on a real Redis, across processes and
 //! restarts, and what a delivery gets when Redis cannot be asked.
 
-use crate::support::process::{Hookstream, SECRET as PROCESS_SECRET};
+use crate::support::process::Hookstream;
 use crate::support::proxy::{Fault, ProxiedBroker};
 use crate::support::*;
 use std::collections::HashMap;
@@ -41,7 +41,7 @@ pub(crate) async fn post_signed_to(
     let scheme = hookstream::providers::built_in("livesession")
         .expect("provider")
         .signature();
-    let signature = scheme.sign_value(&body, &hookstream::signature::Secret::new(PROCESS_SECRET));
+    let signature = scheme.sign_value(&body, &hookstream::signature::Secret::new(SECRET));
     let response = client
         .post(url)
         .header("content-type", "application/json")
@@ -173,8 +173,7 @@ async fn a_claim_whose_replica_died_is_written_once_by_another_within_one_claim_
         let scheme = hookstream::providers::built_in("livesession")
             .expect("provider")
             .signature();
-        let signature =
-            scheme.sign_value(&body, &hookstream::signature::Secret::new(PROCESS_SECRET));
+        let signature = scheme.sign_value(&body, &hookstream::signature::Secret::new(SECRET));
         tokio::spawn(async move {
             client
                 .post(url)
@@ -294,7 +293,7 @@ async fn a_redis_password_never_appears_in_the_log() {
     assert!(!log.contains(password), "{log}");
 
     // Nor in a configuration error.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hookstream"))
+    let output = std::process::Command::new(BIN)
         .arg("serve")
         .env("HOOKSTREAM__DEDUPE__BACKEND", "redis")
         .env(

@@ -183,7 +183,7 @@ async fn a_refused_password_is_named_at_once_everywhere_and_after_a_restart_with
         .signature();
     let signature = scheme.sign_value(
         &body,
-        &hookstream::signature::Secret::new(crate::support::process::SECRET),
+        &hookstream::signature::Secret::new(crate::support::SECRET),
     );
     let started = Instant::now();
     let answer = client

@@ -106,7 +106,7 @@ pub(crate) async fn assert_forwarded_once(
 
 /// `hookstream spool status` of `dir`: its output.
 pub(crate) fn spool_status(dir: &Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_hookstream"))
+    let output = Command::new(BIN)
         .args(["spool", "status"])
         .env("HOOKSTREAM__SPOOL__DIR", dir)
         .output()
@@ -298,7 +298,7 @@ async fn sigterm_with_records_on_disk_and_no_broker_exits_0_and_the_next_start_f
         text.contains(&replica.topic()) && text.lines().last().is_some_and(|l| l.contains(" 10 ")),
         "{text}"
     );
-    let drain = Command::new(env!("CARGO_BIN_EXE_hookstream"))
+    let drain = Command::new(BIN)
         .args(["spool", "drain"])
         .env("HOOKSTREAM__SPOOL__DIR", &dir)
         .output()
@@ -381,7 +381,7 @@ async fn a_full_spool_answers_503_and_is_not_ready_and_a_second_process_on_its_d
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let second = Command::new(env!("CARGO_BIN_EXE_hookstream"))
+    let second = Command::new(BIN)
         .arg("serve")
         .env("HOOKSTREAM__SERVER__PORT", "0")
         .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
@@ -477,7 +477,7 @@ async fn after_a_torn_tail_and_a_flipped_byte_it_starts_ready_counts_the_damage_
 
 /// Runs `hookstream spool ARGS` in `cwd` with `spool.dir` = `dir`; (exit code, stdout, stderr).
 fn spool_command(args: &[&str], cwd: &Path, dir: &Path) -> (Option<i32>, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_hookstream"))
+    let output = Command::new(BIN)
         .arg("spool")
         .args(args)
         .current_dir(cwd)

@@ -7,8 +7,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
-
 fn tail_command(app: &TestApp, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command

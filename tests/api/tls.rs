@@ -11,8 +11,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
-
 /// A self-signed certificate for 127.0.0.1 and localhost, written to `dir` as
 /// `{name}.crt` and `{name}.key`; returns the certificate's PEM.
 fn certificate(dir: &Path, name: &str) -> String {

@@ -6,8 +6,6 @@ use rdkafka::consumer::Consumer;
 use std::process::Command;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
-
 /// A configuration directory holding the shipped `default.toml` and `production.toml` with
 /// `text`.
 fn config_dir_with(label: &str, text: &str) -> String {
@@ -235,7 +233,7 @@ async fn a_missing_topic_the_cluster_forbids_creating_is_named_everywhere_until_
             .signature();
         let signature = scheme.sign_value(
             &body,
-            &hookstream::signature::Secret::new(crate::support::process::SECRET),
+            &hookstream::signature::Secret::new(crate::support::SECRET),
         );
         client
             .post(replica.url())

@@ -13,7 +13,6 @@ use std::process::Command;
 use std::time::Duration;
 
 const DIR: &str = "deploy/kubernetes";
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
 
 fn manifest(name: &str) -> Value {
     let path = Path::new(DIR).join(name);

@@ -11,7 +11,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-pub use crate::support::process::SECRET;
+pub use crate::support::SECRET;
 
 /// Open-loop signed load with every outcome recorded.
 pub fn load_options(url: &str, id_prefix: &str, rate: f64, duration: Duration) -> LoadOptions {

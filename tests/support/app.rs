@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The secret every test app is configured with for every provider.
+/// The secret every test app is configured with for every provider, and every hookstream
+/// process of the tests for LiveSession.
 pub const SECRET: &str = "test-secret-\u{00e9}-1";
 
 pub struct TestApp {

@@ -19,3 +19,6 @@ pub mod tools;
 pub use app::*;
 pub use kafka::*;
 pub use tools::*;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_hookstream");

@@ -1,14 +1,12 @@
 //! hookstream as a child process: the real binary, restartable on the same ports, with its log
 //! kept in a directory of its own. Used by the fault suite and the replica tests.
 
+use super::app::SECRET;
 use super::tools::{free_port, temp_dir, wait_for_port};
+use super::BIN;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The LiveSession secret every such process is configured with.
-pub const SECRET: &str = "fault-suite-secret";
-const BIN: &str = env!("CARGO_BIN_EXE_hookstream");
 
 /// hookstream as a child process, restartable on the same ports.
 pub struct Hookstream {

@@ -179,7 +179,7 @@ impl SecuredCluster {
         args: &[&str],
         env: &[(&'static str, String)],
     ) -> (Option<i32>, String, String) {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hookstream"));
+        let mut command = std::process::Command::new(super::BIN);
         command
             .args(args)
             .env_remove("HOOKSTREAM_CONFIG_DIR")
