@@ -626,6 +626,44 @@ fn misspelt_values_are_refused_naming_the_key_and_what_it_takes() {
     }
 }
 
+#[test]
+fn a_boolean_other_than_true_or_false_is_refused_naming_the_key_in_a_variable_or_a_file() {
+    for (variable, value) in [
+        ("HOOKSTREAM__SPOOL__ENABLED", "yes"),
+        ("HOOKSTREAM__SPOOL__ENABLED", "1"),
+        ("HOOKSTREAM__DEAD_LETTER__ENABLED", "off"),
+    ] {
+        let key = variable
+            .trim_start_matches("HOOKSTREAM__")
+            .replace("__", ".")
+            .to_lowercase();
+        let says = format!(
+            "configuration key `{key}` \"{value}\" is not a boolean: write true or false (from {variable})"
+        );
+        let (code, _, err) = config_check(&[], &[(variable, value)]);
+        assert_eq!(code, Some(1), "{variable}={value}");
+        assert!(err.contains(&says), "{variable}={value}: {err}");
+        let dir = config_dir_with("strict-boolean", "staging", "");
+        let err = serve_fails_with(&dir, &[("HOOKSTREAM_ENV", "staging"), (variable, value)]);
+        assert!(err.contains(&says), "serve, {variable}={value}: {err}");
+    }
+    let (code, _, err) = config_check(&[], &[("HOOKSTREAM__SPOOL__ENABLED", "true")]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let dir = config_dir_with(
+        "strict-boolean-file",
+        "staging",
+        "[dead_letter]\nenabled = \"no\"\n",
+    );
+    let (code, _, err) = config_check(&["--config-dir", &dir], &[("HOOKSTREAM_ENV", "staging")]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("`dead_letter.enabled` \"no\" is not a boolean: write true or false")
+            && err.contains("staging.toml"),
+        "{err}"
+    );
+}
+
 /// A configuration directory holding the shipped `default.toml` and `NAME.toml` with `text`.
 fn config_dir_with(label: &str, name: &str, text: &str) -> String {
     let dir = temp_dir(label);
