@@ -44,7 +44,11 @@ pub enum Command {
         file: PathBuf,
     },
     /// Sign FILE as the provider would and POST it to a hookstream webhook URL; print the answer.
-    /// Exits 0 only when the answer is accepted, spooled, duplicate, ping or a challenge.
+    ///
+    /// Exit status: 0 when the answer is accepted, spooled, duplicate, ping or a challenge; 3 when
+    /// the webhook was verified but kept as a dead letter (the error and its detail are printed,
+    /// with the `hookstream dead-letters` commands that list and replay it); 1 on any other answer,
+    /// or none; 2 when no request could be made (an unknown provider, no secret, FILE unreadable).
     Send(SendArgs),
     /// Print the records of one or more topics as JSON lines, decoded with the schema, from
     /// every partition, like `kcat -C`: from --from to the end each topic has now, then exit (or

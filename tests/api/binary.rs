@@ -1002,15 +1002,19 @@ async fn send_with_fresh_ids_lands_every_sample_and_without_them_the_second_is_a
     assert_eq!(code, Some(1), "{out}");
     assert!(out.starts_with("401 "), "{out}");
     assert!(err.contains("answered 401"), "{err}");
-    // A 200 that is not the event written is no success either.
+    // A 200 that is not the event written is no success either: a dead letter has an exit
+    // status of its own (see dead_letters.rs).
     let dir = temp_dir("send-dead-letter");
     let broken = dir.join("broken.json");
     std::fs::write(&broken, br#"{"message_id":"x","payload":{}}"#).expect("written");
     let (code, out, err) = send_command(&["--url", &url, &broken.display().to_string()]).await;
-    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(code, Some(3), "{out}{err}");
     assert!(
         out.starts_with("200 ") && out.contains("dead_lettered"),
         "{out}"
     );
-    assert!(err.contains("not accepted, spooled, duplicate"), "{err}");
+    assert!(
+        err.contains("kept as a dead letter (invalid_payload: "),
+        "{err}"
+    );
 }
