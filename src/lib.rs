@@ -50,11 +50,13 @@
 //!     latest rejected deliveries per provider (names, lengths, a digest and counts, never a
 //!     value), served on the admin port.
 //! 13. **Leaves**: `codes` — error codes and produce failure reasons; `duration` — durations in
-//!     configuration, read with a unit and written as the docs write them; `telemetry` —
+//!     configuration, read with a unit and written as the docs write them; `boolean` — booleans
+//!     in configuration, `true` or `false` and nothing else; `telemetry` —
 //!     logging and the log-volume budget; `test_alloc` — the allocation counter of the unit
 //!     tests.
 
 pub mod avro;
+pub(crate) mod boolean;
 pub mod cli;
 pub(crate) mod codes;
 pub mod configuration;

@@ -1,36 +1,46 @@
 #!/usr/bin/env python3
-"""Reads a hookstream topic and prints every record as a JSON line.
+"""Reads hookstream's topics as a consumer group and prints every record as a JSON line.
 
 hookstream writes each record as Avro in one of two framings:
   * Avro single-object encoding (no Schema Registry): C3 01, the schema's 8-byte CRC-64-AVRO
-    fingerprint, then the datum; decoded with the shipped avro/webhook_event.avsc;
+    fingerprint, then the datum; decoded with the shipped avro/webhook_event.avsc (found beside
+    this file, whatever the working directory);
   * the Confluent wire format (with a Schema Registry): 00, the 4-byte schema id, then the datum;
-    decoded by Confluent's own AvroDeserializer with the schema the registry has under that id —
+    decoded by Confluent's own AvroDeserializer with the schema the registry has under that id --
     the code to copy into a consumer of your own.
 
-    python consumer.py --brokers localhost:9092 --topic webhooks.livesession.js_error
-    python consumer.py --brokers localhost:19092 --topic webhooks.livesession.js_error \
+    python consumer.py --brokers localhost:9092 --topic '^webhooks\\..*'
+    python consumer.py --brokers localhost:9092 --topic webhooks.livesession.js_error \\
+        --topic webhooks.github.issues_opened --group my-service
+    python consumer.py --brokers localhost:19092 --topic '^webhooks\\..*' \\
         --registry http://localhost:18081
 
-It reads every partition from the beginning and stops when no record arrived for --idle seconds
-(or after --count records).
+It subscribes as the consumer group --group to the topics given (a name starting with ^ is a
+regular expression: every topic it matches, now and later), starts where the group left off (at
+the beginning the first time), and commits each record's offset once the record is processed
+(printed): stopped and started again, it goes on after the last record it printed, and a crash
+repeats at most the record it was processing. It runs until interrupted (Ctrl-C, SIGTERM), or
+until --idle seconds pass without a record, or after --count records.
 """
 
 import argparse
 import datetime
 import io
 import json
-import os
+import pathlib
+import signal
 import struct
 import sys
+import time
 
 import fastavro
-from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
+from confluent_kafka import Consumer, KafkaException
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "..", "..", "avro", "webhook_event.avsc")
+# Relative to this file, not to the working directory.
+SCHEMA_FILE = pathlib.Path(__file__).resolve().parent.parent.parent / "avro" / "webhook_event.avsc"
 SINGLE_OBJECT = b"\xc3\x01"
 CONFLUENT = b"\x00"
 
@@ -43,7 +53,7 @@ def fingerprint(schema_json: dict) -> bytes:
 
 
 class Decoder:
-    def __init__(self, schema_file: str, registry: str | None, auth: str | None):
+    def __init__(self, schema_file: pathlib.Path, registry: str | None, auth: str | None):
         with open(schema_file) as f:
             shipped = json.load(f)
         self.shipped = fastavro.parse_schema(shipped)
@@ -76,51 +86,101 @@ def as_json(value):
     raise TypeError(f"cannot print {type(value).__name__}")
 
 
+def topics_of(given: list[str]) -> list[str]:
+    """--topic values: names and ^patterns, each given alone or comma-separated."""
+    return [t.strip() for value in given for t in value.split(",") if t.strip()]
+
+
+def stop_on_sigterm(*_):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--brokers", required=True, help="bootstrap servers, host:port[,…]")
-    parser.add_argument("--topic", required=True)
+    parser.add_argument(
+        "--topic",
+        required=True,
+        action="append",
+        help="a topic, or a regular expression starting with ^ (e.g. '^webhooks\\..*'); repeat it, or separate with commas",
+    )
+    parser.add_argument("--group", default="hookstream-example-consumer", help="the consumer group (default %(default)s)")
+    parser.add_argument(
+        "--prefix",
+        default="webhooks",
+        help="hookstream's kafka.topic_prefix: {prefix}.canary and {prefix}.dead_letter, which hold no events, are skipped (default %(default)s)",
+    )
     parser.add_argument("--registry", help="Schema Registry URL (for Confluent-framed values)")
     parser.add_argument("--registry-auth", help="user:password for the registry")
-    parser.add_argument("--schema", default=SCHEMA_FILE, help="the .avsc of single-object values")
+    parser.add_argument("--schema", default=SCHEMA_FILE, type=pathlib.Path, help="the .avsc of single-object values")
     parser.add_argument("--count", type=int, help="stop after this many records")
-    parser.add_argument("--idle", type=float, default=10.0, help="stop after this many seconds without a record")
+    parser.add_argument("--idle", type=float, help="stop after this many seconds without a record (default: never)")
     args = parser.parse_args()
 
+    topics = topics_of(args.topic)
+    not_events = {f"{args.prefix}.canary", f"{args.prefix}.dead_letter"}
     decoder = Decoder(args.schema, args.registry, args.registry_auth)
     consumer = Consumer({
         "bootstrap.servers": args.brokers,
-        "group.id": "hookstream-example-consumer",
+        "group.id": args.group,
+        # A group that has committed nothing yet starts at the beginning.
+        "auto.offset.reset": "earliest",
+        # Offsets are committed after processing, below: never for a record not yet printed.
         "enable.auto.commit": False,
     })
-    metadata = consumer.list_topics(args.topic, timeout=10)
-    topic = metadata.topics.get(args.topic)
-    if topic is None or topic.error is not None:
-        print(f"consumer: topic {args.topic} does not exist", file=sys.stderr)
-        return 1
-    consumer.assign([TopicPartition(args.topic, p, OFFSET_BEGINNING) for p in topic.partitions])
+    named = [t for t in topics if not t.startswith("^")]
+    if named:
+        metadata = consumer.list_topics(timeout=10)
+        for name in named:
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None:
+                print(f"consumer: topic {name} does not exist", file=sys.stderr)
+                consumer.close()
+                return 1
+
+    last_record = time.monotonic()
+
+    def assigned(_consumer, partitions):
+        # Joining the group takes a few seconds: --idle counts from when it was joined.
+        nonlocal last_record
+        last_record = time.monotonic()
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    consumer.subscribe(topics, on_assign=assigned)
     printed = 0
-    while args.count is None or printed < args.count:
-        message = consumer.poll(args.idle)
-        if message is None:
-            break
-        if message.error():
-            print(f"consumer: {message.error()}", file=sys.stderr)
-            return 1
-        line = {
-            "topic": message.topic(),
-            "partition": message.partition(),
-            "offset": message.offset(),
-            "key": message.key().decode() if message.key() is not None else None,
-            "headers": {k: v.decode() for k, v in (message.headers() or [])},
-        }
-        try:
-            line["value"] = decoder.decode(message.value(), message.topic())
-        except ValueError as e:
-            line["undecodable"] = str(e)
-        print(json.dumps(line, default=as_json), flush=True)
-        printed += 1
-    consumer.close()
+    try:
+        while args.count is None or printed < args.count:
+            message = consumer.poll(1.0)
+            if message is None:
+                if args.idle is not None and time.monotonic() - last_record >= args.idle:
+                    break
+                continue
+            if message.error():
+                if message.error().fatal():
+                    raise KafkaException(message.error())
+                print(f"consumer: {message.error()}", file=sys.stderr)
+                continue
+            last_record = time.monotonic()
+            if message.topic() not in not_events:
+                line = {
+                    "topic": message.topic(),
+                    "partition": message.partition(),
+                    "offset": message.offset(),
+                    "key": message.key().decode() if message.key() is not None else None,
+                    "headers": {k: v.decode() for k, v in (message.headers() or [])},
+                }
+                try:
+                    line["value"] = decoder.decode(message.value(), message.topic())
+                except ValueError as e:
+                    line["undecodable"] = str(e)
+                print(json.dumps(line, default=as_json), flush=True)
+                printed += 1
+            # Processed: the group goes on after it, even if this process stops now.
+            consumer.commit(message=message, asynchronous=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
     return 0
 
 

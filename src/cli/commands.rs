@@ -8,6 +8,8 @@ use crate::operations::{list, replay};
 use crate::providers;
 use crate::signature::Secret;
 use crate::startup::{Application, Reload};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// The configuration, loaded and checked as `serve` checks it before it starts: every layer,
 /// every strict check, and librdkafka's own check of the Kafka client configuration (without
@@ -58,14 +60,18 @@ pub(super) fn serve(config_dir: &ConfigDir, watch_config: bool) -> Result<(), Fa
     })
 }
 
-/// `hookstream tail`: prints the records of one or more topics.
+/// `hookstream tail`: prints the records of one or more topics. With `--group`, Ctrl-C and
+/// SIGTERM stop it after the record being printed, and what was printed is committed.
 pub(super) fn tail(
     config_dir: &ConfigDir,
     topics: &[String],
-    options: TailOptions,
+    mut options: TailOptions,
 ) -> Result<(), Failure> {
     use crate::operations::tail::{self, TailError};
     let settings = settings(config_dir)?;
+    if options.group.is_some() {
+        options.stop = Some(stop_on_signal()?);
+    }
     match tail::tail(&settings, topics, options, &mut std::io::stdout().lock()) {
         Ok(_) => Ok(()),
         Err(e @ TailError::DeadLetterTopic(_)) => Err(Failure::new(2, e)),
@@ -73,10 +79,59 @@ pub(super) fn tail(
     }
 }
 
-/// `hookstream topics`: the topics under the prefix.
-pub(super) fn topics(config_dir: &ConfigDir) -> Result<(), Failure> {
+/// A flag set by the first SIGINT or SIGTERM, which then does not end the process: the command
+/// watching the flag ends by itself; a second signal ends it at once (exit 130). The handlers
+/// are in place when this returns.
+fn stop_on_signal() -> Result<Arc<AtomicBool>, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(1, format!("cannot start the runtime: {e}")))?;
+    let (installed, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            let (mut interrupt, mut terminate) = match (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) {
+                (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+                (Err(e), _) | (_, Err(e)) => {
+                    let _ = installed.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = installed.send(Ok(()));
+            for _ in 0..2 {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+                if flag.swap(true, Ordering::SeqCst) {
+                    // A second signal: the command did not end by itself (a broker that does
+                    // not answer the commit), so the signal ends it as it would have.
+                    std::process::exit(130);
+                }
+            }
+        });
+    });
+    match wait.recv() {
+        Ok(Ok(())) => Ok(stop),
+        Ok(Err(e)) => Err(Failure::new(1, format!("cannot handle signals: {e}"))),
+        Err(_) => Err(Failure::new(1, "cannot handle signals")),
+    }
+}
+
+/// `hookstream topics [--all] [--timeout D]`: the topics under the prefix.
+pub(super) fn topics(
+    config_dir: &ConfigDir,
+    all: bool,
+    timeout: std::time::Duration,
+) -> Result<(), Failure> {
     let settings = settings(config_dir)?;
-    crate::operations::topics::topics(&settings, &mut std::io::stdout().lock())
+    crate::operations::topics::topics(&settings, all, timeout, &mut std::io::stdout().lock())
         .map(|_| ())
         .map_err(|e| Failure::new(1, e))
 }

@@ -8,7 +8,7 @@ mod send;
 
 use crate::configuration::ConfigDir;
 use crate::operations::reader::Start;
-use crate::operations::tail::TailOptions;
+use crate::operations::tail::{Format, TailOptions};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,20 +53,37 @@ pub enum Command {
         file: PathBuf,
     },
     /// Sign FILE as the provider would and POST it to a hookstream webhook URL; print the answer.
-    /// Exits 0 only when the answer is accepted, spooled, duplicate, ping or a challenge.
+    ///
+    /// Exit status: 0 when the answer is accepted, spooled, duplicate, ping or a challenge; 3 when
+    /// the webhook was verified but kept as a dead letter (the error and its detail are printed,
+    /// with the `hookstream dead-letters` commands that list and replay it); 1 on any other answer,
+    /// or none; 2 when no request could be made (an unknown provider, no secret, FILE unreadable).
     Send(SendArgs),
-    /// Print the records of one or more topics as JSON lines, decoded with the schema, from
-    /// every partition, like `kcat -C`: from --from to the end each topic has now, then exit (or
-    /// go on with --follow).
+    /// Print the records of one or more topics, from every partition, like `kcat -C` or
+    /// `rpk topic consume`: from --from to the end each topic has now, then exit (or go on with
+    /// --follow). Each record is a JSON line decoded with the schema (--format json), its
+    /// value's bytes (raw), its key (key), or a template like kcat's -f.
+    ///
+    /// With --group G it reads as the consumer group G: from the group's committed offsets
+    /// (from --from in a partition where it has none), committing what it printed every second
+    /// and when it stops (at the end, after --count, on Ctrl-C or SIGTERM), so the next run
+    /// with --group G goes on after the last record printed.
     Tail {
         /// Topic names; with --regex, regular expressions matched against whole topic names.
         #[arg(required = true, value_name = "TOPIC")]
         topics: Vec<String>,
         /// The topics given are regular expressions (like `rpk topic consume -r`), e.g.
-        /// 'webhooks\.livesession\..*'.
+        /// 'webhooks\.livesession\..*'. Internal topics (the readiness canary
+        /// {prefix}.canary, the cluster's own _… topics) and the dead-letter topic are left out.
         #[arg(short = 'r', long)]
         regex: bool,
-        /// Where to start in each partition: beginning, end, an offset, or -N (the last N).
+        /// With --regex, match internal topics too.
+        #[arg(long, requires = "regex")]
+        all: bool,
+        /// Where to start in each partition: beginning, end, an offset, -N (the last N), a time
+        /// (@2026-12-07T10:00:00Z, RFC 3339, or @ and epoch milliseconds: the first record
+        /// written at or after it, like `kcat -o s@…`), or a time ago (-1h, -30m, -2d; s, m,
+        /// h, d).
         #[arg(long, default_value = "beginning", allow_hyphen_values = true)]
         from: Start,
         /// Keep printing new records as they arrive, until interrupted.
@@ -75,14 +92,39 @@ pub enum Command {
         /// Stop after this many records.
         #[arg(short = 'c', long)]
         count: Option<u64>,
-        /// Print each record's headers too.
+        /// Print each record's headers too (json format; a template has %h).
         #[arg(long)]
         headers: bool,
+        /// How each record is printed: json (one JSON object per line, the value decoded; a
+        /// value that does not decode has `undecodable` saying why), raw (the value's bytes as
+        /// they are, then a newline), key (the key, then a newline), or a template such as
+        /// '%t %p %o %k %v\n': %t topic, %p partition, %o offset, %T timestamp (epoch ms), %k
+        /// key, %v the decoded record as JSON, %s the value's bytes, %S and %K the value's and
+        /// the key's sizes, %h headers (name=value,…), %% a %, \n \t newline and tab. A
+        /// template adds no newline of its own.
+        #[arg(long, default_value = "json", value_name = "json|raw|key|TEMPLATE")]
+        format: Format,
+        /// Read as this consumer group and commit: stopped and run again, it goes on where it
+        /// stopped.
+        #[arg(short = 'g', long)]
+        group: Option<String>,
+        /// How long the broker has to answer for the topics' metadata and offsets before
+        /// reading starts.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// List the topics under kafka.topic_prefix (and the dead-letter topic) with their
     /// partitions, records and end offsets, like `rpk topic list`; `topics create` creates the
     /// topics the configuration writes to, for clusters that forbid hookstream to.
     Topics {
+        /// Also list the internal topics: the readiness canary {prefix}.canary, which holds no
+        /// events.
+        #[arg(long)]
+        all: bool,
+        /// How long the broker has to answer, in all; past it, the command says which broker
+        /// did not answer and exits 1.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
         #[command(subcommand)]
         command: Option<TopicsCommand>,
     },
@@ -347,10 +389,14 @@ pub fn run() -> ExitCode {
         Command::Tail {
             topics,
             regex,
+            all,
             from,
             follow,
             count,
             headers,
+            format,
+            group,
+            timeout,
         } => (
             "hookstream tail",
             commands::tail(
@@ -362,12 +408,25 @@ pub fn run() -> ExitCode {
                     count,
                     headers,
                     regex,
+                    all,
+                    format,
+                    group,
+                    timeout,
+                    stop: None,
                 },
             ),
         ),
-        Command::Topics { command: None } => ("hookstream topics", commands::topics(&config_dir)),
+        Command::Topics {
+            command: None,
+            all,
+            timeout,
+        } => (
+            "hookstream topics",
+            commands::topics(&config_dir, all, timeout),
+        ),
         Command::Topics {
             command: Some(TopicsCommand::Create { dry_run }),
+            ..
         } => (
             "hookstream topics create",
             commands::topics_create(&config_dir, dry_run),

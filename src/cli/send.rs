@@ -256,21 +256,62 @@ pub(super) fn send(config_dir: &ConfigDir, args: SendArgs) -> Result<(), Failure
         .map_err(|e| Failure::new(1, format!("no answer from {}: {e}", args.url)))?;
     println!("{} {answer}", status.as_u16());
     if done(status, &content_type, &answer) {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            1,
-            format!(
-                "answered {status}, which is not accepted, spooled, duplicate, ping or a challenge"
-            ),
-        ))
+        return Ok(());
     }
+    if let Some(explained) = dead_lettered(status, &answer, provider.name()) {
+        return Err(Failure::new(DEAD_LETTERED, explained));
+    }
+    Err(Failure::new(
+        1,
+        format!(
+            "answered {status}, which is not accepted, spooled, duplicate, ping or a challenge"
+        ),
+    ))
+}
+
+/// `send`'s exit status when the delivery was kept as a dead letter: verified, but not written
+/// to an event topic (as `dead-letters replay` exits 3 when letters stay in the topic).
+const DEAD_LETTERED: u8 = 3;
+
+/// When `answer` says the delivery was kept as a dead letter: what that means, why (the error
+/// and its detail) and the commands that list and replay it.
+fn dead_lettered(status: reqwest::StatusCode, answer: &str, provider: &str) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_str(answer).ok()?;
+    if !status.is_success() || json["status"] != "dead_lettered" {
+        return None;
+    }
+    let error = json["error"].as_str().unwrap_or("unknown");
+    let why = match json["detail"].as_str().filter(|d| !d.is_empty()) {
+        Some(detail) => format!("{error}: {detail}"),
+        None => error.to_string(),
+    };
+    Some(format!(
+        "the webhook was verified but not written to an event topic: it was kept as a dead letter ({why}).\n  \
+         list it:   hookstream dead-letters list --pending --provider {provider}\n  \
+         replay it: hookstream dead-letters replay --provider {provider}   (once the cause is fixed; --dry-run first shows what would happen)"
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use reqwest::StatusCode;
+
+    #[test]
+    fn a_dead_letter_is_explained_with_its_error_and_the_commands_that_list_and_replay_it() {
+        let answer = r#"{"status":"dead_lettered","error":"invalid_json","detail":"not JSON"}"#;
+        let said = dead_lettered(StatusCode::OK, answer, "acme").expect("explained");
+        for part in [
+            "kept as a dead letter (invalid_json: not JSON)",
+            "hookstream dead-letters list --pending --provider acme",
+            "hookstream dead-letters replay --provider acme",
+        ] {
+            assert!(said.contains(part), "{part}: {said}");
+        }
+        let accepted = r#"{"status":"accepted","event_id":"x","topic":"t"}"#;
+        assert_eq!(dead_lettered(StatusCode::OK, accepted, "acme"), None);
+        assert_eq!(dead_lettered(StatusCode::OK, "not json", "acme"), None);
+    }
 
     #[test]
     fn only_a_written_duplicate_or_handshake_answer_is_done() {

@@ -58,6 +58,7 @@ pub struct Settings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct SpoolSettings {
     /// Off: a webhook the broker does not acknowledge in time is answered 503, as without it.
+    #[serde(deserialize_with = "crate::boolean::deserialize")]
     pub enabled: bool,
     /// Where the spool lives: persistent storage (a lost disk loses its spool). Relative paths
     /// resolve against the working directory.
@@ -178,6 +179,7 @@ impl std::fmt::Debug for KafkaSettings {
 pub struct DeadLetterSettings {
     /// Verified deliveries that cannot be normalized are kept in the dead-letter topic and
     /// answered 200; `false` answers them 400 (or 413) instead.
+    #[serde(deserialize_with = "crate::boolean::deserialize")]
     pub enabled: bool,
     /// The dead-letter topic; empty means `{kafka.topic_prefix}.dead_letter`.
     topic: String,

@@ -534,6 +534,48 @@ mod tests {
     }
 
     #[test]
+    fn every_boolean_takes_true_or_false_only_from_a_variable_or_a_file() {
+        let err = load_variables(&[("HOOKSTREAM__SPOOL__ENABLED", "yes")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`spool.enabled` \"yes\" is not a boolean: write true or false")
+                && err.contains("(from HOOKSTREAM__SPOOL__ENABLED)"),
+            "{err}"
+        );
+        let err = load_variables(&[("HOOKSTREAM__DEAD_LETTER__ENABLED", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`dead_letter.enabled` \"0\""), "{err}");
+        let err = load("[dead_letter]\nenabled = 1").unwrap_err().to_string();
+        assert!(
+            err.contains("`dead_letter.enabled` 1 is not a boolean"),
+            "{err}"
+        );
+        let err = load("[providers.acme]\npreset = \"stripe\"\nsecrets = \"x\"\n[providers.acme.fields]\nevent_id_from_body_digest = \"on\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "`providers.acme.fields.event_id_from_body_digest` \"on\" is not a boolean"
+            ),
+            "{err}"
+        );
+        let settings = load_variables(&[
+            ("HOOKSTREAM__SPOOL__ENABLED", "true"),
+            ("HOOKSTREAM__DEAD_LETTER__ENABLED", "false"),
+        ])
+        .expect("true and false are booleans");
+        assert!(settings.spool.enabled && !settings.dead_letter.enabled);
+        assert!(
+            load("[spool]\nenabled = true")
+                .expect("valid")
+                .spool
+                .enabled
+        );
+    }
+
+    #[test]
     fn an_unknown_section_is_refused_too() {
         let err = load("[kafak]\nbrokers = \"b:9092\"")
             .unwrap_err()

@@ -1,26 +1,61 @@
 //! `hookstream topics`: the topics under `kafka.topic_prefix`, with their partitions and end
-//! offsets, like `rpk topic list`.
+//! offsets, like `rpk topic list`; the internal ones (the readiness canary) only with `--all`.
 
-use super::reader;
+use super::reader::Lookup;
 use crate::configuration::Settings;
 use std::io::Write;
+use std::time::Duration;
 
-/// Prints one line per topic under the prefix to `out`; returns how many. Blocking.
-pub fn topics(settings: &Settings, out: &mut dyn Write) -> Result<usize, String> {
+/// Why `topic` is internal — a topic hookstream or the cluster keeps for itself, whose records
+/// are no events — or `None` for a topic of events (the dead-letter topic is one: its records
+/// are the deliveries that could not be normalized). Internal: `{kafka.topic_prefix}.canary`,
+/// where readiness and `config check --connect` write, and the cluster's own topics, whose
+/// names start with `_` (`__consumer_offsets`, `_schemas`).
+pub(crate) fn internal(settings: &Settings, topic: &str) -> Option<&'static str> {
+    let prefix = &settings.kafka.topic_prefix;
+    if topic.strip_prefix(prefix.as_str()) == Some(".canary") {
+        return Some("readiness canary");
+    }
+    let ours =
+        topic.starts_with(&format!("{prefix}.")) || topic == settings.dead_letter.topic(prefix);
+    (!ours && topic.starts_with('_')).then_some("the cluster's own")
+}
+
+/// Prints one line per topic under the prefix to `out` (the internal ones only with `all`);
+/// returns how many. The cluster has `timeout` to answer, in all. Blocking.
+pub fn topics(
+    settings: &Settings,
+    all: bool,
+    timeout: Duration,
+    out: &mut dyn Write,
+) -> Result<usize, String> {
     let prefix = format!("{}.", settings.kafka.topic_prefix);
     let dead_letters = settings.dead_letter.topic(&settings.kafka.topic_prefix);
-    let names: Vec<String> = reader::topic_names(&settings.kafka)?
+    let lookup = Lookup::new(&settings.kafka, timeout)?;
+    let mut hidden = 0;
+    let names: Vec<String> = lookup
+        .topic_names()?
         .into_iter()
         .filter(|name| name.starts_with(&prefix) || *name == dead_letters)
+        .filter(|name| {
+            let shown = all || internal(settings, name).is_none();
+            hidden += usize::from(!shown);
+            shown
+        })
         .collect();
     let write = |out: &mut dyn Write, line: String| {
         writeln!(out, "{line}").map_err(|e| format!("cannot write: {e}"))
     };
     if names.is_empty() {
+        let internal = if hidden > 0 {
+            format!("; {hidden} internal topic(s) hidden: --all shows them")
+        } else {
+            String::new()
+        };
         write(
             out,
             format!(
-                "no topics under {prefix}* on {} (hookstream creates a topic with its first event)",
+                "no topics under {prefix}* on {} (hookstream creates a topic with its first event{internal})",
                 crate::configuration::without_userinfo(&settings.kafka.brokers)
             ),
         )?;
@@ -35,16 +70,18 @@ pub fn topics(settings: &Settings, out: &mut dyn Write) -> Result<usize, String>
         ),
     )?;
     for name in &names {
-        let watermarks = reader::watermarks(&settings.kafka, name)?;
+        let watermarks = lookup.watermarks(name)?;
         let records: i64 = watermarks.iter().map(|(low, high)| high - low).sum();
         let ends: Vec<String> = watermarks
             .iter()
             .map(|(_, high)| high.to_string())
             .collect();
         let note = if *name == dead_letters {
-            "  (dead letters: hookstream dead-letters list)"
+            "  (dead letters: hookstream dead-letters list)".to_string()
+        } else if let Some(why) = internal(settings, name) {
+            format!("  (internal: {why})")
         } else {
-            ""
+            String::new()
         };
         write(
             out,

@@ -624,6 +624,44 @@ fn misspelt_values_are_refused_naming_the_key_and_what_it_takes() {
     }
 }
 
+#[test]
+fn a_boolean_other_than_true_or_false_is_refused_naming_the_key_in_a_variable_or_a_file() {
+    for (variable, value) in [
+        ("HOOKSTREAM__SPOOL__ENABLED", "yes"),
+        ("HOOKSTREAM__SPOOL__ENABLED", "1"),
+        ("HOOKSTREAM__DEAD_LETTER__ENABLED", "off"),
+    ] {
+        let key = variable
+            .trim_start_matches("HOOKSTREAM__")
+            .replace("__", ".")
+            .to_lowercase();
+        let says = format!(
+            "configuration key `{key}` \"{value}\" is not a boolean: write true or false (from {variable})"
+        );
+        let (code, _, err) = config_check(&[], &[(variable, value)]);
+        assert_eq!(code, Some(1), "{variable}={value}");
+        assert!(err.contains(&says), "{variable}={value}: {err}");
+        let dir = config_dir_with("strict-boolean", "staging", "");
+        let err = serve_fails_with(&dir, &[("HOOKSTREAM_ENV", "staging"), (variable, value)]);
+        assert!(err.contains(&says), "serve, {variable}={value}: {err}");
+    }
+    let (code, _, err) = config_check(&[], &[("HOOKSTREAM__SPOOL__ENABLED", "true")]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let dir = config_dir_with(
+        "strict-boolean-file",
+        "staging",
+        "[dead_letter]\nenabled = \"no\"\n",
+    );
+    let (code, _, err) = config_check(&["--config-dir", &dir], &[("HOOKSTREAM_ENV", "staging")]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("`dead_letter.enabled` \"no\" is not a boolean: write true or false")
+            && err.contains("staging.toml"),
+        "{err}"
+    );
+}
+
 /// A configuration directory holding the shipped `default.toml` and `NAME.toml` with `text`.
 fn config_dir_with(label: &str, name: &str, text: &str) -> String {
     let dir = temp_dir(label);
@@ -962,15 +1000,19 @@ async fn send_with_fresh_ids_lands_every_sample_and_without_them_the_second_is_a
     assert_eq!(code, Some(1), "{out}");
     assert!(out.starts_with("401 "), "{out}");
     assert!(err.contains("answered 401"), "{err}");
-    // A 200 that is not the event written is no success either.
+    // A 200 that is not the event written is no success either: a dead letter has an exit
+    // status of its own (see dead_letters.rs).
     let dir = temp_dir("send-dead-letter");
     let broken = dir.join("broken.json");
     std::fs::write(&broken, br#"{"message_id":"x","payload":{}}"#).expect("written");
     let (code, out, err) = send_command(&["--url", &url, &broken.display().to_string()]).await;
-    assert_eq!(code, Some(1), "{out}{err}");
+    assert_eq!(code, Some(3), "{out}{err}");
     assert!(
         out.starts_with("200 ") && out.contains("dead_lettered"),
         "{out}"
     );
-    assert!(err.contains("not accepted, spooled, duplicate"), "{err}");
+    assert!(
+        err.contains("kept as a dead letter (invalid_payload: "),
+        "{err}"
+    );
 }

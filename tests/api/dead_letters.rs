@@ -681,3 +681,72 @@ async fn a_dry_run_forecasts_duplicates_and_list_and_replay_take_one_provider() 
     assert_eq!(run.code, Some(0), "{}", run.err);
     assert!(run.out.contains("read 1, replayed 1 ("), "{}", run.out);
 }
+
+/// The command `send` printed after `label` (`list it:`), as arguments after `hookstream`.
+fn printed_command(err: &str, label: &str) -> Vec<String> {
+    let line = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{err}"));
+    let command = line.split('(').next().unwrap_or_default();
+    let mut words = command.split_whitespace().map(str::to_string);
+    assert_eq!(words.next().as_deref(), Some("hookstream"), "{line}");
+    words.collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_explains_a_dead_letter_with_its_error_exits_3_and_names_commands_that_work() {
+    let app = spawn_app().await;
+    let dir = temp_dir("send-dead-letter");
+    let file = dir.join("no_payload.json");
+    let body = with_json(&fixture("livesession", "js_error"), |j| {
+        j.as_object_mut().expect("object").remove("payload");
+    });
+    std::fs::write(&file, &body).expect("written");
+    let command = |args: &[String]| {
+        let mut command = std::process::Command::new(BIN);
+        command
+            .args(args)
+            .env("HOOKSTREAM__KAFKA__BROKERS", &app.brokers)
+            .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &app.prefix)
+            .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET);
+        command
+    };
+    let send = [
+        "send".to_string(),
+        "--url".to_string(),
+        format!("{}/webhooks/livesession", app.address),
+        file.display().to_string(),
+    ];
+    let (code, out, err) = run_off_runtime(command(&send)).await;
+    assert_eq!(code, Some(3), "{out}{err}");
+    let answer: serde_json::Value =
+        serde_json::from_str(out.trim().strip_prefix("200 ").expect("200")).expect("JSON");
+    assert_eq!(answer["status"], "dead_lettered", "{out}");
+    let detail = answer["detail"].as_str().expect("detail");
+    assert!(
+        err.contains(&format!(
+            "kept as a dead letter (invalid_payload: {detail})"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("which is not accepted"), "{err}");
+    let letters = app.read_messages(&app.dead_letter_topic(), 1).await;
+    assert_eq!(letters[0].payload(), Some(body.as_slice()));
+
+    // The commands it names run as printed, and find the letter.
+    let list = printed_command(&err, "list it:");
+    let (code, out, err_list) = run_off_runtime(command(&list)).await;
+    assert_eq!(code, Some(0), "{list:?}: {err_list}");
+    let listed: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(listed.len(), 1, "{out}");
+    assert_eq!(listed[0]["error"], "invalid_payload", "{out}");
+    let mut replay = printed_command(&err, "replay it:");
+    replay.push("--dry-run".into());
+    let (code, out, err_replay) = run_off_runtime(command(&replay)).await;
+    assert_eq!(code, Some(3), "{replay:?}: {out}{err_replay}");
+    assert!(out.contains("read 1"), "{out}");
+}

@@ -2,13 +2,27 @@
 //! golden fixture is sent through the real server into the real broker, in both framings (Avro
 //! single-object encoding, and the Confluent wire format through a real Schema Registry, decoded
 //! by confluent-kafka's stock `AvroDeserializer`), and the records the example prints must be the
-//! expected records of the fixtures.
+//! expected records of the fixtures. Run from another directory, subscribed to a pattern as a
+//! consumer group, it goes on where it was stopped, and runs until interrupted.
 
 use crate::support::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The Python that has the example's requirements, as an absolute path (the example is also run
+/// from other directories).
+fn python() -> PathBuf {
+    std::path::absolute(tool("python")).expect("an absolute path")
+}
+
+/// The example, as an absolute path.
+fn example() -> PathBuf {
+    std::path::absolute("examples/consumer-python/consumer.py").expect("an absolute path")
+}
 
 /// The fixture received at this fixed time in the expected files.
 const GOLDEN_RECEIVED_AT: i64 = 1_700_000_000_000;
@@ -68,10 +82,11 @@ async fn consume(
     expected: usize,
     registry: Option<&str>,
 ) -> BTreeMap<String, Value> {
-    let mut command = Command::new(tool("python"));
+    let mut command = Command::new(python());
     command
         .arg("examples/consumer-python/consumer.py")
         .args(["--brokers", &app.brokers, "--topic", topic])
+        .args(["--group", &format!("{topic}-example")])
         .args(["--count", &expected.to_string(), "--idle", "20"]);
     if let Some(url) = registry {
         command.args(["--registry", url]);
@@ -183,4 +198,134 @@ async fn the_python_consumer_decodes_confluent_framed_values_with_the_stock_avro
         printed.extend(consume(&app, &topic, n, Some(&url)).await);
     }
     check(&events, &printed);
+}
+
+/// The event ids of the records in `lines` (JSON lines the example printed), each checked to be
+/// a decoded record.
+fn printed_ids(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert!(line.get("undecodable").is_none(), "{line}");
+            line["value"]["event_id"]
+                .as_str()
+                .expect("event_id")
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_consumer_runs_from_another_directory_as_a_group_on_a_pattern_and_goes_on_where_it_stopped(
+) {
+    let app = spawn_app().await;
+    let send = |id: &'static str, name: &'static str| {
+        let app = &app;
+        async move {
+            let body = with_json(&fixture("livesession", name), |j| {
+                j["message_id"] = id.into()
+            });
+            let reply = app.post_signed("livesession", body).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+        }
+    };
+    send("p-1", "js_error").await;
+    send("p-2", "js_error").await;
+    send("p-3", "rage_click").await;
+    send("p-4", "rage_click").await;
+    // Neither the dead letters nor the readiness canary are events: the pattern matches both.
+    let broken = with_json(&fixture("livesession", "js_error"), |j| {
+        j.as_object_mut().expect("object").remove("payload");
+    });
+    assert_eq!(app.post_signed("livesession", broken).await.status, 200);
+    let (code, out, err) = run_off_runtime({
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookstream"));
+        command
+            .args(["config", "check", "--connect"])
+            .env("HOOKSTREAM__KAFKA__BROKERS", &app.brokers)
+            .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &app.prefix);
+        command
+    })
+    .await;
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    let elsewhere = temp_dir("consumer-example-cwd");
+    let pattern = format!("^{}\\..*", app.prefix);
+    let group = format!("{}-example", app.prefix);
+    let example = |extra: &[&str]| {
+        let mut command = Command::new(python());
+        command
+            .arg(example())
+            .args(["--brokers", &app.brokers, "--topic", &pattern])
+            .args(["--group", &group, "--prefix", &app.prefix])
+            .args(extra)
+            .current_dir(&elsewhere);
+        command
+    };
+
+    // Stopped after two records: it committed them.
+    let (code, out, err) = run_off_runtime(example(&["--count", "2", "--idle", "30"])).await;
+    assert_eq!(code, Some(0), "{err}");
+    let lines: Vec<String> = out.lines().map(str::to_string).collect();
+    let mut seen = printed_ids(&lines);
+    assert_eq!(seen.len(), 2, "{out}");
+
+    // Started again without --idle or --count: it goes on after them, then waits for more
+    // until interrupted.
+    let mut child = ChildGuard(
+        example(&[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the example runs"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = |rx: &std::sync::mpsc::Receiver<String>| {
+        rx.recv_timeout(Duration::from_secs(30))
+            .map(|line| printed_ids(&[line]).remove(0))
+            .expect("a record")
+    };
+    seen.push(next(&rx));
+    seen.push(next(&rx));
+    seen.sort();
+    assert_eq!(seen, ["p-1", "p-2", "p-3", "p-4"], "each record once");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        child.0.try_wait().expect("wait").is_none(),
+        "without --idle it waits for more"
+    );
+    send("p-5", "js_error").await;
+    assert_eq!(next(&rx), "p-5");
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "still running after Ctrl-C"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status.code(), Some(0), "{status}");
+
+    // Everything printed was committed: a third run has nothing to print.
+    let (code, out, err) = run_off_runtime(example(&["--idle", "5"])).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.is_empty(), "{out}");
 }

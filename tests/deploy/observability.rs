@@ -202,7 +202,8 @@ fn the_compose_file_conforms_to_the_compose_specification() {
 }
 
 #[test]
-fn the_compose_stack_has_every_service_and_mounts_files_that_exist() {
+fn the_compose_stack_has_every_service_leaves_host_port_9090_to_the_quickstart_and_mounts_files_that_exist(
+) {
     let text = std::fs::read_to_string("docker-compose.yml").expect("compose file");
     for service in [
         "redpanda:",
@@ -230,6 +231,21 @@ fn the_compose_stack_has_every_service_and_mounts_files_that_exist() {
     assert!(
         !hookstream.contains("9090"),
         "the admin port is published: {hookstream}"
+    );
+    // Host port 9090 is the quickstart's admin port: no service of the stack takes it.
+    let published: Vec<&str> = text
+        .lines()
+        .map(|l| l.trim().trim_start_matches("- ").trim_matches('"'))
+        .filter(|l| l.split(':').count() == 2 && l.chars().all(|c| c.is_ascii_digit() || c == ':'))
+        .collect();
+    assert!(published.contains(&"8080:8080"), "{published:?}");
+    assert!(
+        published.contains(&"19090:9090"),
+        "Prometheus: {published:?}"
+    );
+    assert!(
+        published.iter().all(|p| !p.starts_with("9090:")),
+        "host port 9090 is published: {published:?}"
     );
     for line in text.lines() {
         let line = line.trim().trim_start_matches("- ");

@@ -69,7 +69,11 @@ pub struct FieldsDefinition {
     pub event_id: Option<Sources>,
     /// Without an event id, use `sha256:` and the hex SHA-256 of the raw body instead of
     /// dead-lettering the delivery.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::boolean::option::deserialize",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub event_id_from_body_digest: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_time: Option<Sources>,
