@@ -19,6 +19,7 @@
 //! - A request then takes an [`InFlight`] permit while it is processed; beyond
 //!   `server.max_in_flight` it is answered `503 overloaded` at once instead of queueing.
 
+use crate::internal_events::{ConnectionCounted, RequestInFlight};
 use crate::metrics::Metrics;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -124,7 +125,7 @@ impl Limits {
 
     pub fn connection_opened(self: &Arc<Self>) -> ConnectionSlot {
         let open = self.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        self.metrics.open_connections.inc();
+        ConnectionCounted { opened: true }.emit(&self.metrics);
         ConnectionSlot {
             limits: self.clone(),
             over_limit: open > self.max_connections,
@@ -180,7 +181,7 @@ impl Limits {
                 (n < self.max_in_flight).then_some(n + 1)
             })
             .ok()?;
-        self.metrics.requests_in_flight.inc();
+        RequestInFlight { started: true }.emit(&self.metrics);
         Some(InFlight {
             limits: self.clone(),
         })
@@ -190,7 +191,7 @@ impl Limits {
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.limits.connections.fetch_sub(1, Ordering::Relaxed);
-        self.limits.metrics.open_connections.dec();
+        ConnectionCounted { opened: false }.emit(&self.limits.metrics);
     }
 }
 
@@ -229,7 +230,7 @@ impl Drop for BodySlot {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.limits.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.limits.metrics.requests_in_flight.dec();
+        RequestInFlight { started: false }.emit(&self.limits.metrics);
     }
 }
 

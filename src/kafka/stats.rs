@@ -1,12 +1,14 @@
 //! librdkafka statistics and logs routed into metrics and `tracing`.
 
 use super::client_errors::ClientHealth;
+use crate::internal_events::{BrokerStatistics, KafkaStatisticsReceived};
 use crate::metrics::Metrics;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::Statistics;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Client context: statistics → gauges, librdkafka logs → `tracing`, connection failures →
 /// [`ClientHealth`].
@@ -66,32 +68,25 @@ impl ClientContext for StatsContext {
 
     fn stats(&self, stats: Statistics) {
         let Some(m) = &self.metrics else { return };
-        m.kafka_queue_messages.set(clamp(stats.msg_cnt));
-        m.kafka_queue_bytes.set(clamp(stats.msg_size));
-        for broker in stats.brokers.values() {
-            // Bootstrap placeholders (nodeid -1) are replaced by real brokers once known.
-            if broker.nodeid < 0 {
-                continue;
-            }
-            let label = broker.nodename.as_str();
-            m.kafka_broker_up
-                .with_label_values(&[label])
-                .set(i64::from(broker.state == "UP"));
-            // librdkafka reports a running total; the counter follows it.
-            let tx_errors = m.kafka_broker_tx_errors.with_label_values(&[label]);
-            let seen = tx_errors.get();
-            if broker.txerrs > seen {
-                tx_errors.inc_by(broker.txerrs - seen);
-            }
-            if let Some(rtt) = &broker.rtt {
-                m.kafka_broker_rtt
-                    .with_label_values(&[label])
-                    .set(rtt.avg as f64 / 1_000_000.0);
-            }
+        KafkaStatisticsReceived {
+            queue_messages: stats.msg_cnt,
+            queue_bytes: stats.msg_size,
+            brokers: stats
+                .brokers
+                .values()
+                // Bootstrap placeholders (nodeid -1) are replaced by real brokers once known.
+                .filter(|broker| broker.nodeid >= 0)
+                .map(|broker| BrokerStatistics {
+                    name: &broker.nodename,
+                    up: broker.state == "UP",
+                    tx_errors: broker.txerrs,
+                    rtt: broker
+                        .rtt
+                        .as_ref()
+                        .map(|rtt| Duration::from_micros(u64::try_from(rtt.avg).unwrap_or(0))),
+                })
+                .collect(),
         }
+        .emit(m);
     }
-}
-
-fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }

@@ -1,0 +1,190 @@
+//! The durable spool: records spooled, forwarded, refused, held, damaged or dead-lettered,
+//! I/O failures, stalls, and its size.
+
+use crate::codes::FailureReason;
+use crate::metrics::Metrics;
+use std::time::Duration;
+
+/// A webhook the broker did not acknowledge within `spool.after` is on disk: answered 202.
+pub struct WebhookSpooled<'a> {
+    pub provider: &'a str,
+    pub event_id: &'a str,
+    pub topic: &'a str,
+}
+
+impl WebhookSpooled<'_> {
+    pub fn emit(self, m: &Metrics) {
+        tracing::debug!(
+            provider = self.provider,
+            event_id = self.event_id,
+            topic = self.topic,
+            "spooled"
+        );
+        m.spooled.with_label_values(&[self.provider]).inc();
+    }
+}
+
+/// Spooled records the broker acknowledged.
+pub struct SpoolForwarded {
+    pub records: usize,
+    /// Of them, read back after a crash with their first write's outcome unknown.
+    pub possible_duplicates: usize,
+}
+
+impl SpoolForwarded {
+    pub fn emit(self, m: &Metrics) {
+        if self.records > 0 {
+            tracing::debug!(records = self.records, "spool: forwarded");
+        }
+        m.spool_forwarded.inc_by(self.records as u64);
+        m.spool_possible_duplicates
+            .inc_by(self.possible_duplicates as u64);
+    }
+}
+
+/// The broker refused a spooled record for a reason retrying soon cannot fix (not authorized,
+/// too large, an invalid topic), and it could not be dead-lettered either. It stays in the
+/// spool (`hookstream_spool_parked_records`) and is tried again after `retry_in`; the failure
+/// itself is counted in `hookstream_kafka_produce_failures_total{reason}`.
+pub struct SpoolRecordRefused<'a> {
+    pub topic: &'a str,
+    pub reason: FailureReason,
+    pub retry_in: Duration,
+}
+
+impl SpoolRecordRefused<'_> {
+    pub fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = m.spool_refused_log.admit("spool_refused") {
+            tracing::warn!(
+                topic = self.topic,
+                reason = self.reason.label(),
+                retry_in = %humantime::format_duration(self.retry_in),
+                suppressed,
+                "spool: the broker refuses a spooled record, and it could not be dead-lettered; it stays in the spool and is tried again (fix the broker's side: an ACL, max.message.bytes)"
+            );
+        }
+    }
+}
+
+/// A spooled record whose provider is not enabled (since it was spooled): held in the spool,
+/// not forwarded, and tried again after `retry_in` — enabling the provider lets it through.
+pub struct SpoolRecordHeld<'a> {
+    pub topic: &'a str,
+    pub retry_in: Duration,
+}
+
+impl SpoolRecordHeld<'_> {
+    pub fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = m.spool_refused_log.admit("spool_held") {
+            tracing::warn!(
+                topic = self.topic,
+                retry_in = %humantime::format_duration(self.retry_in),
+                suppressed,
+                "spool: a spooled record's provider is not enabled; it is held in the spool, not forwarded (enable the provider to let it through)"
+            );
+        }
+    }
+}
+
+/// Damaged bytes in a spool file: counted, logged once with the file and offset, kept aside.
+pub struct SpoolDamaged<'a> {
+    pub file: &'a std::path::Path,
+    pub offset: u64,
+    pub bytes: u64,
+    pub records: u64,
+}
+
+impl SpoolDamaged<'_> {
+    pub fn emit(self, m: &Metrics) {
+        tracing::warn!(
+            file = %self.file.display(),
+            offset = self.offset,
+            bytes = self.bytes,
+            "spool: damaged record skipped; its bytes are kept under corrupt/ in the spool directory"
+        );
+        m.spool_corrupt.inc_by(self.records);
+    }
+}
+
+/// A spool operation failed with an I/O error: not damage, retried. Counted per operation,
+/// logged at most once a minute per operation.
+pub struct SpoolIoFailed<'a> {
+    /// `append`, `read`, `mark` or `probe`.
+    pub operation: &'static str,
+    pub dir: &'a std::path::Path,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl SpoolIoFailed<'_> {
+    pub fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = m.spool_io_log.admit(self.operation) {
+            tracing::warn!(
+                operation = self.operation,
+                dir = %self.dir.display(),
+                error = %self.error,
+                suppressed,
+                "spool: I/O error (not damage: nothing is dropped, it is tried again)"
+            );
+        }
+        m.spool_io_errors.with_label_values(&[self.operation]).inc();
+    }
+}
+
+/// A spooled record the broker refused for good was written to the dead-letter topic.
+pub struct SpoolDeadLettered<'a> {
+    pub topic: &'a str,
+    pub reason: FailureReason,
+}
+
+impl SpoolDeadLettered<'_> {
+    pub fn emit(self, m: &Metrics) {
+        tracing::warn!(
+            topic = self.topic,
+            reason = self.reason.label(),
+            "spool: the broker refuses a spooled record for good; kept in the dead-letter topic instead"
+        );
+        m.spool_dead_lettered.inc();
+    }
+}
+
+/// The forwarder made no progress while the broker answers metadata: its producer is replaced.
+pub struct SpoolStalled<'a> {
+    pub records: usize,
+    pub since: Duration,
+    pub why: &'a str,
+}
+
+impl SpoolStalled<'_> {
+    pub fn emit(self, m: &Metrics) {
+        tracing::warn!(
+            records = self.records,
+            since = %humantime::format_duration(Duration::from_secs(self.since.as_secs())),
+            why = self.why,
+            "spool: the forwarder made no progress although the broker answers; replacing its producer"
+        );
+        m.spool_stalled.set(1);
+    }
+}
+
+/// The spool's size, on every forwarder round and scrape.
+pub struct SpoolMeasured {
+    pub records: usize,
+    /// Bytes of the records not yet acknowledged (what counts against `spool.max_bytes`).
+    pub bytes: u64,
+    pub oldest_age: Duration,
+    pub parked: usize,
+    pub stalled: bool,
+    pub unreadable_segments: usize,
+}
+
+impl SpoolMeasured {
+    pub fn emit(self, m: &Metrics) {
+        m.spool_records.set(self.records as i64);
+        m.spool_bytes.set(self.bytes as i64);
+        m.spool_oldest_age.set(self.oldest_age.as_secs_f64());
+        m.spool_parked.set(self.parked as i64);
+        m.spool_stalled.set(i64::from(self.stalled));
+        m.spool_unreadable_segments
+            .set(self.unreadable_segments as i64);
+    }
+}
