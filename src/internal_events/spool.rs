@@ -188,3 +188,26 @@ impl SpoolMeasured {
             .set(self.unreadable_segments as i64);
     }
 }
+
+/// The spool was opened with room for `max_bytes` (`spool.max_bytes`).
+pub struct SpoolOpened {
+    pub max_bytes: u64,
+}
+
+impl SpoolOpened {
+    pub fn emit(self, m: &Metrics) {
+        m.spool_max_bytes
+            .set(i64::try_from(self.max_bytes).unwrap_or(i64::MAX));
+    }
+}
+
+/// A batch of appends was written and fsynced (or failed to be) in `elapsed`.
+pub struct SpoolSynced {
+    pub elapsed: std::time::Duration,
+}
+
+impl SpoolSynced {
+    pub fn emit(self, m: &Metrics) {
+        m.spool_sync_duration.observe(self.elapsed.as_secs_f64());
+    }
+}

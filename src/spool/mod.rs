@@ -48,7 +48,7 @@ pub(crate) use forwarder::{forward, ForwardedProviders, Forwarding};
 pub(crate) use record::SpooledRecord;
 pub use status::status;
 
-use crate::internal_events::{SpoolIoFailed, SpoolMeasured};
+use crate::internal_events::{SpoolIoFailed, SpoolMeasured, SpoolOpened};
 
 use crate::metrics::Metrics;
 use directory::Directory;
@@ -170,11 +170,7 @@ impl Spool {
             writer,
             runtime: tokio::runtime::Handle::try_current().ok(),
         });
-        spool
-            .shared
-            .metrics
-            .spool_max_bytes
-            .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+        SpoolOpened { max_bytes }.emit(&spool.shared.metrics);
         spool.measure();
         Ok(spool)
     }

@@ -14,7 +14,7 @@
 
 use super::directory::Identity;
 use super::state::{Shared, SpoolId, SEGMENT_BYTES};
-use crate::internal_events::SpoolIoFailed;
+use crate::internal_events::{SpoolIoFailed, SpoolSynced};
 use std::fs::File;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -271,10 +271,10 @@ impl Thread {
             let result = (&*active.file)
                 .write_all(buf)
                 .and_then(|()| active.file.sync_data());
-            self.shared
-                .metrics
-                .spool_sync_duration
-                .observe(started.elapsed().as_secs_f64());
+            SpoolSynced {
+                elapsed: started.elapsed(),
+            }
+            .emit(&self.shared.metrics);
             match result {
                 Ok(()) => {
                     active.size += buf.len() as u64;
