@@ -176,7 +176,7 @@ pub async fn probe_loop(
         let broker_up = tokio::task::spawn_blocking(move || probe_sink.probe(timeout))
             .await
             .unwrap_or(false);
-        if broker_up && sink.writes_failing() {
+        if broker_up && sink.needs_canary() {
             if let Err(e) = sink.write_canary().await {
                 tracing::debug!(error = %e, "readiness canary write failed");
             }

@@ -37,6 +37,9 @@ impl std::fmt::Display for Reference {
 enum Problem {
     Unset(String),
     NotUnicode(String),
+    /// The whole value is one reference, to a variable set to nothing: a Secret's key left
+    /// empty, never a value anyone means.
+    Empty(String),
     Malformed,
 }
 
@@ -121,6 +124,9 @@ fn refused(key: String, problem: Problem, origin: Option<&str>) -> ConfigError {
         Problem::NotUnicode(name) => format!(
             "refers to ${{{name}}}, but the environment variable {name} is not valid UTF-8{from}"
         ),
+        Problem::Empty(name) => format!(
+            "refers to ${{{name}}}, but the environment variable {name} is empty{from}"
+        ),
         Problem::Malformed => format!(
             "has a `${{` that starts no reference{from}: a reference is ${{NAME}} (letters, digits and _), and $${{ is a literal ${{"
         ),
@@ -184,6 +190,11 @@ fn resolve(
         }
     }
     out.push_str(rest);
+    if let [name] = variables.as_slice() {
+        if out.is_empty() && text == format!("${{{name}}}") {
+            return Err(Problem::Empty(name.clone()));
+        }
+    }
     Ok(Some((out, variables)))
 }
 
@@ -270,6 +281,15 @@ mod tests {
     #[test]
     fn an_unset_variable_or_a_malformed_reference_is_refused() {
         assert_eq!(text("${NOPE}", &[]), Err(Problem::Unset("NOPE".into())));
+        assert_eq!(
+            text("${PW}", &[("PW", "")]),
+            Err(Problem::Empty("PW".into()))
+        );
+        assert_eq!(
+            text("a${PW}", &[("PW", "")]),
+            Ok("a".into()),
+            "part of a value may be empty"
+        );
         assert_eq!(
             text("${A}${NOPE}", &[("A", "x")]),
             Err(Problem::Unset("NOPE".into()))

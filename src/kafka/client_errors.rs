@@ -23,6 +23,11 @@ pub(crate) fn kind_of(code: RDKafkaErrorCode, reason: &str) -> Option<ClientErro
     use ClientErrorKind as K;
     use RDKafkaErrorCode as C;
     match code {
+        // A SASL handshake that timed out or lost its connection is the network's failure (a
+        // frozen broker), not a refusal of the credentials.
+        C::Authentication | C::SaslAuthenticationFailed if mentions_transport(reason) => {
+            Some(K::Transport)
+        }
         C::Authentication | C::SaslAuthenticationFailed => Some(K::Authentication),
         C::TopicAuthorizationFailed
         | C::ClusterAuthorizationFailed
@@ -38,6 +43,25 @@ pub(crate) fn kind_of(code: RDKafkaErrorCode, reason: &str) -> Option<ClientErro
         }
         _ => None,
     }
+}
+
+/// Whether librdkafka's text of an authentication error says the connection failed under it.
+fn mentions_transport(reason: &str) -> bool {
+    [
+        "Timed out",
+        "timed out",
+        "transport failure",
+        "Disconnected",
+        "Connection refused",
+    ]
+    .iter()
+    .any(|words| reason.contains(words))
+}
+
+/// Whether librdkafka's text of a transport error is a consequence of another failure ("1/1
+/// brokers are down"), rather than a connection failing of its own.
+fn consequence_only(reason: &str) -> bool {
+    reason.contains("brokers are down")
 }
 
 /// Whether librdkafka's text of a transport error is about TLS.
@@ -105,8 +129,11 @@ impl ClientHealth {
         };
         let mut state = self.state.lock();
         // The transport failures that follow a refused password or handshake ("all brokers
-        // down") are its consequence: counted, not logged again.
-        let consequence = kind == ClientErrorKind::Transport && state.refused.is_some();
+        // down") are its consequence: counted, not logged again. A connection failing of its
+        // own (refused, reset) is the news: it replaces what was known.
+        let consequence = kind == ClientErrorKind::Transport
+            && state.refused.is_some()
+            && consequence_only(reason);
         KafkaClientError {
             kind,
             detail: &failure,
@@ -115,7 +142,12 @@ impl ClientHealth {
         .emit(self.metrics.as_deref());
         match kind {
             ClientErrorKind::Authorization => state.cluster_denied = Some(failure.to_string()),
-            ClientErrorKind::Transport => state.transport = Some(failure),
+            ClientErrorKind::Transport => {
+                if !consequence {
+                    state.refused = None;
+                }
+                state.transport = Some(failure);
+            }
             ClientErrorKind::Authentication | ClientErrorKind::Tls => state.refused = Some(failure),
         }
         Some(kind)
@@ -244,6 +276,14 @@ mod tests {
             Some(K::Authorization)
         );
         assert_eq!(kind_of(C::MessageTimedOut, ""), None);
+        assert_eq!(
+            kind_of(
+                C::Authentication,
+                "SASL SCRAM-SHA-512 mechanism handshake failed: Local: Timed out in queue"
+            ),
+            Some(K::Transport),
+            "a frozen broker is not a refused password"
+        );
     }
 
     #[test]
@@ -275,6 +315,21 @@ mod tests {
             Some(ClientErrorKind::Authentication)
         );
         assert!(health.blocking().is_some());
+    }
+
+    #[test]
+    fn a_connection_refused_after_a_refused_password_is_what_is_named_then() {
+        let health = ClientHealth::new(None);
+        health.reported(&error(RDKafkaErrorCode::Authentication), "invalid-proof");
+        health.reported(
+            &error(RDKafkaErrorCode::BrokerTransportFailure),
+            "Connect to ipv4#127.0.0.1:9093 failed: Connection refused",
+        );
+        assert_eq!(health.blocking(), None);
+        assert_eq!(
+            health.latest().map(|f| f.kind),
+            Some(ClientErrorKind::Transport)
+        );
     }
 
     #[test]

@@ -160,9 +160,11 @@ impl ProducerSlot {
             .create_with_context(StatsContext::new(self.metrics.clone(), self.client.clone()))
     }
 
-    /// Moves writes to `fresh`. The instance it replaces is not purged: requests still holding
-    /// it get their delivery reports as it flushes (for up to `flush_within`, on a thread of
-    /// its own), then it is destroyed.
+    /// Moves writes to `fresh`. The instance it replaces is not purged at once: requests still
+    /// holding it get their delivery reports as it flushes (for up to `flush_within`, on a
+    /// thread of its own); what it still holds then is purged — reported failed, so a spooled
+    /// record is forwarded by the new instance rather than wait on one the cluster may refuse
+    /// (a certificate it no longer accepts) — and it is destroyed.
     pub(crate) fn rotate_to(&self, fresh: Instance, flush_within: Duration) {
         let old = std::mem::replace(
             &mut *self.current.lock(),
@@ -179,6 +181,7 @@ impl ProducerSlot {
             .spawn(move || {
                 if let Err(e) = old.handle.flush(rdkafka::util::Timeout::After(flush_within)) {
                     tracing::warn!(error = %e, "a replaced Kafka producer did not flush in time: what it held is reported failed");
+                    old.handle.purge(PurgeConfig::default().queue().inflight());
                 }
             });
         if let Err(e) = flushing {

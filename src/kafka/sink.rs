@@ -458,6 +458,12 @@ impl KafkaSink {
         self.health.failing() || self.client.blocking().is_some()
     }
 
+    /// Whether readiness should write its canary: the latest write failed, or the cluster
+    /// denied what every write needs (only a write tells when that is lifted).
+    pub(crate) fn needs_canary(&self) -> bool {
+        self.health.failing() || self.client.cluster_denied().is_some()
+    }
+
     /// An authentication or TLS failure known to stop every write until the operator fixes it
     /// (a wrong password, a certificate the cluster refuses).
     pub(crate) fn client_blocking(&self) -> Option<ClientFailure> {
@@ -532,10 +538,18 @@ impl KafkaSink {
             Some(slot) => Some(slot.build().map_err(|e| e.to_string())?),
             None => None,
         };
+        // Connected before writes move to them, so the first writes do not wait for a handshake.
+        let warm_up = Timeout::After(self.ack_timeout.min(Duration::from_secs(2)));
+        let _ = fresh.client().fetch_metadata(None, warm_up);
+        if let Some(patient) = &patient {
+            let _ = patient.client().fetch_metadata(None, warm_up);
+        }
         self.topics.rotate(admin);
         self.producers.rotate_to(fresh, self.ack_timeout);
         if let (Some(slot), Some(fresh)) = (&self.patient, patient) {
-            slot.rotate_to(fresh, PATIENCE);
+            // Within `kafka.ack_timeout` too: what the old one still holds then is forwarded
+            // again by the new one (the spool keeps it meanwhile).
+            slot.rotate_to(fresh, self.ack_timeout);
         }
         Ok(())
     }

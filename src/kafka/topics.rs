@@ -340,7 +340,7 @@ pub(crate) async fn create_topics(
 ) -> Result<Vec<(String, Result<TopicCreation, String>)>, String> {
     let client = Arc::new(ClientHealth::new(None));
     let admin: AdminClient<StatsContext> = producer_config(settings)
-        .create_with_context(StatsContext::admin(client))
+        .create_with_context(StatsContext::admin(client.clone()))
         .map_err(|e| format!("cannot create the Kafka admin client: {e}"))?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
@@ -361,8 +361,13 @@ pub(crate) async fn create_topics(
         .create_topics(&new_topics, &options)
         .await
         .map_err(|e| {
+            // librdkafka's own words when it said why (a refused password, a failed
+            // handshake), rather than the timeout that followed.
+            let why = client
+                .blocking()
+                .map_or_else(|| e.to_string(), |failure| failure.to_string());
             format!(
-                "cannot create topics on {}: {e}",
+                "cannot create topics on {}: {why}",
                 crate::configuration::without_userinfo(&settings.brokers)
             )
         })?;
