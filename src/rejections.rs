@@ -10,6 +10,8 @@
 //! requests costs a lock each, not a digest each (the metrics count every one). In memory, per
 //! process: served on the admin port (`GET /rejections`), printed by `hookstream rejections`,
 //! gone with a restart.
+//!
+//! Length: a third of it is the tests of its bounds.
 
 use crate::codes::ErrorCode;
 use parking_lot::Mutex;

@@ -14,6 +14,9 @@
 //! message naming it and the nearest valid key ([`strict`]), and so does an invalid value
 //! ([`validate`]), a layer that was asked for but is missing, and a `HOOKSTREAM_…` variable one
 //! underscore short of one that is read ([`layers`]).
+//!
+//! Length: the settings' types and their documented defaults in one place (what `config check`
+//! prints, key by key), and the tests of loading them; the strict checks live in `strict`.
 
 mod changes;
 mod effective;

@@ -1,6 +1,8 @@
 //! Unknown configuration keys stop startup. serde would otherwise ignore them, so a typo like
 //! `kafka.ack_timout = "2s"` (or `HOOKSTREAM__KAFKA__ACK_TIMOUT`) would silently leave the
 //! default in force.
+//!
+//! Length: about half of it is the tests, one per strict value.
 
 use super::effective::shows_value_of;
 use super::{ConfigError, Settings, DEFAULTS};

@@ -1,4 +1,6 @@
 //! The one place librdkafka configuration is assembled, and checked.
+//!
+//! Length: about half of it is the tests, one per enforced or derived property.
 
 use crate::configuration::{self, ConfigError, KafkaSettings, REDACTED};
 use rdkafka::client::ClientContext;

@@ -10,6 +10,9 @@
 //!
 //! How a write ended is recorded in one place ([`KafkaSink::outcome`]): for readiness (the
 //! latest write's outcome, the client's connection state) and as events (metrics and logs).
+//!
+//! Length: the one write core and what it learns (readiness, the connection's state, rotation)
+//! stay together so that no write path can skip recording its outcome.
 
 use super::client_errors::ClientHealth;
 use super::error::{self, PublishError};

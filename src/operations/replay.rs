@@ -22,6 +22,9 @@
 //! `--from-beginning` reads every letter still in the topic. Letters the group had already read
 //! (replayed, or failed and written again further on) are replayed once more if they succeed now,
 //! and never written to the dead-letter topic a second time; the rest are handled as above.
+//!
+//! Length: one replay — judge, forecast, write, requeue, progress — reads as one story, and a
+//! hundred lines are its tests.
 
 use super::reader::{ReadError, Reader, Start};
 use crate::codes::{ErrorCode, FailureClass};
