@@ -2,9 +2,8 @@
 //! following), partition by partition, the way `kcat -C` and `rpk topic consume` do.
 //!
 //! Length: the one reader behind `tail`, `topics`, `dead-letters list` and `replay` — start
-//! offsets (earliest, by time,
-//! committed), one deadline that names the broker, the read loop — kept together so that no
-//! command reads the cluster its own way.
+//! offsets (earliest, by time, committed), one deadline that names the broker, the read loop —
+//! kept together so that no command reads the cluster its own way.
 
 use crate::configuration::KafkaSettings;
 use crate::dead_letter::StoredDeadLetter;
