@@ -15,7 +15,7 @@ use std::sync::Arc;
 /// every strict check, and librdkafka's own check of the Kafka client configuration (without
 /// connecting); with librdkafka's configuration warnings.
 fn loaded(config_dir: &ConfigDir) -> Result<(Loaded, Vec<String>), Failure> {
-    let loaded = configuration::load(config_dir).map_err(|e| Failure::new(1, e))?;
+    let loaded = configuration::read(config_dir).map_err(|e| Failure::new(1, e))?;
     let warnings = crate::kafka::check_producer_config(&loaded.settings.kafka)
         .map_err(|e| Failure::new(1, e))?;
     Ok((loaded, warnings))

@@ -25,7 +25,7 @@ fn admin_url(config_dir: &ConfigDir, given: Option<&str>) -> Result<String, Fail
         }
         return Ok(url.trim_end_matches('/').to_string());
     }
-    let settings = configuration::load(config_dir)
+    let settings = configuration::read(config_dir)
         .map_err(|e| {
             Failure::new(
                 1,

@@ -93,7 +93,7 @@ pub(super) fn sign(
     file: &Path,
 ) -> Result<(), Failure> {
     let failed = |e: String| Failure::new(2, e);
-    let loaded = configuration::load(config_dir).map(|l| l.settings);
+    let loaded = configuration::read(config_dir).map(|l| l.settings);
     let (provider, secret) = provider_and_secret(loaded.as_ref(), name, secret).map_err(failed)?;
     let body = read_body(file).map_err(failed)?;
     for (name, value) in signature_headers(&provider.signature(), &secret, &body, None) {
@@ -201,7 +201,7 @@ pub(super) fn send(config_dir: &ConfigDir, args: SendArgs) -> Result<(), Failure
             .unwrap_or_default()
             .to_string(),
     };
-    let loaded = configuration::load(config_dir).map(|l| l.settings);
+    let loaded = configuration::read(config_dir).map(|l| l.settings);
     let (provider, secret) =
         provider_and_secret(loaded.as_ref(), &name, args.secret.as_deref()).map_err(failed)?;
     let mut body = read_body(&args.file).map_err(failed)?;

@@ -424,8 +424,8 @@ pub struct Loaded {
     pub references: Vec<Reference>,
 }
 
-/// Loads settings from the layers described in the module docs.
-pub fn load(dir: &ConfigDir) -> Result<Loaded, ConfigError> {
+/// Reads the settings from the layers described in the module docs.
+pub fn read(dir: &ConfigDir) -> Result<Loaded, ConfigError> {
     let env = std::env::var("HOOKSTREAM_ENV").ok();
     let layers::Files { files } = layers::files(dir, env.as_deref())?;
     let variables = layers::check_variables(
@@ -464,7 +464,7 @@ pub fn load(dir: &ConfigDir) -> Result<Loaded, ConfigError> {
 
 /// Loads settings with `config_dir` holding the files.
 pub fn get_configuration(config_dir: &Path) -> Result<Settings, ConfigError> {
-    load(&ConfigDir::Given(config_dir.to_path_buf())).map(|loaded| loaded.settings)
+    read(&ConfigDir::Given(config_dir.to_path_buf())).map(|loaded| loaded.settings)
 }
 
 #[cfg(test)]

@@ -144,7 +144,7 @@ impl Reloading {
         let running = self.running.clone();
         let dir = dir.clone();
         let loaded = tokio::task::spawn_blocking(move || {
-            let settings = configuration::load(&dir)
+            let settings = configuration::read(&dir)
                 .map_err(|e| e.to_string())?
                 .settings;
             let changed = changed_keys(&running, &settings);
