@@ -99,42 +99,70 @@ struct BucketState {
 
 /// The latest rejected deliveries of every provider (see the module's documentation).
 pub struct Rejections {
-    buckets: HashMap<&'static str, Bucket>,
-    per_provider: usize,
+    /// Replaced when a reload changes the providers ([`Rejections::follow`]).
+    buckets: parking_lot::RwLock<HashMap<&'static str, std::sync::Arc<Bucket>>>,
+    per_provider: std::sync::atomic::AtomicUsize,
     sequence: AtomicU64,
 }
 
 impl Rejections {
     /// A record for these providers (name, and the headers it reads), plus [`UNKNOWN`].
     pub fn new(providers: Vec<(&'static str, Vec<&'static str>)>) -> Self {
-        let mut buckets: HashMap<&'static str, Bucket> = providers
-            .into_iter()
-            .map(|(name, expected)| (name, Bucket::new(expected)))
-            .collect();
-        buckets
-            .entry(UNKNOWN)
-            .or_insert_with(|| Bucket::new(Vec::new()));
-        let per_provider = (TOTAL / buckets.len()).clamp(1, PER_PROVIDER);
-        Self {
-            buckets,
-            per_provider,
+        let rejections = Self {
+            buckets: parking_lot::RwLock::new(HashMap::new()),
+            per_provider: std::sync::atomic::AtomicUsize::new(PER_PROVIDER),
             sequence: AtomicU64::new(0),
-        }
+        };
+        rejections.follow(providers);
+        rejections
+    }
+
+    /// Follows the providers served now (a reload added, removed or changed some): a provider
+    /// whose expected headers are unchanged keeps its bucket; a changed one keeps its entries
+    /// under its new headers; a removed one's go.
+    pub fn follow(&self, providers: Vec<(&'static str, Vec<&'static str>)>) {
+        let mut buckets = self.buckets.write();
+        let mut next: HashMap<&'static str, std::sync::Arc<Bucket>> = providers
+            .into_iter()
+            .map(|(name, expected)| {
+                let bucket = match buckets.get(name) {
+                    Some(old) if old.expected == expected => old.clone(),
+                    Some(old) => std::sync::Arc::new(Bucket::with_entries(
+                        expected,
+                        old.state.lock().entries.clone(),
+                    )),
+                    None => std::sync::Arc::new(Bucket::new(expected)),
+                };
+                (name, bucket)
+            })
+            .collect();
+        let unknown = buckets
+            .remove(UNKNOWN)
+            .unwrap_or_else(|| std::sync::Arc::new(Bucket::new(Vec::new())));
+        next.insert(UNKNOWN, unknown);
+        self.per_provider.store(
+            (TOTAL / next.len()).clamp(1, PER_PROVIDER),
+            Ordering::Relaxed,
+        );
+        *buckets = next;
     }
 
     /// How many rejections are kept per provider.
     pub fn per_provider(&self) -> usize {
-        self.per_provider
+        self.per_provider.load(Ordering::Relaxed)
     }
 
     /// Records a rejection of `provider` (a name with no bucket goes to [`UNKNOWN`]), unless
     /// [`PER_PROVIDER`] were recorded for it in the current second already.
     pub fn record(&self, provider: &'static str, code: ErrorCode, delivery: Delivery<'_>) {
-        let Some((provider, bucket)) = self
-            .buckets
-            .get_key_value(provider)
-            .or_else(|| self.buckets.get_key_value(UNKNOWN))
-        else {
+        let found = {
+            let buckets = self.buckets.read();
+            buckets
+                .get_key_value(provider)
+                .or_else(|| buckets.get_key_value(UNKNOWN))
+                .map(|(name, bucket)| (*name, bucket.clone()))
+        };
+        let Some((provider, bucket)) = found else {
             return;
         };
         if !bucket.admit(Instant::now()) {
@@ -159,8 +187,9 @@ impl Rejections {
             }),
             signature: delivery.signature,
         };
+        let per_provider = self.per_provider();
         let mut state = bucket.state.lock();
-        if state.entries.len() >= self.per_provider {
+        while state.entries.len() >= per_provider {
             state.entries.pop_front();
         }
         state.entries.push_back(recorded);
@@ -169,10 +198,10 @@ impl Rejections {
     /// Newest first: `provider`'s (or [`UNKNOWN`]'s), or every provider's for `None`; `None`
     /// when no provider has that name.
     pub fn newest_first(&self, provider: Option<&str>) -> Option<Vec<Entry>> {
+        let buckets = self.buckets.read();
         let mut recorded: Vec<Recorded> = match provider {
-            Some(name) => self.buckets.get(name)?.state.lock().entries.clone().into(),
-            None => self
-                .buckets
+            Some(name) => buckets.get(name)?.state.lock().entries.clone().into(),
+            None => buckets
                 .values()
                 .flat_map(|bucket| bucket.state.lock().entries.clone())
                 .collect(),
@@ -184,10 +213,14 @@ impl Rejections {
 
 impl Bucket {
     fn new(expected: Vec<&'static str>) -> Self {
+        Self::with_entries(expected, VecDeque::new())
+    }
+
+    fn with_entries(expected: Vec<&'static str>, entries: VecDeque<Recorded>) -> Self {
         Self {
             expected,
             state: Mutex::new(BucketState {
-                entries: VecDeque::new(),
+                entries,
                 second: Instant::now(),
                 admitted: 0,
             }),
@@ -434,7 +467,7 @@ mod tests {
             );
             // At most a hundred are recorded a second: the second is restarted by hand here
             // rather than waited for.
-            rejections.buckets["seismic"].state.lock().admitted = 0;
+            rejections.buckets.read()["seismic"].state.lock().admitted = 0;
         }
         rejections.record(
             "nope",
@@ -486,8 +519,9 @@ mod tests {
                 .map(|e| e.len()),
             Some(PER_PROVIDER)
         );
-        let second = rejections.buckets["livesession"].state.lock().second;
-        rejections.buckets["livesession"].state.lock().second = second - Duration::from_secs(1);
+        let second = rejections.buckets.read()["livesession"].state.lock().second;
+        rejections.buckets.read()["livesession"].state.lock().second =
+            second - Duration::from_secs(1);
         rejections.record(
             "livesession",
             ErrorCode::InvalidJson,
@@ -499,6 +533,51 @@ mod tests {
         assert_eq!(
             entries[0].reason, "invalid_json",
             "admitted again the next second"
+        );
+    }
+
+    #[test]
+    fn a_reload_names_a_provider_it_added_and_keeps_the_entries_of_one_it_changed() {
+        let rejections = Rejections::new(vec![("livesession", vec!["LiveSession-Signature"])]);
+        let sent = Sent(&[]);
+        rejections.record(
+            "stripe2",
+            ErrorCode::InvalidSignature,
+            delivery(&sent, None, None),
+        );
+        rejections.record(
+            "livesession",
+            ErrorCode::InvalidSignature,
+            delivery(&sent, None, None),
+        );
+        assert!(
+            rejections.newest_first(Some("stripe2")).is_none(),
+            "not served yet"
+        );
+        rejections.follow(vec![
+            ("livesession", vec!["X-Other-Signature"]),
+            ("stripe2", vec!["Stripe-Signature"]),
+        ]);
+        rejections.record(
+            "stripe2",
+            ErrorCode::InvalidSignature,
+            delivery(&sent, None, None),
+        );
+        assert_eq!(
+            rejections.newest_first(Some("stripe2")).map(|e| e.len()),
+            Some(1)
+        );
+        assert_eq!(
+            rejections
+                .newest_first(Some("livesession"))
+                .map(|e| e.len()),
+            Some(1),
+            "kept across the change"
+        );
+        assert_eq!(
+            rejections.newest_first(Some(UNKNOWN)).map(|e| e.len()),
+            Some(1),
+            "what came before stays where it was recorded"
         );
     }
 

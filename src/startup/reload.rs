@@ -198,6 +198,15 @@ impl Reloading {
         if let Some(forwarded) = &self.forwarded {
             forwarded.add(&enabled);
         }
+        // The record of rejected deliveries follows: a provider added is named, not `unknown`,
+        // and a changed definition's expected headers are the new ones.
+        self.state.rejections.follow(
+            providers
+                .registry()
+                .iter()
+                .map(|p| (p.name(), crate::providers::expected_headers(p)))
+                .collect(),
+        );
         self.state.ingest.replace_providers(providers);
         if settings.log.level != self.running.log.level {
             let why = match telemetry::set_level(&settings.log.level) {
