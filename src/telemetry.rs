@@ -25,6 +25,12 @@ const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
 /// other line off — silence, not what anyone asked for.
 pub fn filter(directives: &str) -> Result<Targets, String> {
     let example = "like \"info\" or \"hookstream=debug,info\"";
+    // An empty filter would silence every line, the one saying so included.
+    if directives.split(',').all(|d| d.trim().is_empty()) {
+        return Err(format!(
+            "{directives:?} names no level; a filter is {example}"
+        ));
+    }
     for directive in directives.split(',').map(str::trim) {
         let level = match directive.rsplit_once('=') {
             Some((target, level)) => {
@@ -192,6 +198,11 @@ mod tests {
         let err = filter("verbose").unwrap_err();
         assert!(err.contains("\"verbose\" is not a level"), "{err}");
         assert!(filter("hookstream=loud").is_err());
+        assert!(
+            filter("").is_err(),
+            "an empty filter would silence everything"
+        );
+        assert!(filter(" , ").is_err());
         assert!(filter("info,hookstream[webhook]=debug").is_err());
     }
 

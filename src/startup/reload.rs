@@ -92,6 +92,25 @@ pub(super) struct Reloading {
     pub running: Settings,
 }
 
+/// How long the files must stay the same before a reload reads them: an editor, `sed … >` or `scp`
+/// rewrites a file in place, and a reload must not serve the moment it was empty or half written.
+/// (A file written elsewhere and renamed into place, as Kubernetes does, is whole at once.)
+const SETTLE: Duration = Duration::from_millis(750);
+
+/// The files' contents once they stayed the same for [`SETTLE`] (at most ten tries: a file that
+/// never settles is read as it is then). `last`: the contents as last read.
+async fn settled(files: &[PathBuf], mut last: Vec<Option<[u8; 32]>>) -> Vec<Option<[u8; 32]>> {
+    for _ in 0..10 {
+        tokio::time::sleep(SETTLE).await;
+        let now = contents(files);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    last
+}
+
 /// Reloads on SIGHUP, and with `--watch-config` when a file changes, until the task is aborted.
 pub(super) async fn run(mut reload: Reload, mut reloading: Reloading) {
     let files = reload.files();
@@ -109,8 +128,8 @@ pub(super) async fn run(mut reload: Reload, mut reloading: Reloading) {
                     None => std::future::pending().await,
                 }
             } => {
-                // What is read now is what the next change is measured against.
-                seen = contents(&files);
+                // What is read once settled is what the next change is measured against.
+                seen = settled(&files, contents(&files)).await;
                 "SIGHUP".to_string()
             },
             () = async {
@@ -129,7 +148,7 @@ pub(super) async fn run(mut reload: Reload, mut reloading: Reloading) {
                 else {
                     continue;
                 };
-                seen = now;
+                seen = settled(&files, now).await;
                 format!("{changed} changed")
             }
         };
