@@ -15,12 +15,17 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// 127.0.0.1 (or on `server.host`, when that is one address other than a loopback one).
 fn admin_url(config_dir: &ConfigDir, given: Option<&str>) -> Result<String, Failure> {
     if let Some(url) = given {
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| Failure::new(2, format!("--admin-url {url:?} is not a URL: {e}")))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            let shown = configuration::without_userinfo(url);
+            Failure::new(2, format!("--admin-url {shown:?} is not a URL: {e}"))
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
             return Err(Failure::new(
                 2,
-                format!("--admin-url {url:?} is not an http:// URL, e.g. http://10.0.0.7:9090"),
+                format!(
+                    "--admin-url {:?} is not an http:// URL, e.g. http://10.0.0.7:9090",
+                    configuration::without_userinfo(url)
+                ),
             ));
         }
         return Ok(url.trim_end_matches('/').to_string());
@@ -84,7 +89,8 @@ pub(super) fn rejections(
         Failure::new(
             1,
             format!(
-                "cannot reach hookstream's admin port at {base}: {why}. Is `hookstream serve` running{}? (--admin-url names another address)",
+                "cannot reach hookstream's admin port at {}: {why}. Is `hookstream serve` running{}? (--admin-url names another address)",
+                configuration::without_userinfo(&base),
                 if admin_url_given.is_some() { "" } else { " with this configuration" }
             ),
         )
@@ -113,12 +119,21 @@ pub(super) fn rejections(
         } else {
             format!(" ({code}): {detail}")
         };
-        return Err(Failure::new(1, format!("{url} answered {status}{what}")));
+        return Err(Failure::new(
+            1,
+            format!(
+                "{} answered {status}{what}",
+                configuration::without_userinfo(&url)
+            ),
+        ));
     }
     let listing: Listing = serde_json::from_str(&text).map_err(|e| {
         Failure::new(
             1,
-            format!("{url} answered something that is not a list of rejections ({e}): is this hookstream's admin port?"),
+            format!(
+                "{} answered something that is not a list of rejections ({e}): is this hookstream's admin port?",
+                configuration::without_userinfo(&url)
+            ),
         )
     })?;
     print(&listing, provider, &mut std::io::stdout().lock())
