@@ -110,7 +110,7 @@ pub enum Command {
         group: Option<String>,
         /// How long the broker has to answer for the topics' metadata and offsets before
         /// reading starts.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "10s", value_parser = broker_timeout)]
         timeout: std::time::Duration,
     },
     /// List the topics under kafka.topic_prefix (and the dead-letter topic) with their
@@ -123,7 +123,7 @@ pub enum Command {
         all: bool,
         /// How long the broker has to answer, in all; past it, the command says which broker
         /// did not answer and exits 1.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = "10s", value_parser = broker_timeout)]
         timeout: std::time::Duration,
         #[command(subcommand)]
         command: Option<TopicsCommand>,
@@ -457,4 +457,14 @@ pub fn run() -> ExitCode {
             ExitCode::from(failure.code)
         }
     }
+}
+
+/// A wait for the broker: a duration (`10s`, `2m`) above zero and at most a day (librdkafka
+/// counts its timeouts in milliseconds, in 32 bits).
+fn broker_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let timeout = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if timeout.is_zero() || timeout > std::time::Duration::from_secs(24 * 3600) {
+        return Err(format!("{text} is not between 1ms and 24h"));
+    }
+    Ok(timeout)
 }
