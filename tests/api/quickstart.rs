@@ -378,10 +378,16 @@ async fn the_banner_lists_the_providers_configured_and_what_another_terminal_nee
             "{expected:?} in {other}"
         );
     }
+    // The public port is in the URLs; the admin port (not the default here) is what
+    // `hookstream rejections` reads from the configuration, so it is exported.
     assert!(
-        !env.iter()
-            .any(|(k, _)| k.starts_with("HOOKSTREAM__SERVER__")),
-        "the ports are in the URLs: {other}"
+        !env.iter().any(|(k, _)| k == "HOOKSTREAM__SERVER__PORT"),
+        "the public port is in the URLs: {other}"
+    );
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "HOOKSTREAM__SERVER__ADMIN_PORT" && v != "9090"),
+        "the admin port, for `hookstream rejections`: {other}"
     );
     assert!(
         secrets.contains("HOOKSTREAM__PROVIDERS__STRIPE__SECRETS"),
