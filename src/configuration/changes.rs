@@ -126,13 +126,7 @@ fn secrets(settings: &Settings) -> BTreeMap<String, &str> {
 mod tests {
     use super::*;
 
-    fn defaults() -> Settings {
-        super::super::get_configuration(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config"
-        )))
-        .expect("defaults")
-    }
+    use super::super::shipped_defaults as defaults;
 
     #[test]
     fn changed_keys_are_named_secrets_included_values_never() {

@@ -467,6 +467,16 @@ pub fn get_configuration(config_dir: &Path) -> Result<Settings, ConfigError> {
     read(&ConfigDir::Given(config_dir.to_path_buf())).map(|loaded| loaded.settings)
 }
 
+/// The shipped `config/` directory's settings, for the tests of this module's parts.
+#[cfg(test)]
+fn shipped_defaults() -> Settings {
+    get_configuration(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config"
+    )))
+    .expect("defaults")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

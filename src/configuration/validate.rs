@@ -228,13 +228,7 @@ fn validate_kafka(kafka: &KafkaSettings) -> Checked {
 mod tests {
     use super::*;
 
-    fn defaults() -> Settings {
-        super::super::get_configuration(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config"
-        )))
-        .expect("defaults")
-    }
+    use super::super::shipped_defaults as defaults;
 
     #[test]
     fn enforced_librdkafka_keys_and_their_aliases_are_refused_naming_both() {

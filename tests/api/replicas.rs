@@ -38,18 +38,7 @@ pub(crate) async fn post_signed_to(
     url: &str,
     body: Vec<u8>,
 ) -> (u16, String) {
-    let scheme = hookstream::providers::built_in("livesession")
-        .expect("provider")
-        .signature();
-    let signature = scheme.sign_value(&body, &hookstream::signature::Secret::new(SECRET));
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header(scheme.primary_header(), signature)
-        .body(body)
-        .send()
-        .await;
-    let Ok(response) = response else {
+    let Ok(response) = send_signed(client, url, body).await else {
         return (0, "no answer".into());
     };
     let status = response.status().as_u16();
@@ -60,6 +49,25 @@ pub(crate) async fn post_signed_to(
         .unwrap_or_default()
         .to_string();
     (status, what)
+}
+
+/// Posts a LiveSession body signed with the processes' secret to `url`: the whole response.
+pub(crate) async fn send_signed(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> reqwest::Result<reqwest::Response> {
+    let scheme = hookstream::providers::built_in("livesession")
+        .expect("provider")
+        .signature();
+    let signature = scheme.sign_value(&body, &hookstream::signature::Secret::new(SECRET));
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .header(scheme.primary_header(), signature)
+        .body(body)
+        .send()
+        .await
 }
 
 /// A view of the replicas' shared topics for reading records back.

@@ -9,7 +9,7 @@
 //! handling of the failure rather than the broker's strictness. The TLS failures are stunnel's
 //! (OpenSSL's) for real.
 
-use crate::replicas::{deliver, js_error, post_signed_to};
+use crate::replicas::{deliver, js_error, post_signed_to, send_signed};
 use crate::spool::start;
 use crate::spool_integrity::wait_ready;
 use crate::support::process::Hookstream;
@@ -177,21 +177,8 @@ async fn a_refused_password_is_named_at_once_everywhere_and_after_a_restart_with
     )
     .await;
     let client = reqwest::Client::new();
-    let body = js_error("refused-plain");
-    let scheme = hookstream::providers::built_in("livesession")
-        .expect("provider")
-        .signature();
-    let signature = scheme.sign_value(
-        &body,
-        &hookstream::signature::Secret::new(crate::support::SECRET),
-    );
     let started = Instant::now();
-    let answer = client
-        .post(plain.url())
-        .header("content-type", "application/json")
-        .header(scheme.primary_header(), signature)
-        .body(body)
-        .send()
+    let answer = send_signed(&client, &plain.url(), js_error("refused-plain"))
         .await
         .expect("an answer");
     let elapsed = started.elapsed();

@@ -212,7 +212,7 @@ async fn create_exits_non_zero_naming_the_cause_when_the_cluster_cannot_be_reach
 #[tokio::test]
 async fn a_missing_topic_the_cluster_forbids_creating_is_named_everywhere_until_an_administrator_creates_it(
 ) {
-    use crate::replicas::{js_error, post_signed_to};
+    use crate::replicas::{js_error, post_signed_to, send_signed};
     use crate::spool_integrity::wait_ready;
     use crate::support::process::Hookstream;
     use crate::support::proxy::{Fault, ProxiedBroker};
@@ -226,24 +226,9 @@ async fn a_missing_topic_the_cluster_forbids_creating_is_named_everywhere_until_
 
     // The webhook: 500 produce_failed naming the topic and the missing permission, at once.
     let client = reqwest::Client::new();
-    let answer = {
-        let body = js_error("denied-1");
-        let scheme = hookstream::providers::built_in("livesession")
-            .expect("provider")
-            .signature();
-        let signature = scheme.sign_value(
-            &body,
-            &hookstream::signature::Secret::new(crate::support::SECRET),
-        );
-        client
-            .post(replica.url())
-            .header("content-type", "application/json")
-            .header(scheme.primary_header(), signature)
-            .body(body)
-            .send()
-            .await
-            .expect("an answer")
-    };
+    let answer = send_signed(&client, &replica.url(), js_error("denied-1"))
+        .await
+        .expect("an answer");
     assert_eq!(answer.status().as_u16(), 500);
     let json: serde_json::Value = answer.json().await.expect("json");
     assert_eq!(json["error"], "produce_failed", "{json}");
