@@ -8,7 +8,6 @@
 use crate::support::proxy::{Fault, ProxiedBroker};
 use crate::support::*;
 use rdkafka::message::Message;
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -106,15 +105,7 @@ async fn tail_follow_prints_records_as_they_arrive() {
             .spawn()
             .expect("tail runs"),
     );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child.0);
     let next = |rx: &std::sync::mpsc::Receiver<String>| {
         let line = rx.recv_timeout(Duration::from_secs(20)).expect("a line");
         serde_json::from_str::<serde_json::Value>(&line).expect("JSON")["value"]["event_id"]
@@ -566,35 +557,11 @@ async fn tail_with_a_group_commits_so_the_next_run_goes_on_after_the_last_record
             .spawn()
             .expect("tail runs"),
     );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child.0);
     send(&app, &["g-4"]).await;
     let line = rx.recv_timeout(Duration::from_secs(20)).expect("a line");
     assert!(line.contains("\"g-4\""), "{line}");
-    let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "still running after Ctrl-C"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = interrupt(&mut child.0, Duration::from_secs(10)).await;
     assert_eq!(status.code(), Some(0), "{status}");
     send(&app, &["g-5"]).await;
     let (_, lines, ..) = tail(&app, &[&topic, "--group", &group]).await;

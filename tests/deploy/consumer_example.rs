@@ -8,10 +8,9 @@
 use crate::support::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The Python that has the example's requirements, as an absolute path (the example is also run
 /// from other directories).
@@ -280,15 +279,7 @@ async fn the_python_consumer_runs_from_another_directory_as_a_group_on_a_pattern
             .spawn()
             .expect("the example runs"),
     );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = stdout_lines(&mut child.0);
     let next = |rx: &std::sync::mpsc::Receiver<String>| {
         rx.recv_timeout(Duration::from_secs(30))
             .map(|line| printed_ids(&[line]).remove(0))
@@ -305,23 +296,7 @@ async fn the_python_consumer_runs_from_another_directory_as_a_group_on_a_pattern
     );
     send("p-5", "js_error").await;
     assert_eq!(next(&rx), "p-5");
-    let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "still running after Ctrl-C"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let status = interrupt(&mut child.0, Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0), "{status}");
 
     // Everything printed was committed: a third run has nothing to print.

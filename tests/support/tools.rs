@@ -538,3 +538,43 @@ fn complete_resp(reply: &[u8]) -> bool {
         _ => true,
     }
 }
+
+/// The lines `child` prints on its standard output (taken from it), as they come, read on a
+/// thread of their own.
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Sends `child` SIGINT (Ctrl-C) and waits for it to end, at most `within`.
+pub async fn interrupt(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(started.elapsed() < within, "still running after Ctrl-C");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
