@@ -10,7 +10,7 @@
 use crate::avro::RegistryClient;
 use crate::codes::ClientErrorKind;
 use crate::dedupe::Dedupe;
-use crate::internal_events::DependencyChecked;
+use crate::internal_events::{DependencyChecked, InternalEvent};
 use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
 use crate::spool::{ForwardingProblem, Spool, SpoolError};
@@ -157,7 +157,7 @@ pub struct Dependencies {
 
 /// Checks the dependencies every `interval` until the task is aborted (and measures the dedupe
 /// cache on the same beat).
-pub async fn probe_loop(
+pub(crate) async fn run_checks_until_stopped(
     readiness: Arc<Readiness>,
     dependencies: Dependencies,
     metrics: Arc<Metrics>,

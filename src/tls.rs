@@ -78,8 +78,8 @@ impl Certificates {
         Ok(())
     }
 
-    /// Reloads on SIGHUP and when a file changes, until the task is aborted.
-    pub async fn watch(self: Arc<Self>) {
+    /// Reloads on SIGHUP and when a file changes, until the server stops it.
+    pub async fn run_reload_until_stopped(self: Arc<Self>) {
         use tokio::signal::unix::{signal, SignalKind};
         let mut hangup = match signal(SignalKind::hangup()) {
             Ok(hangup) => Some(hangup),

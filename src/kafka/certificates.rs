@@ -78,7 +78,7 @@ pub(crate) trait Rotate {
 
 /// Checks the files every [`POLL`] and rotates the clients when one changed, until the task is
 /// aborted. A rotation that fails is tried again on every tick until one succeeds.
-pub(crate) async fn watch<R: Rotate + Send + Sync + 'static>(
+pub(crate) async fn run_rotation_until_stopped<R: Rotate + Send + Sync + 'static>(
     target: Arc<R>,
     files: CertificateFiles,
 ) {

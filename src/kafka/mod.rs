@@ -35,7 +35,7 @@ mod sink;
 mod stats;
 mod topics;
 
-pub(crate) use certificates::watch as watch_certificates;
+pub(crate) use certificates::run_rotation_until_stopped as run_certificate_rotation_until_stopped;
 pub use certificates::CertificateFiles;
 pub use client_config::check_producer_config;
 pub(crate) use client_config::{

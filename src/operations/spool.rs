@@ -103,7 +103,7 @@ pub async fn drain(settings: &Settings, timeout: Duration) -> Result<u64, SpoolC
         .filter(|p| settings.secrets_for(*p).is_ok_and(|s| !s.is_empty()))
         .map(|p| p.name())
         .collect();
-    let forwarder = tokio::spawn(spool::forward(
+    let forwarder = tokio::spawn(spool::run_forwarder_until_stopped(
         spool.clone(),
         sink.clone(),
         spool::Forwarding {
@@ -121,7 +121,7 @@ pub async fn drain(settings: &Settings, timeout: Duration) -> Result<u64, SpoolC
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     forwarder.abort();
-    let forwarded = wiring.metrics().spool_forwarded.get();
+    let forwarded = wiring.metrics().spool.forwarded.get();
     if spool.is_empty() {
         Ok(forwarded)
     } else {

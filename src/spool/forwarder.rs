@@ -20,7 +20,8 @@ use super::{Spool, SpoolId};
 use crate::codes::{ErrorCode, FailureClass, FailureReason};
 use crate::dead_letter::DeadLetter;
 use crate::internal_events::{
-    SpoolDeadLettered, SpoolForwarded, SpoolRecordHeld, SpoolRecordRefused, SpoolStalled,
+    InternalEvent, SpoolDeadLettered, SpoolForwarded, SpoolRecordHeld, SpoolRecordRefused,
+    SpoolStalled,
 };
 use crate::kafka::{KafkaSink, OutboundMessage, PublishError};
 use std::sync::Arc;
@@ -86,7 +87,11 @@ pub(crate) fn may_have_been_written(error: &PublishError) -> bool {
 }
 
 /// Runs until the task is dropped: the forwarding loop, and its watchdog beside it.
-pub(crate) async fn forward(spool: Arc<Spool>, sink: Arc<KafkaSink>, config: Forwarding) {
+pub(crate) async fn run_forwarder_until_stopped(
+    spool: Arc<Spool>,
+    sink: Arc<KafkaSink>,
+    config: Forwarding,
+) {
     tokio::join!(
         forward_loop(&spool, &sink, &config),
         watch(&spool, &sink, &config)
@@ -392,7 +397,7 @@ mod tests {
         assert!(matches!(written, Forwarded::Held { .. }));
         spool.park(&[id]);
         spool.measure();
-        assert_eq!(metrics.spool_parked.get(), 1, "held, and counted");
+        assert_eq!(metrics.spool.parked.get(), 1, "held, and counted");
         assert!(
             spool.take(1, u64::MAX).is_empty(),
             "not taken again at once"

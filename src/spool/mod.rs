@@ -44,11 +44,11 @@ mod writer;
 
 pub use error::OpenError;
 pub(crate) use error::{ForwardingProblem, SpoolError};
-pub(crate) use forwarder::{forward, ForwardedProviders, Forwarding};
+pub(crate) use forwarder::{run_forwarder_until_stopped, ForwardedProviders, Forwarding};
 pub(crate) use record::SpooledRecord;
 pub use status::status;
 
-use crate::internal_events::{SpoolIoFailed, SpoolMeasured, SpoolOpened};
+use crate::internal_events::{InternalEvent, SpoolIoFailed, SpoolMeasured, SpoolOpened};
 
 use crate::metrics::Metrics;
 use directory::Directory;

@@ -3,18 +3,21 @@
 
 mod reload;
 pub(crate) mod wiring;
+mod workers;
 
 pub use reload::Reload;
 pub(crate) use wiring::Wiring;
 
-use crate::avro::{RegistryClient, RegistryError};
+use reload::Reloading;
+use workers::{Background, Forwarder, ReadinessChecks};
+
+use crate::avro::RegistryError;
 use crate::configuration::{ConfigError, ServerSettings, Settings};
-use crate::dedupe::Dedupe;
 use crate::ingest::Ingest;
 use crate::kafka::{CertificateFiles, KafkaSink};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::readiness::{self, Dependencies, Readiness};
+use crate::readiness::{Dependencies, Readiness};
 use crate::rejections::Rejections;
 use crate::routes::{self, AppState};
 use crate::spool::Spool;
@@ -122,7 +125,8 @@ fn admin_server(
     )
 }
 
-/// A bound, not yet running server.
+/// A bound, not yet running server: its two ports and servers, the workers that run beside
+/// them, and what stopping them needs.
 pub struct Application {
     port: u16,
     admin_port: u16,
@@ -130,28 +134,20 @@ pub struct Application {
     server: Server,
     /// `/metrics`, `/healthz`, `/readyz`, `/rejections`: never published.
     admin: Server,
-    /// The public listener's certificate, when it speaks TLS; reloaded while serving.
-    tls: Option<Arc<Certificates>>,
-    /// The Kafka client's certificate files, when `kafka.options` names any: the clients are
-    /// built again when they change.
-    kafka_certificates: Option<CertificateFiles>,
-    dedupe: Arc<Dedupe>,
-    sink: Arc<KafkaSink>,
-    /// The durable spool, when enabled: its forwarder runs while serving.
-    spool: Option<Arc<Spool>>,
-    /// What the spool's forwarder needs of the configuration.
-    forwarding: Option<crate::spool::Forwarding>,
-    /// What a configuration reload replaces, and the configuration in use.
-    state: web::Data<AppState>,
-    settings: Settings,
-    /// Set by [`Application::reloading`]: where the configuration is read again, and when.
-    reload: Option<Reload>,
-    schema_registry: Option<Arc<RegistryClient>>,
+    background: Background,
+    /// The spool's forwarder, when the spool is enabled: it runs through the drain.
+    forwarder: Option<Forwarder>,
+    shutdown: Shutdown,
+}
+
+/// What a shutdown needs: readiness to tell the load balancer, the sink to flush, the spool to
+/// drain, and the bounds of each step.
+struct Shutdown {
     readiness: Arc<Readiness>,
-    metrics: Arc<Metrics>,
-    readiness_interval: Duration,
-    shutdown_delay: Duration,
-    shutdown_timeout: Duration,
+    sink: Arc<KafkaSink>,
+    spool: Option<Arc<Spool>>,
+    delay: Duration,
+    timeout: Duration,
 }
 
 impl Application {
@@ -194,14 +190,18 @@ impl Application {
             spool.clone(),
         )?;
         let enabled = ingest.enabled_providers();
-        let forwarding = spool.as_ref().map(|_| crate::spool::Forwarding {
-            ack_timeout: settings.kafka.ack_timeout,
-            providers: crate::spool::ForwardedProviders::new(enabled.clone()),
-            dead_letter_topic: settings
-                .dead_letter
-                .enabled
-                .then(|| settings.dead_letter.topic(&settings.kafka.topic_prefix)),
-            stall_after: stall_after(&settings),
+        let forwarder = spool.clone().map(|spool| Forwarder {
+            spool,
+            sink: sink.clone(),
+            forwarding: crate::spool::Forwarding {
+                ack_timeout: settings.kafka.ack_timeout,
+                providers: crate::spool::ForwardedProviders::new(enabled.clone()),
+                dead_letter_topic: settings
+                    .dead_letter
+                    .enabled
+                    .then(|| settings.dead_letter.topic(&settings.kafka.topic_prefix)),
+                stall_after: stall_after(&settings),
+            },
         });
         for warning in settings.warnings() {
             tracing::warn!("{warning}");
@@ -234,33 +234,47 @@ impl Application {
             .map(Arc::new);
         let server = http_server(listener, &settings.server, state.clone(), tls.as_deref())?;
         let admin = admin_server(admin_listener, &settings.server, state.clone())?;
+        let shutdown = Shutdown {
+            readiness: readiness.clone(),
+            sink: sink.clone(),
+            spool,
+            delay: settings.server.shutdown_delay,
+            timeout: settings.server.shutdown_timeout,
+        };
+        let background = Background {
+            readiness: ReadinessChecks {
+                readiness,
+                dependencies: Dependencies {
+                    registry: schema_registry,
+                    dedupe,
+                },
+                metrics,
+                interval: settings.server.readiness_interval,
+            },
+            tls,
+            kafka_certificates: CertificateFiles::of(&settings.kafka).map(|files| (sink, files)),
+            reload: None,
+            reloading: Reloading {
+                forwarded: forwarder.as_ref().map(|f| f.forwarding.providers.clone()),
+                state,
+                running: settings,
+            },
+        };
         Ok(Self {
             port,
             admin_port,
             server,
             admin,
-            dedupe,
-            tls,
-            kafka_certificates: CertificateFiles::of(&settings.kafka),
-            sink,
-            spool,
-            forwarding,
-            schema_registry,
-            readiness,
-            metrics,
-            readiness_interval: settings.server.readiness_interval,
-            shutdown_delay: settings.server.shutdown_delay,
-            shutdown_timeout: settings.server.shutdown_timeout,
-            state,
-            settings,
-            reload: None,
+            background,
+            forwarder,
+            shutdown,
         })
     }
 
     /// Reloads the providers and `log.level` while serving, as `reload` says
     /// (see [`reload`](self::reload)).
     pub fn reloading(mut self, reload: Reload) -> Self {
-        self.reload = Some(reload);
+        self.background.reload = Some(reload);
         self
     }
 
@@ -277,7 +291,7 @@ impl Application {
     /// The Kafka sink, for tests that inject producer faults.
     #[doc(hidden)]
     pub fn kafka(&self) -> Arc<KafkaSink> {
-        self.sink.clone()
+        self.shutdown.sink.clone()
     }
 
     /// Serves until SIGTERM or SIGINT, then shuts down without dropping a request the load
@@ -286,73 +300,65 @@ impl Application {
     /// 2. requests are still served for `server.shutdown_delay`;
     /// 3. the listener closes;
     /// 4. in-flight requests get up to `server.shutdown_timeout` to finish;
-    /// 5. the producer gets up to `server.shutdown_timeout` to flush;
+    /// 5. the producer gets up to `server.shutdown_timeout` to flush, while the spool's
+    ///    forwarder goes on;
     /// 6. it returns (the process exits 0).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let probe = tokio::spawn(readiness::probe_loop(
-            self.readiness.clone(),
-            Dependencies {
-                registry: self.schema_registry.clone(),
-                dedupe: self.dedupe.clone(),
-            },
-            self.metrics.clone(),
-            self.readiness_interval,
-        ));
-        let reload = self.tls.clone().map(|tls| tokio::spawn(tls.watch()));
-        let reconfigure = self.reload.map(|reload| {
-            tokio::spawn(reload::run(
-                reload,
-                reload::Reloading {
-                    state: self.state.clone(),
-                    forwarded: self.forwarding.as_ref().map(|f| f.providers.clone()),
-                    running: self.settings,
-                },
-            ))
-        });
-        let rotate = self
-            .kafka_certificates
-            .map(|files| tokio::spawn(crate::kafka::watch_certificates(self.sink.clone(), files)));
-        // Forwards what the spool holds from the start (records from before a restart too),
-        // and through the drain: what it cannot forward by then stays on disk.
-        let forwarder = self
-            .spool
-            .clone()
-            .zip(self.forwarding)
-            .map(|(spool, forwarding)| {
-                tokio::spawn(crate::spool::forward(spool, self.sink.clone(), forwarding))
-            });
-        let admin_handle = self.admin.handle();
-        let admin = tokio::spawn(self.admin);
-        let handle = self.server.handle();
-        let mut server = tokio::spawn(self.server);
-        let served = tokio::select! {
-            joined = &mut server => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
-            () = shutdown_signal() => {
-                tracing::info!(
-                    delay_ms = self.shutdown_delay.as_millis() as u64,
-                    "shutting down: not ready from now on, serving until the delay is over"
-                );
-                self.readiness.shutting_down();
-                tokio::time::sleep(self.shutdown_delay).await;
-                drain(handle, server, self.shutdown_timeout).await
+        let Self {
+            server,
+            admin,
+            background,
+            forwarder,
+            shutdown,
+            ..
+        } = self;
+        let forwarder = forwarder.map(Forwarder::spawn);
+        let mut background = background.spawn();
+        let admin_handle = admin.handle();
+        let admin = tokio::spawn(admin);
+        let serving = run_server_until_stopped(server, &shutdown);
+        tokio::pin!(serving);
+        let served = loop {
+            tokio::select! {
+                served = &mut serving => break served,
+                Some(ended) = background.join_next() => workers::worker_ended(ended),
             }
         };
-        probe.abort();
-        if let Some(reload) = reload {
-            reload.abort();
-        }
-        if let Some(reconfigure) = reconfigure {
-            reconfigure.abort();
-        }
-        if let Some(rotate) = rotate {
-            rotate.abort();
-        }
+        drop(background);
         admin_handle.stop(true).await;
         let _ = admin.await;
+        shutdown.flush().await;
+        drop(forwarder);
+        served
+    }
+}
+
+/// Serves until the server ends of itself, or until SIGTERM or SIGINT: then not ready, still
+/// serving for `shutdown.delay`, and drained within `shutdown.timeout`.
+async fn run_server_until_stopped(server: Server, shutdown: &Shutdown) -> std::io::Result<()> {
+    let handle = server.handle();
+    let mut server = tokio::spawn(server);
+    tokio::select! {
+        joined = &mut server => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        () = shutdown_signal() => {
+            tracing::info!(
+                delay_ms = shutdown.delay.as_millis() as u64,
+                "shutting down: not ready from now on, serving until the delay is over"
+            );
+            shutdown.readiness.shutting_down();
+            tokio::time::sleep(shutdown.delay).await;
+            drain(handle, server, shutdown.timeout).await
+        }
+    }
+}
+
+impl Shutdown {
+    /// Flushes the producer within `timeout`, while the spool's forwarder (still running) drains
+    /// the spool within the same bound; what it has not forwarded by then stays on disk for the
+    /// next start.
+    async fn flush(&self) {
         let sink = self.sink.clone();
-        let timeout = self.shutdown_timeout;
-        // The forwarder goes on while the producer flushes, within the same bound; what it has
-        // not forwarded by then stays on disk for the next start.
+        let timeout = self.timeout;
         let spool_drained = async {
             let Some(spool) = &self.spool else { return };
             let until = tokio::time::Instant::now() + timeout;
@@ -368,9 +374,6 @@ impl Application {
             tokio::task::spawn_blocking(move || sink.flush(timeout)),
             spool_drained
         );
-        if let Some(forwarder) = forwarder {
-            forwarder.abort();
-        }
         match flushed {
             Ok(Ok(())) => tracing::info!("producer flushed; stopped"),
             Ok(Err(e)) => {
@@ -378,7 +381,6 @@ impl Application {
             }
             Err(e) => tracing::error!(error = %e, "producer flush task failed"),
         }
-        served
     }
 }
 

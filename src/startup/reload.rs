@@ -16,7 +16,7 @@ use super::provider_series;
 use crate::configuration::{self, changed_keys, reloadable, ConfigDir, ProviderChanges, Settings};
 use crate::ingest::Providers;
 use crate::internal_events::{
-    ConfigNeedsRestart, ConfigReloadRefused, ConfigReloaded, LogLevelKept,
+    ConfigNeedsRestart, ConfigReloadRefused, ConfigReloaded, InternalEvent, LogLevelKept,
 };
 use crate::routes::AppState;
 use crate::spool::ForwardedProviders;
@@ -112,7 +112,7 @@ async fn settled(files: &[PathBuf], mut last: Vec<Option<[u8; 32]>>) -> Vec<Opti
 }
 
 /// Reloads on SIGHUP, and with `--watch-config` when a file changes, until the task is aborted.
-pub(super) async fn run(mut reload: Reload, mut reloading: Reloading) {
+pub(super) async fn run_until_stopped(mut reload: Reload, mut reloading: Reloading) {
     let files = reload.files();
     let mut seen = contents(&files);
     if reload.watch {
@@ -206,7 +206,7 @@ impl Reloading {
                 trigger,
                 keys: &restart,
             }
-            .emit();
+            .emit(m);
         }
         for warning in settings.warnings() {
             tracing::warn!("{warning}");
@@ -240,7 +240,7 @@ impl Reloading {
                     log_level: &settings.log.level,
                     why: &why,
                 }
-                .emit();
+                .emit(m);
             }
         }
         self.running.providers = settings.providers;
