@@ -19,7 +19,7 @@
 //! - A request then takes an [`InFlight`] permit while it is processed; beyond
 //!   `server.max_in_flight` it is answered `503 overloaded` at once instead of queueing.
 
-use crate::internal_events::{ConnectionCounted, RequestInFlight};
+use crate::internal_events::{ConnectionCounted, InternalEvent, RequestInFlight};
 use crate::metrics::Metrics;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -257,7 +257,7 @@ mod tests {
         drop(a);
         let d = l.connection_opened();
         assert!(!d.over_limit, "a closed connection frees its slot");
-        assert_eq!(l.metrics.open_connections.get(), 2);
+        assert_eq!(l.metrics.http.open_connections.get(), 2);
     }
 
     async fn cut(slot: &mut BodySlot) -> bool {

@@ -125,20 +125,40 @@ pub fn set_level(directives: &str) -> Result<LevelChange, String> {
 /// Lines per key (e.g. per rejection reason) written each second before the rest are counted.
 pub const LINES_PER_SECOND: u32 = 5;
 
-/// Bounds the log volume of one kind of line: at most [`LINES_PER_SECOND`] per key each second
-/// (or another budget, [`LogBudget::new`]); the others are only counted, and the next line written
-/// for that key says how many were left out. A flood of bad requests therefore cannot flood the
-/// logs (metrics still count every one).
-pub struct LogBudget {
-    lines: u32,
-    per: std::time::Duration,
-    windows: parking_lot::Mutex<std::collections::HashMap<&'static str, Window>>,
+/// How many lines of one kind may be written per key, and per how long: a property of the
+/// event that writes them (`InternalEvent::LOG_LIMIT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogLimit {
+    pub lines: u32,
+    pub per: std::time::Duration,
 }
 
-impl Default for LogBudget {
-    fn default() -> Self {
-        Self::new(LINES_PER_SECOND, std::time::Duration::from_secs(1))
+impl LogLimit {
+    /// [`LINES_PER_SECOND`] lines per key each second: a flood's first lines, then a count.
+    pub const PER_SECOND: LogLimit = LogLimit {
+        lines: LINES_PER_SECOND,
+        per: std::time::Duration::from_secs(1),
+    };
+
+    /// One line per key each minute: a condition that lasts, said once in a while.
+    pub const PER_MINUTE: LogLimit = LogLimit::once_every(60);
+
+    /// One line per key each `seconds`.
+    pub const fn once_every(seconds: u64) -> LogLimit {
+        LogLimit {
+            lines: 1,
+            per: std::time::Duration::from_secs(seconds),
+        }
     }
+}
+
+/// Bounds the log volume of each kind of line: at most `limit.lines` per key each `limit.per`;
+/// the others are only counted, and the next line written for that key says how many were left
+/// out. A flood of bad requests therefore cannot flood the logs (metrics still count every one).
+/// One budget serves every kind of line, each keyed by its kind (the event) and its own key.
+#[derive(Default)]
+pub struct LogBudget {
+    windows: parking_lot::Mutex<std::collections::HashMap<(&'static str, &'static str), Window>>,
 }
 
 struct Window {
@@ -148,30 +168,21 @@ struct Window {
 }
 
 impl LogBudget {
-    /// At most `lines` lines per key in each period `per`.
-    pub fn new(lines: u32, per: std::time::Duration) -> Self {
-        Self {
-            lines,
-            per,
-            windows: parking_lot::Mutex::default(),
-        }
-    }
-
-    /// `Some(n)` when a line for `key` may be written now, `n` being how many were suppressed
-    /// since the last one; `None` when this one is suppressed.
-    pub fn admit(&self, key: &'static str) -> Option<u64> {
+    /// `Some(n)` when a line of `kind` for `key` may be written now under `limit`, `n` being how
+    /// many were suppressed since the last one; `None` when this one is suppressed.
+    pub fn admit(&self, limit: LogLimit, kind: &'static str, key: &'static str) -> Option<u64> {
         let now = std::time::Instant::now();
         let mut windows = self.windows.lock();
-        let window = windows.entry(key).or_insert(Window {
+        let window = windows.entry((kind, key)).or_insert(Window {
             started: now,
             written: 0,
             suppressed: 0,
         });
-        if now.duration_since(window.started) >= self.per {
+        if now.duration_since(window.started) >= limit.per {
             window.started = now;
             window.written = 0;
         }
-        if window.written >= self.lines {
+        if window.written >= limit.lines {
             window.suppressed += 1;
             return None;
         }
@@ -209,15 +220,21 @@ mod tests {
     #[test]
     fn a_flood_is_cut_to_a_few_lines_per_second_per_key_and_the_rest_counted() {
         let budget = LogBudget::default();
-        let written = (0..1000).filter(|_| budget.admit("a").is_some()).count();
+        let admit = |key| budget.admit(LogLimit::PER_SECOND, "line", key);
+        let written = (0..1000).filter(|_| admit("a").is_some()).count();
         assert_eq!(written, LINES_PER_SECOND as usize);
-        assert_eq!(budget.admit("b"), Some(0), "keys have budgets of their own");
+        assert_eq!(admit("b"), Some(0), "keys have budgets of their own");
+        assert_eq!(
+            budget.admit(LogLimit::PER_SECOND, "another line", "a"),
+            Some(0),
+            "kinds of line have budgets of their own"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1010));
         assert_eq!(
-            budget.admit("a"),
+            admit("a"),
             Some(1000 - u64::from(LINES_PER_SECOND)),
             "the next line says how many were left out"
         );
-        assert_eq!(budget.admit("a"), Some(0));
+        assert_eq!(admit("a"), Some(0));
     }
 }

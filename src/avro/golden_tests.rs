@@ -20,17 +20,6 @@ use std::path::{Path, PathBuf};
 const RECEIVED_AT: i64 = 1_700_000_000_000;
 const SECRET: &str = "golden-fixture-secret";
 
-/// Request headers, case-insensitive.
-struct Headers(Vec<(String, String)>);
-impl HeaderSource for Headers {
-    fn header(&self, name: &str) -> Option<&[u8]> {
-        self.0
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_bytes())
-    }
-}
-
 /// The built-ins, and each preset enabled under its own name.
 fn registry() -> Registry {
     let definitions: Vec<(&str, _)> = PRESETS
@@ -67,7 +56,7 @@ fn run_fixture(registry: &Registry, provider_name: &str, path: &Path) -> serde_j
         .and_then(|s| s.into_iter().next())
         .unwrap_or_else(|| Secret::new(SECRET));
     let mut headers = fixture_headers(path);
-    let id = Headers(headers.clone())
+    let id = headers
         .header("webhook-id")
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default();
@@ -79,13 +68,13 @@ fn run_fixture(registry: &Registry, provider_name: &str, path: &Path) -> serde_j
         .request_headers()
         .iter()
         .filter_map(|name| {
-            let h = Headers(headers.clone());
-            h.header(name)
+            headers
+                .header(name)
                 .map(|v| ((*name).to_string(), String::from_utf8_lossy(v).into_owned()))
         })
         .collect();
     let verified = scheme
-        .verify(&Headers(headers), &body, &[secret])
+        .verify(&headers, &body, &[secret])
         .expect("a correctly signed fixture verifies");
     let payload = VerifiedPayload::parse(verified).expect("fixture is valid JSON");
     if let Some(handshake) = provider

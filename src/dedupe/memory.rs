@@ -261,6 +261,24 @@ impl Drop for LocalClaim {
 mod tests {
     use super::*;
 
+    /// "p"/"a" claimed, and a second claim of it started: the cache, the first claim, and the
+    /// second's verdict to come.
+    async fn claimed_twice() -> (
+        MemoryCache,
+        LocalClaim,
+        impl std::future::Future<Output = LocalVerdict> + Send,
+    ) {
+        let cache = MemoryCache::new(Duration::from_secs(60), 10);
+        let first = claimed(cache.claim(Namespace::Event, "p", "a").await);
+        let c2 = cache.clone();
+        let second = async move { c2.claim(Namespace::Event, "p", "a").await };
+        (cache, first, second)
+    }
+
+    fn is_claimed(v: LocalVerdict) -> bool {
+        matches!(v, LocalVerdict::Claimed(_))
+    }
+
     fn claimed(v: LocalVerdict) -> LocalClaim {
         match v {
             LocalVerdict::Claimed(c) => c,
@@ -283,26 +301,17 @@ mod tests {
     async fn ids_are_scoped_by_provider() {
         let cache = MemoryCache::new(Duration::from_secs(60), 10);
         claimed(cache.claim(Namespace::Event, "p", "a").await).commit();
-        assert!(matches!(
-            cache.claim(Namespace::Event, "q", "a").await,
-            LocalVerdict::Claimed(_)
-        ));
+        assert!(is_claimed(cache.claim(Namespace::Event, "q", "a").await));
         // The provider/id boundary is part of the digest: "p"+"ab" is not "pa"+"b".
         claimed(cache.claim(Namespace::Event, "p", "ab").await).commit();
-        assert!(matches!(
-            cache.claim(Namespace::Event, "pa", "b").await,
-            LocalVerdict::Claimed(_)
-        ));
+        assert!(is_claimed(cache.claim(Namespace::Event, "pa", "b").await));
     }
 
     #[tokio::test]
     async fn events_and_dead_letters_are_remembered_apart() {
         let cache = MemoryCache::new(Duration::from_secs(60), 10);
         claimed(cache.claim(Namespace::DeadLetter, "p", "a").await).commit();
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", "a").await,
-            LocalVerdict::Claimed(_)
-        ));
+        assert!(is_claimed(cache.claim(Namespace::Event, "p", "a").await));
         assert!(matches!(
             cache.claim(Namespace::DeadLetter, "p", "a").await,
             LocalVerdict::Duplicate
@@ -333,10 +342,7 @@ mod tests {
     async fn a_failed_write_releases_the_id() {
         let cache = MemoryCache::new(Duration::from_secs(60), 10);
         drop(claimed(cache.claim(Namespace::Event, "p", "a").await));
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", "a").await,
-            LocalVerdict::Claimed(_)
-        ));
+        assert!(is_claimed(cache.claim(Namespace::Event, "p", "a").await));
         assert_eq!(cache.len(), 0);
     }
 
@@ -345,10 +351,7 @@ mod tests {
         let cache = MemoryCache::new(Duration::from_millis(20), 10);
         claimed(cache.claim(Namespace::Event, "p", "a").await).commit();
         tokio::time::sleep(Duration::from_millis(40)).await;
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", "a").await,
-            LocalVerdict::Claimed(_)
-        ));
+        assert!(is_claimed(cache.claim(Namespace::Event, "p", "a").await));
     }
 
     #[tokio::test]
@@ -362,23 +365,13 @@ mod tests {
             cache.claim(Namespace::Event, "p", "d").await,
             LocalVerdict::Duplicate
         ));
-        assert!(matches!(
-            cache.claim(Namespace::Event, "p", "a").await,
-            LocalVerdict::Claimed(_)
-        ));
+        assert!(is_claimed(cache.claim(Namespace::Event, "p", "a").await));
     }
 
     #[tokio::test]
     async fn a_concurrent_duplicate_waits_for_the_first_write() {
-        let cache = MemoryCache::new(Duration::from_secs(60), 10);
-        let first = claimed(cache.claim(Namespace::Event, "p", "a").await);
-        let c2 = cache.clone();
-        let second = tokio::spawn(async move {
-            matches!(
-                c2.claim(Namespace::Event, "p", "a").await,
-                LocalVerdict::Duplicate
-            )
-        });
+        let (_cache, first, second) = claimed_twice().await;
+        let second = tokio::spawn(async move { !is_claimed(second.await) });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(
             !second.is_finished(),
@@ -390,15 +383,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_concurrent_duplicate_takes_over_when_the_first_write_fails() {
-        let cache = MemoryCache::new(Duration::from_secs(60), 10);
-        let first = claimed(cache.claim(Namespace::Event, "p", "a").await);
-        let c2 = cache.clone();
-        let second = tokio::spawn(async move {
-            matches!(
-                c2.claim(Namespace::Event, "p", "a").await,
-                LocalVerdict::Claimed(_)
-            )
-        });
+        let (_cache, first, second) = claimed_twice().await;
+        let second = tokio::spawn(async move { is_claimed(second.await) });
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(first);
         assert!(second.await.expect("task"));

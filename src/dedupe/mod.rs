@@ -31,7 +31,7 @@ mod memory;
 mod shared;
 
 use crate::configuration::{DedupeBackend, DedupeSettings, OnUnavailable};
-use crate::internal_events::{DedupeFailed, DedupeMeasured};
+use crate::internal_events::{DedupeFailed, DedupeMeasured, InternalEvent};
 use crate::metrics::Metrics;
 use memory::{LocalClaim, LocalVerdict, MemoryCache};
 use shared::{SharedClaim, SharedStore, SharedVerdict};

@@ -20,7 +20,7 @@ mod lanes;
 
 use super::Namespace;
 use crate::configuration::RedisSettings;
-use crate::internal_events::DedupeFailed;
+use crate::internal_events::{DedupeFailed, InternalEvent};
 use crate::metrics::Metrics;
 use lanes::{IfAbandoned, Lanes};
 use redis::aio::ConnectionManagerConfig;

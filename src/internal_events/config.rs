@@ -1,5 +1,6 @@
 //! Configuration reloads: applied, refused, and settings that need a restart.
 
+use super::InternalEvent;
 use crate::metrics::Metrics;
 use std::fmt::Display;
 
@@ -16,8 +17,8 @@ pub struct ConfigReloaded<'a> {
     pub log_level: &'a str,
 }
 
-impl ConfigReloaded<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for ConfigReloaded<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::info!(
             trigger = self.trigger,
             providers = ?self.providers,
@@ -27,7 +28,7 @@ impl ConfigReloaded<'_> {
             log_level = self.log_level,
             "configuration reloaded"
         );
-        m.config_reloads.with_label_values(&["applied"]).inc();
+        m.config.reloads.with_label_values(&["applied"]).inc();
     }
 }
 
@@ -39,14 +40,14 @@ pub struct ConfigReloadRefused<'a> {
     pub error: &'a dyn Display,
 }
 
-impl ConfigReloadRefused<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for ConfigReloadRefused<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::error!(
             trigger = self.trigger,
             error = %self.error,
             "configuration not reloaded: the one in use stays"
         );
-        m.config_reloads.with_label_values(&["refused"]).inc();
+        m.config.reloads.with_label_values(&["refused"]).inc();
     }
 }
 
@@ -57,8 +58,8 @@ pub struct ConfigNeedsRestart<'a> {
     pub keys: &'a [String],
 }
 
-impl ConfigNeedsRestart<'_> {
-    pub fn emit(self) {
+impl InternalEvent for ConfigNeedsRestart<'_> {
+    fn emit(self, _: &Metrics) {
         tracing::warn!(
             trigger = self.trigger,
             keys = %self.keys.join(", "),
@@ -73,8 +74,8 @@ pub struct LogLevelKept<'a> {
     pub why: &'a str,
 }
 
-impl LogLevelKept<'_> {
-    pub fn emit(self) {
+impl InternalEvent for LogLevelKept<'_> {
+    fn emit(self, _: &Metrics) {
         tracing::warn!(
             log_level = self.log_level,
             "log.level not applied: {}",

@@ -1,6 +1,8 @@
 //! Deduplication: the cache measured, the shared store failing.
 
+use super::InternalEvent;
 use crate::metrics::Metrics;
+use crate::telemetry::LogLimit;
 use std::fmt::Display;
 use std::time::Duration;
 
@@ -11,13 +13,17 @@ pub struct DedupeMeasured {
     pub window: Duration,
 }
 
-impl DedupeMeasured {
-    pub fn emit(self, m: &Metrics) {
-        m.dedupe_entries
+impl InternalEvent for DedupeMeasured {
+    /// Measured on every scrape: a short horizon is said once a minute.
+    const LOG_LIMIT: LogLimit = LogLimit::PER_MINUTE;
+
+    fn emit(self, m: &Metrics) {
+        m.dedupe
+            .entries
             .set(i64::try_from(self.entries).unwrap_or(i64::MAX));
-        m.dedupe_horizon.set(self.horizon.as_secs_f64());
+        m.dedupe.horizon.set(self.horizon.as_secs_f64());
         if self.horizon < self.window / 10 {
-            if let Some(suppressed) = m.dedupe_horizon_log.admit("horizon") {
+            if let Some(suppressed) = Self::admit_line(m, "horizon") {
                 tracing::warn!(
                     horizon_seconds = self.horizon.as_secs_f64(),
                     window_seconds = self.window.as_secs_f64(),
@@ -37,9 +43,9 @@ pub struct DedupeFailed<'a> {
     pub detail: &'a dyn Display,
 }
 
-impl DedupeFailed<'_> {
-    pub fn emit(self, m: &Metrics) {
-        if let Some(suppressed) = m.dedupe_error_log.admit(self.operation) {
+impl InternalEvent for DedupeFailed<'_> {
+    fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = Self::admit_line(m, self.operation) {
             tracing::warn!(
                 operation = self.operation,
                 detail = %self.detail,
@@ -47,6 +53,6 @@ impl DedupeFailed<'_> {
                 "deduplication store call failed"
             );
         }
-        m.dedupe_errors.with_label_values(&[self.operation]).inc();
+        m.dedupe.errors.with_label_values(&[self.operation]).inc();
     }
 }

@@ -1,5 +1,6 @@
 //! Readiness: each dependency checked.
 
+use super::InternalEvent;
 use crate::metrics::Metrics;
 
 /// A readiness check of one dependency answered (or not).
@@ -8,9 +9,10 @@ pub struct DependencyChecked {
     pub up: bool,
 }
 
-impl DependencyChecked {
-    pub fn emit(self, m: &Metrics) {
-        m.ready
+impl InternalEvent for DependencyChecked {
+    fn emit(self, m: &Metrics) {
+        m.health
+            .dependency_up
             .with_label_values(&[self.dependency])
             .set(i64::from(self.up));
     }

@@ -1,5 +1,6 @@
 //! Webhook requests: answered, accepted, duplicates, handshakes, dead letters and rejections.
 
+use super::InternalEvent;
 use crate::codes::ErrorCode;
 use crate::metrics::Metrics;
 use crate::rejections::{Delivery, Rejections};
@@ -14,12 +15,14 @@ pub struct WebhookAnswered<'a> {
     pub elapsed: Duration,
 }
 
-impl WebhookAnswered<'_> {
-    pub fn emit(self, m: &Metrics) {
-        m.http_requests
+impl InternalEvent for WebhookAnswered<'_> {
+    fn emit(self, m: &Metrics) {
+        m.http
+            .requests
             .with_label_values(&[self.provider, self.status.as_str()])
             .inc();
-        m.http_request_duration
+        m.http
+            .request_duration
             .with_label_values(&[self.provider])
             .observe(self.elapsed.as_secs_f64());
     }
@@ -34,8 +37,8 @@ pub struct WebhookAccepted<'a> {
     pub offset: i64,
 }
 
-impl WebhookAccepted<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for WebhookAccepted<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::debug!(
             provider = self.provider,
             event_id = self.event_id,
@@ -44,7 +47,8 @@ impl WebhookAccepted<'_> {
             offset = self.offset,
             "accepted"
         );
-        m.webhooks_accepted
+        m.webhooks
+            .accepted
             .with_label_values(&[self.provider])
             .inc();
     }
@@ -56,14 +60,15 @@ pub struct WebhookDuplicate<'a> {
     pub event_id: &'a str,
 }
 
-impl WebhookDuplicate<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for WebhookDuplicate<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::debug!(
             provider = self.provider,
             event_id = self.event_id,
             "duplicate"
         );
-        m.webhooks_duplicates
+        m.webhooks
+            .duplicates
             .with_label_values(&[self.provider])
             .inc();
     }
@@ -74,10 +79,13 @@ pub struct HandshakeAnswered<'a> {
     pub provider: &'a str,
 }
 
-impl HandshakeAnswered<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for HandshakeAnswered<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::info!(provider = self.provider, "handshake answered");
-        m.handshakes.with_label_values(&[self.provider]).inc();
+        m.webhooks
+            .handshakes
+            .with_label_values(&[self.provider])
+            .inc();
     }
 }
 
@@ -89,9 +97,9 @@ pub struct WebhookDeadLettered<'a> {
     pub detail: &'a str,
 }
 
-impl WebhookDeadLettered<'_> {
-    pub fn emit(self, m: &Metrics) {
-        if let Some(suppressed) = m.dead_letter_log.admit(self.error) {
+impl InternalEvent for WebhookDeadLettered<'_> {
+    fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = Self::admit_line(m, self.error) {
             tracing::warn!(
                 provider = self.provider,
                 event_id = self.event_id,
@@ -101,7 +109,8 @@ impl WebhookDeadLettered<'_> {
                 "dead-lettered"
             );
         }
-        m.webhooks_dead_lettered
+        m.webhooks
+            .dead_lettered
             .with_label_values(&[self.provider, self.error])
             .inc();
     }
@@ -118,12 +127,14 @@ pub struct WebhookRejected<'a> {
     pub code: ErrorCode,
     pub detail: &'a dyn Display,
     pub delivery: Delivery<'a>,
+    /// Where the delivery is kept.
+    pub rejections: &'a Rejections,
 }
 
-impl WebhookRejected<'_> {
-    pub fn emit(self, m: &Metrics, rejections: &Rejections) {
+impl InternalEvent for WebhookRejected<'_> {
+    fn emit(self, m: &Metrics) {
         let code = self.code.as_str();
-        if let Some(suppressed) = m.rejection_log.admit(code) {
+        if let Some(suppressed) = Self::admit_line(m, code) {
             tracing::warn!(
                 provider = self.provider,
                 event_id = self.event_id,
@@ -133,10 +144,12 @@ impl WebhookRejected<'_> {
                 "rejected"
             );
         }
-        m.webhooks_rejected
+        m.webhooks
+            .rejected
             .with_label_values(&[self.provider, code])
             .inc();
-        rejections.record(self.provider, self.code, self.delivery);
+        self.rejections
+            .record(self.provider, self.code, self.delivery);
     }
 }
 
@@ -145,12 +158,12 @@ pub struct ConnectionCounted {
     pub opened: bool,
 }
 
-impl ConnectionCounted {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for ConnectionCounted {
+    fn emit(self, m: &Metrics) {
         if self.opened {
-            m.open_connections.inc();
+            m.http.open_connections.inc();
         } else {
-            m.open_connections.dec();
+            m.http.open_connections.dec();
         }
     }
 }
@@ -161,12 +174,12 @@ pub struct RequestInFlight {
     pub started: bool,
 }
 
-impl RequestInFlight {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for RequestInFlight {
+    fn emit(self, m: &Metrics) {
         if self.started {
-            m.requests_in_flight.inc();
+            m.http.requests_in_flight.inc();
         } else {
-            m.requests_in_flight.dec();
+            m.http.requests_in_flight.dec();
         }
     }
 }

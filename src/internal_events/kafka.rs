@@ -1,8 +1,10 @@
 //! Kafka: records produced or not, what librdkafka reports about the connection, topics
 //! created or overflowed, producers replaced.
 
+use super::InternalEvent;
 use crate::codes::{ClientErrorKind, FailureReason};
 use crate::metrics::Metrics;
+use crate::telemetry::LogLimit;
 use std::fmt::Display;
 use std::time::Duration;
 
@@ -13,12 +15,13 @@ pub struct EventProduced<'a> {
     pub elapsed: Duration,
 }
 
-impl EventProduced<'_> {
-    pub fn emit(self, m: &Metrics) {
-        m.messages_produced
+impl InternalEvent for EventProduced<'_> {
+    fn emit(self, m: &Metrics) {
+        m.kafka
+            .messages_produced
             .with_label_values(&[self.provider, m.event_name_label(self.event_name)])
             .inc();
-        m.produce_duration.observe(self.elapsed.as_secs_f64());
+        m.kafka.produce_duration.observe(self.elapsed.as_secs_f64());
     }
 }
 
@@ -29,11 +32,12 @@ pub struct ProduceFailed<'a> {
     pub detail: &'a dyn Display,
 }
 
-impl ProduceFailed<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for ProduceFailed<'_> {
+    fn emit(self, m: &Metrics) {
         let reason = self.reason.label();
         tracing::debug!(reason, detail = %self.detail, "write failed");
-        m.produce_failures
+        m.kafka
+            .produce_failures
             .with_label_values(&[self.provider, reason])
             .inc();
     }
@@ -52,17 +56,27 @@ pub struct KafkaClientError<'a> {
 }
 
 impl KafkaClientError<'_> {
-    pub fn emit(self, m: Option<&Metrics>) {
+    /// Emitted with `metrics`; where none are kept (a one-off command, which prints its own
+    /// outcome), only logged at debug.
+    pub fn emit_to(self, metrics: Option<&Metrics>) {
+        match metrics {
+            Some(m) => self.emit(m),
+            None => tracing::debug!(kind = self.kind.label(), "{}", self.detail),
+        }
+    }
+}
+
+impl InternalEvent for KafkaClientError<'_> {
+    /// librdkafka reports every failed reconnection, as often as every 100 ms.
+    const LOG_LIMIT: LogLimit = LogLimit::once_every(10);
+
+    fn emit(self, m: &Metrics) {
         let kind = self.kind.label();
-        let Some(m) = m else {
-            tracing::debug!(kind, "{}", self.detail);
-            return;
-        };
-        m.kafka_client_errors.with_label_values(&[kind]).inc();
+        m.kafka.client_errors.with_label_values(&[kind]).inc();
         if !self.log {
             return;
         }
-        if let Some(suppressed) = m.kafka_client_error_log.admit(kind) {
+        if let Some(suppressed) = Self::admit_line(m, kind) {
             if self.kind == ClientErrorKind::Transport {
                 tracing::warn!(kind, suppressed, "{}", self.detail);
             } else {
@@ -78,10 +92,13 @@ pub struct TopicCreated<'a> {
     pub topic: &'a str,
 }
 
-impl TopicCreated<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for TopicCreated<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::info!(topic = self.topic, "created topic");
-        m.topics_created.with_label_values(&[self.provider]).inc();
+        m.kafka
+            .topics_created
+            .with_label_values(&[self.provider])
+            .inc();
     }
 }
 
@@ -94,9 +111,12 @@ pub struct TopicOverflowed<'a> {
     pub max: usize,
 }
 
-impl TopicOverflowed<'_> {
-    pub fn emit(self, m: &Metrics) {
-        if let Some(suppressed) = m.topic_overflow_log.admit("topic_overflow") {
+impl InternalEvent for TopicOverflowed<'_> {
+    /// A sender of free-form event names can send thousands.
+    const LOG_LIMIT: LogLimit = LogLimit::PER_MINUTE;
+
+    fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = Self::admit_line(m, "topic_overflow") {
             tracing::warn!(
                 provider = self.provider,
                 topic = self.topic,
@@ -107,7 +127,10 @@ impl TopicOverflowed<'_> {
                 self.overflow
             );
         }
-        m.topic_overflows.with_label_values(&[self.provider]).inc();
+        m.kafka
+            .topic_overflows
+            .with_label_values(&[self.provider])
+            .inc();
     }
 }
 
@@ -116,13 +139,13 @@ pub struct ProducerReplaced<'a> {
     pub why: &'a str,
 }
 
-impl ProducerReplaced<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for ProducerReplaced<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::warn!(
             reason = self.why,
             "replaced the Kafka producer with a fresh instance"
         );
-        m.producer_resets.inc();
+        m.kafka.producer_resets.inc();
     }
 }
 
@@ -143,23 +166,25 @@ pub struct KafkaStatisticsReceived<'a> {
     pub brokers: Vec<BrokerStatistics<'a>>,
 }
 
-impl KafkaStatisticsReceived<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for KafkaStatisticsReceived<'_> {
+    fn emit(self, m: &Metrics) {
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        m.kafka_queue_messages.set(clamp(self.queue_messages));
-        m.kafka_queue_bytes.set(clamp(self.queue_bytes));
+        m.kafka.queue_messages.set(clamp(self.queue_messages));
+        m.kafka.queue_bytes.set(clamp(self.queue_bytes));
         for broker in self.brokers {
-            m.kafka_broker_up
+            m.kafka
+                .broker_up
                 .with_label_values(&[broker.name])
                 .set(i64::from(broker.up));
             // librdkafka reports a running total; the counter follows it.
-            let tx_errors = m.kafka_broker_tx_errors.with_label_values(&[broker.name]);
+            let tx_errors = m.kafka.broker_tx_errors.with_label_values(&[broker.name]);
             let seen = tx_errors.get();
             if broker.tx_errors > seen {
                 tx_errors.inc_by(broker.tx_errors - seen);
             }
             if let Some(rtt) = broker.rtt {
-                m.kafka_broker_rtt
+                m.kafka
+                    .broker_rtt
                     .with_label_values(&[broker.name])
                     .set(rtt.as_secs_f64());
             }

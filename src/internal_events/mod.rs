@@ -1,9 +1,12 @@
-//! Everything hookstream counts is logged in the same place: one type per outcome, whose `emit`
-//! writes the log line (if any) and updates the metrics together, so the two cannot disagree.
-//! Lines that a flood of bad requests could multiply are rate-limited ([`crate::telemetry::LogBudget`]);
+//! Everything hookstream counts is logged in the same place: one type per outcome, an
+//! [`InternalEvent`] whose `emit` writes the log line (if any) and updates the metrics together,
+//! so the two cannot disagree. Each event states how many of its lines may be written
+//! ([`InternalEvent::LOG_LIMIT`]): lines that a flood of bad requests or a failing dependency
+//! could multiply are cut to a few, and the next one written says how many were left out;
 //! their counters still count every one.
 //!
-//! One file per area: [`http`], [`kafka`], [`spool`], [`dedupe`], [`health`], [`config`].
+//! One file per area: [`http`], [`kafka`], [`spool`], [`dedupe`], [`health`], [`config`]. The
+//! metrics they write are grouped the same way in [`crate::metrics::Metrics`].
 //!
 //! Events carry plain data — provider names, codes, reasons and `&dyn Display` details — so any
 //! layer can emit them without this module knowing its error types.
@@ -21,6 +24,26 @@ pub use health::*;
 pub use http::*;
 pub use kafka::*;
 pub use spool::*;
+
+use crate::metrics::Metrics;
+use crate::telemetry::LogLimit;
+
+/// One outcome worth counting or saying: plain data, emitted once.
+pub trait InternalEvent: Sized {
+    /// How many of its log lines may be written per key (a reason, an operation), and per how
+    /// long; the rest are counted and said by the next line. A few a second unless the event
+    /// says otherwise.
+    const LOG_LIMIT: LogLimit = LogLimit::PER_SECOND;
+
+    /// Writes its log line (if any) and updates its metrics.
+    fn emit(self, metrics: &Metrics);
+
+    /// `Some(n)` when a line for `key` may be written now within [`Self::LOG_LIMIT`] (`n` lines
+    /// were left out since the last one), `None` when this one is left out.
+    fn admit_line(metrics: &Metrics, key: &'static str) -> Option<u64> {
+        metrics.admit_line(Self::LOG_LIMIT, std::any::type_name::<Self>(), key)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -90,8 +113,9 @@ mod tests {
                     body: Some(b"{}"),
                     signature: None,
                 },
+                rejections: &rejections,
             }
-            .emit(&metrics, &rejections);
+            .emit(&metrics);
         });
         assert_eq!(lines.len(), 1, "{lines:?}");
         let fields = &lines[0]["fields"];
@@ -123,7 +147,7 @@ mod tests {
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!(lines[0]["level"], "WARN", "{lines:?}");
         assert_eq!(lines[0]["fields"]["horizon_seconds"], 9.0, "{lines:?}");
-        assert_eq!(metrics.dedupe_horizon.get(), 8.0);
+        assert_eq!(metrics.dedupe.horizon.get(), 8.0);
     }
 
     #[test]

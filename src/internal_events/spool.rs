@@ -1,8 +1,10 @@
 //! The durable spool: records spooled, forwarded, refused, held, damaged or dead-lettered,
 //! I/O failures, stalls, and its size.
 
+use super::InternalEvent;
 use crate::codes::FailureReason;
 use crate::metrics::Metrics;
+use crate::telemetry::LogLimit;
 use std::time::Duration;
 
 /// A webhook the broker did not acknowledge within `spool.after` is on disk: answered 202.
@@ -12,15 +14,15 @@ pub struct WebhookSpooled<'a> {
     pub topic: &'a str,
 }
 
-impl WebhookSpooled<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for WebhookSpooled<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::debug!(
             provider = self.provider,
             event_id = self.event_id,
             topic = self.topic,
             "spooled"
         );
-        m.spooled.with_label_values(&[self.provider]).inc();
+        m.spool.spooled.with_label_values(&[self.provider]).inc();
     }
 }
 
@@ -31,13 +33,14 @@ pub struct SpoolForwarded {
     pub possible_duplicates: usize,
 }
 
-impl SpoolForwarded {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for SpoolForwarded {
+    fn emit(self, m: &Metrics) {
         if self.records > 0 {
             tracing::debug!(records = self.records, "spool: forwarded");
         }
-        m.spool_forwarded.inc_by(self.records as u64);
-        m.spool_possible_duplicates
+        m.spool.forwarded.inc_by(self.records as u64);
+        m.spool
+            .possible_duplicates
             .inc_by(self.possible_duplicates as u64);
     }
 }
@@ -52,9 +55,12 @@ pub struct SpoolRecordRefused<'a> {
     pub retry_in: Duration,
 }
 
-impl SpoolRecordRefused<'_> {
-    pub fn emit(self, m: &Metrics) {
-        if let Some(suppressed) = m.spool_refused_log.admit("spool_refused") {
+impl InternalEvent for SpoolRecordRefused<'_> {
+    /// A whole spool of them is retried in turn.
+    const LOG_LIMIT: LogLimit = LogLimit::PER_MINUTE;
+
+    fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = Self::admit_line(m, "spool_refused") {
             tracing::warn!(
                 topic = self.topic,
                 reason = self.reason.label(),
@@ -73,9 +79,11 @@ pub struct SpoolRecordHeld<'a> {
     pub retry_in: Duration,
 }
 
-impl SpoolRecordHeld<'_> {
-    pub fn emit(self, m: &Metrics) {
-        if let Some(suppressed) = m.spool_refused_log.admit("spool_held") {
+impl InternalEvent for SpoolRecordHeld<'_> {
+    const LOG_LIMIT: LogLimit = LogLimit::PER_MINUTE;
+
+    fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = Self::admit_line(m, "spool_held") {
             tracing::warn!(
                 topic = self.topic,
                 retry_in = %humantime::format_duration(self.retry_in),
@@ -94,15 +102,15 @@ pub struct SpoolDamaged<'a> {
     pub records: u64,
 }
 
-impl SpoolDamaged<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for SpoolDamaged<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::warn!(
             file = %self.file.display(),
             offset = self.offset,
             bytes = self.bytes,
             "spool: damaged record skipped; its bytes are kept under corrupt/ in the spool directory"
         );
-        m.spool_corrupt.inc_by(self.records);
+        m.spool.corrupt.inc_by(self.records);
     }
 }
 
@@ -115,9 +123,12 @@ pub struct SpoolIoFailed<'a> {
     pub error: &'a dyn std::fmt::Display,
 }
 
-impl SpoolIoFailed<'_> {
-    pub fn emit(self, m: &Metrics) {
-        if let Some(suppressed) = m.spool_io_log.admit(self.operation) {
+impl InternalEvent for SpoolIoFailed<'_> {
+    /// A failing disk fails every operation.
+    const LOG_LIMIT: LogLimit = LogLimit::PER_MINUTE;
+
+    fn emit(self, m: &Metrics) {
+        if let Some(suppressed) = Self::admit_line(m, self.operation) {
             tracing::warn!(
                 operation = self.operation,
                 dir = %self.dir.display(),
@@ -126,7 +137,7 @@ impl SpoolIoFailed<'_> {
                 "spool: I/O error (not damage: nothing is dropped, it is tried again)"
             );
         }
-        m.spool_io_errors.with_label_values(&[self.operation]).inc();
+        m.spool.io_errors.with_label_values(&[self.operation]).inc();
     }
 }
 
@@ -136,14 +147,14 @@ pub struct SpoolDeadLettered<'a> {
     pub reason: FailureReason,
 }
 
-impl SpoolDeadLettered<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for SpoolDeadLettered<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::warn!(
             topic = self.topic,
             reason = self.reason.label(),
             "spool: the broker refuses a spooled record for good; kept in the dead-letter topic instead"
         );
-        m.spool_dead_lettered.inc();
+        m.spool.dead_lettered.inc();
     }
 }
 
@@ -154,15 +165,15 @@ pub struct SpoolStalled<'a> {
     pub why: &'a str,
 }
 
-impl SpoolStalled<'_> {
-    pub fn emit(self, m: &Metrics) {
+impl InternalEvent for SpoolStalled<'_> {
+    fn emit(self, m: &Metrics) {
         tracing::warn!(
             records = self.records,
             since = %humantime::format_duration(Duration::from_secs(self.since.as_secs())),
             why = self.why,
             "spool: the forwarder made no progress although the broker answers; replacing its producer"
         );
-        m.spool_stalled.set(1);
+        m.spool.stalled.set(1);
     }
 }
 
@@ -177,14 +188,15 @@ pub struct SpoolMeasured {
     pub unreadable_segments: usize,
 }
 
-impl SpoolMeasured {
-    pub fn emit(self, m: &Metrics) {
-        m.spool_records.set(self.records as i64);
-        m.spool_bytes.set(self.bytes as i64);
-        m.spool_oldest_age.set(self.oldest_age.as_secs_f64());
-        m.spool_parked.set(self.parked as i64);
-        m.spool_stalled.set(i64::from(self.stalled));
-        m.spool_unreadable_segments
+impl InternalEvent for SpoolMeasured {
+    fn emit(self, m: &Metrics) {
+        m.spool.records.set(self.records as i64);
+        m.spool.bytes.set(self.bytes as i64);
+        m.spool.oldest_age.set(self.oldest_age.as_secs_f64());
+        m.spool.parked.set(self.parked as i64);
+        m.spool.stalled.set(i64::from(self.stalled));
+        m.spool
+            .unreadable_segments
             .set(self.unreadable_segments as i64);
     }
 }
@@ -194,9 +206,10 @@ pub struct SpoolOpened {
     pub max_bytes: u64,
 }
 
-impl SpoolOpened {
-    pub fn emit(self, m: &Metrics) {
-        m.spool_max_bytes
+impl InternalEvent for SpoolOpened {
+    fn emit(self, m: &Metrics) {
+        m.spool
+            .max_bytes
             .set(i64::try_from(self.max_bytes).unwrap_or(i64::MAX));
     }
 }
@@ -206,8 +219,8 @@ pub struct SpoolSynced {
     pub elapsed: std::time::Duration,
 }
 
-impl SpoolSynced {
-    pub fn emit(self, m: &Metrics) {
-        m.spool_sync_duration.observe(self.elapsed.as_secs_f64());
+impl InternalEvent for SpoolSynced {
+    fn emit(self, m: &Metrics) {
+        m.spool.sync_duration.observe(self.elapsed.as_secs_f64());
     }
 }

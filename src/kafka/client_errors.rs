@@ -139,7 +139,7 @@ impl ClientHealth {
             detail: &failure,
             log: !consequence,
         }
-        .emit(self.metrics.as_deref());
+        .emit_to(self.metrics.as_deref());
         match kind {
             ClientErrorKind::Authorization => state.cluster_denied = Some(failure.to_string()),
             ClientErrorKind::Transport => {
@@ -161,7 +161,7 @@ impl ClientHealth {
             detail: &detail,
             log: true,
         }
-        .emit(self.metrics.as_deref());
+        .emit_to(self.metrics.as_deref());
         let mut state = self.state.lock();
         if state.denied_topics.len() < MAX_DENIED_TOPICS || state.denied_topics.contains_key(topic)
         {
@@ -180,7 +180,7 @@ impl ClientHealth {
             detail: &detail,
             log: true,
         }
-        .emit(self.metrics.as_deref());
+        .emit_to(self.metrics.as_deref());
         self.state.lock().cluster_denied = Some(detail);
     }
 

@@ -9,7 +9,7 @@
 
 use super::client_errors::ClientHealth;
 use super::stats::StatsContext;
-use crate::internal_events::ProducerReplaced;
+use crate::internal_events::{InternalEvent, ProducerReplaced};
 use crate::metrics::Metrics;
 use parking_lot::Mutex;
 use rdkafka::error::KafkaResult;

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::codes::{ClientErrorKind, FailureClass, FailureReason};
 use crate::configuration::KafkaSettings;
-use crate::internal_events::{EventProduced, ProduceFailed};
+use crate::internal_events::{EventProduced, InternalEvent, ProduceFailed};
 use crate::metrics::Metrics;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::future_producer::{DeliveryFuture, OwnedDeliveryResult};

@@ -1,7 +1,7 @@
 //! librdkafka statistics and logs routed into metrics and `tracing`.
 
 use super::client_errors::ClientHealth;
-use crate::internal_events::{BrokerStatistics, KafkaStatisticsReceived};
+use crate::internal_events::{BrokerStatistics, InternalEvent, KafkaStatisticsReceived};
 use crate::metrics::Metrics;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;

@@ -13,7 +13,7 @@ use super::producer_config;
 use super::stats::StatsContext;
 use crate::codes::FailureReason;
 use crate::configuration::KafkaSettings;
-use crate::internal_events::{TopicCreated, TopicOverflowed};
+use crate::internal_events::{InternalEvent, TopicCreated, TopicOverflowed};
 use crate::metrics::Metrics;
 use parking_lot::{Mutex, RwLock};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

@@ -516,14 +516,7 @@ fn offsets_at(
                 &e,
             ))
         })?;
-    Ok(offsets
-        .elements()
-        .iter()
-        .filter_map(|e| match e.offset() {
-            Offset::Offset(o) => Some((e.partition(), o)),
-            _ => None,
-        })
-        .collect())
+    Ok(partition_offsets(&offsets))
 }
 
 /// A look at the cluster — its topics, their offsets — every answer within one deadline.
@@ -604,14 +597,18 @@ fn committed_offsets(
                 &e,
             ))
         })?;
-    Ok(committed
-        .elements()
+    Ok(partition_offsets(&committed))
+}
+
+/// The partitions of `list` that have an offset, with it.
+fn partition_offsets(list: &TopicPartitionList) -> BTreeMap<i32, i64> {
+    list.elements()
         .iter()
         .filter_map(|e| match e.offset() {
             Offset::Offset(o) => Some((e.partition(), o)),
             _ => None,
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::ingest::{Outcome, Providers};
 use crate::internal_events::{
-    HandshakeAnswered, WebhookAccepted, WebhookAnswered, WebhookDeadLettered, WebhookDuplicate,
-    WebhookRejected, WebhookSpooled,
+    HandshakeAnswered, InternalEvent, WebhookAccepted, WebhookAnswered, WebhookDeadLettered,
+    WebhookDuplicate, WebhookRejected, WebhookSpooled,
 };
 use crate::limits::{BodyProgress, ConnectionSlot};
 use crate::metrics::Metrics;
@@ -94,8 +94,9 @@ pub async fn receive(
                     body: body.as_deref(),
                     signature: signature_check(error, secrets),
                 },
+                rejections: &state.rejections,
             }
-            .emit(m, &state.rejections);
+            .emit(m);
             response
         }
     };

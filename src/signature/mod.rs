@@ -68,6 +68,15 @@ pub trait HeaderSource {
     fn header(&self, name: &str) -> Option<&[u8]>;
 }
 
+/// Headers as a client builds them: name and value pairs, in order.
+impl HeaderSource for Vec<(String, String)> {
+    fn header(&self, name: &str) -> Option<&[u8]> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_bytes())
+    }
+}
+
 /// How a provider signs its requests.
 #[derive(Clone, Copy, Debug)]
 pub enum SignatureScheme {

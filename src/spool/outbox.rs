@@ -10,7 +10,7 @@ use super::recovery::load_segment;
 use super::{
     read_at, ForwardingProblem, Spool, SpoolId, SpooledRecord, Status, FIRST_PARKED, MAX_PARKED,
 };
-use crate::internal_events::{SpoolDamaged, SpoolIoFailed};
+use crate::internal_events::{InternalEvent, SpoolDamaged, SpoolIoFailed};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 use super::directory::{self, Directory, Marks};
 use super::state::{Entry, Segment, Status};
 use super::{frame, SpooledRecord};
-use crate::internal_events::SpoolDamaged;
+use crate::internal_events::{InternalEvent, SpoolDamaged};
 use crate::metrics::Metrics;
 use std::collections::BTreeMap;
 use std::sync::Arc;

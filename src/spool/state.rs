@@ -5,7 +5,7 @@
 use super::directory::{self, Directory, Marks};
 use super::recovery::Loaded;
 use super::writer::Appended;
-use crate::internal_events::SpoolIoFailed;
+use crate::internal_events::{InternalEvent, SpoolIoFailed};
 use crate::kafka::{Acknowledged, PublishError};
 use crate::metrics::Metrics;
 use parking_lot::Mutex;

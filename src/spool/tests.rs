@@ -123,7 +123,7 @@ async fn a_torn_tail_is_truncated_and_everything_before_it_kept() {
     let metrics = metrics();
     let spool = Spool::open(&dir, 1 << 20, metrics.clone()).expect("starts");
     assert_eq!(values(&spool), ["value-0", "value-1"]);
-    assert_eq!(metrics.spool_corrupt.get(), 0, "a torn tail is not damage");
+    assert_eq!(metrics.spool.corrupt.get(), 0, "a torn tail is not damage");
     assert!(std::fs::metadata(&file).expect("kept").len() < len - 7);
 }
 
@@ -144,7 +144,7 @@ async fn a_flipped_byte_costs_its_record_which_is_counted_and_kept_aside() {
     let metrics = metrics();
     let spool = Spool::open(&dir, 1 << 20, metrics.clone()).expect("starts");
     assert_eq!(values(&spool), ["value-0", "value-2"]);
-    assert_eq!(metrics.spool_corrupt.get(), 1);
+    assert_eq!(metrics.spool.corrupt.get(), 1);
     let aside: Vec<_> = std::fs::read_dir(dir.join("corrupt"))
         .expect("corrupt/")
         .filter_map(Result::ok)
@@ -199,7 +199,7 @@ async fn concurrent_appends_share_syncs() {
     for append in futures_util::future::join_all(appends).await {
         append.expect("task").expect("appended");
     }
-    let syncs = metrics.spool_sync_duration.get_sample_count();
+    let syncs = metrics.spool.sync_duration.get_sample_count();
     assert!(syncs < 500, "{syncs} syncs for 500 appends");
     assert_eq!(values(&spool).len(), 500);
 }
@@ -277,7 +277,7 @@ async fn a_parked_record_does_not_pin_the_bytes_forwarded_around_it() {
     let metrics = metrics();
     let spool = Spool::open(&dir, one * 4, metrics.clone()).expect("reopens");
     assert_eq!(
-        metrics.spool_bytes.get() as u64,
+        metrics.spool.bytes.get() as u64,
         one * 4,
         "only live bytes count"
     );
@@ -324,7 +324,7 @@ async fn a_copy_of_a_segment_under_a_name_that_is_not_canonical_is_ignored() {
     let metrics = metrics();
     let spool = Spool::open(&dir, 1 << 20, metrics.clone()).expect("reopens");
     assert_eq!(values(&spool).len(), 3);
-    assert_eq!(metrics.spool_records.get(), 3);
+    assert_eq!(metrics.spool.records.get(), 3);
     let status = status::status(&dir).expect("status");
     assert_eq!(status.values().map(|t| t.records).sum::<u64>(), 3);
 }
@@ -355,15 +355,15 @@ async fn a_segment_that_cannot_be_read_is_kept_counted_and_read_once_it_can_be()
     std::fs::create_dir(&file).expect("a directory in its place");
     let metrics = metrics();
     let spool = Spool::open(&dir, 1 << 20, metrics.clone()).expect("starts");
-    assert_eq!(metrics.spool_unreadable_segments.get(), 1);
-    assert_eq!(metrics.spool_corrupt.get(), 0);
+    assert_eq!(metrics.spool.unreadable_segments.get(), 1);
+    assert_eq!(metrics.spool.corrupt.get(), 0);
     assert!(!spool.is_empty(), "it is not forgotten");
     std::fs::remove_dir(&file).expect("back");
     std::fs::write(&file, &bytes).expect("back");
     spool.retry_unreadable();
     assert_eq!(values(&spool), ["value-0", "value-1"]);
     spool.measure();
-    assert_eq!(metrics.spool_unreadable_segments.get(), 0);
+    assert_eq!(metrics.spool.unreadable_segments.get(), 0);
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@
 
 use super::directory::Identity;
 use super::state::{Shared, SpoolId, SEGMENT_BYTES};
-use crate::internal_events::{SpoolIoFailed, SpoolSynced};
+use crate::internal_events::{InternalEvent, SpoolIoFailed, SpoolSynced};
 use std::fs::File;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
