@@ -1,7 +1,8 @@
 //! The `hookstream` binary itself: `sign`, startup failures, and shutdown on SIGTERM.
 
+use crate::support::process::{serve_refused, Hookstream};
 use crate::support::*;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -97,13 +98,8 @@ fn bad_configuration_stops_startup_with_a_message_naming_the_key() {
             "HOOKSTREAM__KAFKA__ACK_TIMOUT): did you mean `kafka.ack_timeout`?",
         ),
     ] {
-        let output = Command::new(BIN)
-            .arg("serve")
-            .env(var, value)
-            .output()
-            .expect("hookstream runs");
-        assert!(!output.status.success(), "{var}={value} must fail");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let (code, stderr) = serve_refused(&[], &[(var, value)]);
+        assert!(code != Some(0), "{var}={value} must fail");
         assert!(stderr.contains(key), "{var}: {stderr}");
     }
 }
@@ -168,64 +164,23 @@ fn variables_hookstream_does_not_own_leave_it_alone() {
 
 #[tokio::test]
 async fn sigterm_stops_the_server_and_flushes_the_producer() {
-    let port = free_port();
-    let prefix = format!("sigterm-{port}");
-    let mut child = ChildGuard(
-        Command::new(BIN)
-            .arg("serve")
-            .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
-            .env("HOOKSTREAM__SERVER__PORT", port.to_string())
-            .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
-            .env("HOOKSTREAM__KAFKA__BROKERS", test_brokers())
-            .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &prefix)
-            .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("hookstream starts"),
-    );
-    wait_for_port(port).await;
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        admin_address: String::new(),
-        brokers: test_brokers(),
-        prefix,
-        client: reqwest::Client::new(),
-        sink: None,
-    };
+    let prefix = format!("sigterm-{}", unique_prefix());
+    let mut hookstream = Hookstream::start_with(
+        &test_brokers(),
+        &prefix,
+        &[("HOOKSTREAM__LOG__LEVEL", "info")],
+    )
+    .await;
+    let port = hookstream.port;
+    let app = hookstream.app();
     let reply = app
         .post_signed("livesession", fixture("livesession", "js_error"))
         .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
 
-    let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hookstream did not stop after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "exit status {status}");
-    let mut log = String::new();
-    use std::io::Read;
-    child
-        .0
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut log)
-        .expect("log");
+    let status = terminate(&mut hookstream, Duration::from_secs(20)).await;
+    assert!(status == Some(0), "exit status {status:?}");
+    let log = hookstream.log();
     assert!(log.contains("producer flushed"), "{log}");
     assert!(
         log.contains("configuration loaded") && log.contains("compiled-in defaults"),
@@ -241,25 +196,13 @@ async fn sigterm_stops_the_server_and_flushes_the_producer() {
         .await;
 }
 
-/// Sends SIGTERM to `child` and waits for it to exit; its exit status.
-async fn terminate(child: &mut ChildGuard, within: Duration) -> std::process::ExitStatus {
-    let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill")
-        .success());
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hookstream did not stop after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Sends SIGTERM to `hookstream` and waits for it to exit; its exit code.
+async fn terminate(hookstream: &mut Hookstream, within: Duration) -> Option<i32> {
+    hookstream.signal("TERM");
+    hookstream
+        .try_wait_exit(within)
+        .await
+        .expect("hookstream did not stop after SIGTERM")
 }
 
 #[tokio::test]
@@ -267,34 +210,17 @@ async fn shutdown_waits_for_in_flight_requests_for_the_whole_shutdown_timeout_mi
 ) {
     use crate::support::proxy::{Fault, ProxiedBroker};
     let proxied = ProxiedBroker::start().await;
-    let port = free_port();
-    let prefix = format!("drain-{port}");
-    let mut child = ChildGuard(
-        Command::new(BIN)
-            .arg("serve")
-            .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
-            .env("HOOKSTREAM__SERVER__PORT", port.to_string())
-            .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
-            .env("HOOKSTREAM__SERVER__SHUTDOWN_TIMEOUT", "2500ms")
-            .env("HOOKSTREAM__KAFKA__BROKERS", proxied.brokers())
-            .env("HOOKSTREAM__KAFKA__ACK_TIMEOUT", "10s")
-            .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &prefix)
-            .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("hookstream starts"),
-    );
-    wait_for_port(port).await;
-    let app = TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        admin_address: String::new(),
-        brokers: proxied.brokers(),
-        prefix,
-        client: reqwest::Client::new(),
-        sink: None,
-    };
+    let prefix = format!("drain-{}", unique_prefix());
+    let mut hookstream = Hookstream::start_with(
+        &proxied.brokers(),
+        &prefix,
+        &[
+            ("HOOKSTREAM__SERVER__SHUTDOWN_TIMEOUT", "2500ms"),
+            ("HOOKSTREAM__KAFKA__ACK_TIMEOUT", "10s"),
+        ],
+    )
+    .await;
+    let app = hookstream.app();
     let body = |id: &str| {
         with_json(&fixture("livesession", "js_error"), |j| {
             j["message_id"] = id.into()
@@ -317,11 +243,11 @@ async fn shutdown_waits_for_in_flight_requests_for_the_whole_shutdown_timeout_mi
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     // 2.2 s of the 2.5 s: a shutdown_timeout cut to whole seconds would end the request.
-    let status = terminate(&mut child, Duration::from_secs(20)).await;
+    let status = terminate(&mut hookstream, Duration::from_secs(20)).await;
     let reply = in_flight.await.expect("request task");
     let reply = reply.expect("the in-flight request is answered");
     assert_eq!(reply.status(), 200, "{:?}", reply.text().await);
-    assert!(status.success(), "exit status {status}");
+    assert!(status == Some(0), "exit status {status:?}");
 }
 
 /// Runs `hookstream config check ARGS` with `env`; (exit code, stdout, stderr).
@@ -472,13 +398,8 @@ fn config_check_fails_with_the_error_serve_would_give() {
             out.is_empty(),
             "nothing printed for an invalid configuration: {out}"
         );
-        let serve = Command::new(BIN)
-            .arg("serve")
-            .env(env.0, env.1)
-            .output()
-            .expect("serve runs");
-        assert!(!serve.status.success());
-        let serve_err = String::from_utf8_lossy(&serve.stderr);
+        let (code, serve_err) = serve_refused(&[], &[env]);
+        assert!(code != Some(0));
         let message = err
             .strip_prefix("hookstream config check: ")
             .unwrap_or_else(|| panic!("{err}"));
@@ -673,15 +594,11 @@ fn config_dir_with(label: &str, name: &str, text: &str) -> String {
 /// `hookstream --config-dir DIR serve` with `env`, which must fail: its error, without the
 /// command's name.
 fn serve_fails_with(dir: &str, env: &[(&str, &str)]) -> String {
-    let serve = Command::new(BIN)
-        .args(["--config-dir", dir, "serve"])
-        .envs(env.iter().copied())
-        .output()
-        .expect("serve runs");
-    assert!(!serve.status.success(), "serve started");
-    String::from_utf8_lossy(&serve.stderr)
+    let (code, stderr) = serve_refused(&["--config-dir", dir], env);
+    assert!(code != Some(0), "serve started");
+    stderr
         .strip_prefix("hookstream: ")
-        .unwrap_or_else(|| panic!("{}", String::from_utf8_lossy(&serve.stderr)))
+        .unwrap_or_else(|| panic!("{stderr}"))
         .to_string()
 }
 

@@ -348,15 +348,7 @@ fn dead_letters(prefix: &str, brokers: &str, args: &[&str]) -> Run {
 async fn replay_app() -> TestApp {
     let brokers = test_brokers();
     let prefix = format!("replay-{}", unique_prefix());
-    let app = TestApp {
-        address: String::new(),
-        port: 0,
-        admin_address: String::new(),
-        brokers: brokers.clone(),
-        prefix,
-        client: reqwest::Client::new(),
-        sink: None,
-    };
+    let app = TestApp::reading(&brokers, &prefix);
     create_topic(&brokers, &app.dead_letter_topic()).await;
     app
 }

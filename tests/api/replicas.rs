@@ -1,7 +1,7 @@
 //! Several replicas, one stream: deduplication shared on a real Redis, across processes and
 //! restarts, and what a delivery gets when Redis cannot be asked.
 
-use crate::support::process::Hookstream;
+use crate::support::process::{serve_refused, Hookstream};
 use crate::support::proxy::{Fault, ProxiedBroker};
 use crate::support::*;
 use std::collections::HashMap;
@@ -72,15 +72,7 @@ pub(crate) async fn send_signed(
 
 /// A view of the replicas' shared topics for reading records back.
 fn topics(prefix: &str) -> TestApp {
-    TestApp {
-        address: String::new(),
-        port: 0,
-        admin_address: String::new(),
-        brokers: test_brokers(),
-        prefix: prefix.to_string(),
-        client: reqwest::Client::new(),
-        sink: None,
-    }
+    TestApp::reading(&test_brokers(), prefix)
 }
 
 fn ids_of(messages: &[rdkafka::message::OwnedMessage]) -> HashMap<String, usize> {
@@ -223,10 +215,7 @@ async fn a_claim_whose_replica_died_is_written_once_by_another_within_one_claim_
         deliver(&client, &b, js_error("orphan")).await.1,
         "duplicate"
     );
-    let view = TestApp {
-        brokers: proxied.brokers(),
-        ..topics(&prefix)
-    };
+    let view = TestApp::reading(&proxied.brokers(), &prefix);
     let messages = view
         .read_messages(&view.topic("livesession", "js_error"), 3)
         .await;
@@ -301,17 +290,17 @@ async fn a_redis_password_never_appears_in_the_log() {
     assert!(!log.contains(password), "{log}");
 
     // Nor in a configuration error.
-    let output = std::process::Command::new(BIN)
-        .arg("serve")
-        .env("HOOKSTREAM__DEDUPE__BACKEND", "redis")
-        .env(
-            "HOOKSTREAM__DEDUPE__REDIS__URL",
-            format!("http://user:{password}@host"),
-        )
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let (code, stderr) = serve_refused(
+        &[],
+        &[
+            ("HOOKSTREAM__DEDUPE__BACKEND", "redis"),
+            (
+                "HOOKSTREAM__DEDUPE__REDIS__URL",
+                &format!("http://user:{password}@host"),
+            ),
+        ],
+    );
+    assert!(code != Some(0));
     assert!(stderr.contains("dedupe.redis.url"), "{stderr}");
     assert!(!stderr.contains(password), "{stderr}");
 }

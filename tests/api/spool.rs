@@ -6,7 +6,7 @@
 //! their exit status follows from what happened, never from the words of the message.
 
 use crate::replicas::{deliver, js_error, post_signed_to as post};
-use crate::support::process::Hookstream;
+use crate::support::process::{serve_refused, Hookstream};
 use crate::support::*;
 use std::collections::HashMap;
 use std::path::Path;
@@ -381,16 +381,16 @@ async fn a_full_spool_answers_503_and_is_not_ready_and_a_second_process_on_its_d
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let second = Command::new(BIN)
-        .arg("serve")
-        .env("HOOKSTREAM__SERVER__PORT", "0")
-        .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
-        .env("HOOKSTREAM__SPOOL__ENABLED", "true")
-        .env("HOOKSTREAM__SPOOL__DIR", &dir)
-        .output()
-        .expect("runs");
-    assert_eq!(second.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&second.stderr);
+    let (code, err) = serve_refused(
+        &[],
+        &[
+            ("HOOKSTREAM__SERVER__PORT", "0"),
+            ("HOOKSTREAM__SERVER__ADMIN_PORT", "0"),
+            ("HOOKSTREAM__SPOOL__ENABLED", "true"),
+            ("HOOKSTREAM__SPOOL__DIR", &dir.display().to_string()),
+        ],
+    );
+    assert_eq!(code, Some(1));
     assert!(
         err.contains(&dir.display().to_string()) && err.contains("in use"),
         "{err}"

@@ -355,15 +355,7 @@ async fn a_record_that_does_not_decode_is_printed_with_the_decoders_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn topics_and_tail_name_the_broker_that_did_not_answer_within_the_timeout() {
     let proxied = ProxiedBroker::start().await;
-    let app = TestApp {
-        address: String::new(),
-        port: 0,
-        admin_address: String::new(),
-        brokers: proxied.brokers(),
-        prefix: unique_prefix(),
-        client: reqwest::Client::new(),
-        sink: None,
-    };
+    let app = TestApp::reading(&proxied.brokers(), &unique_prefix());
     let topic = app.topic("livesession", "js_error");
     create_topic(&app.brokers, &topic).await;
     let (code, out, err) = topics(&app, &["--timeout", "2s"]).await;

@@ -3,11 +3,12 @@
 //! and new connections get the new certificate; the configuration is reloaded by the same
 //! signal); `hookstream load --ca-file` against it.
 
+use crate::support::process::{serve_refused, Hookstream};
 use crate::support::*;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,6 +25,20 @@ fn certificate(dir: &Path, name: &str) -> String {
     )
     .expect("written");
     pem
+}
+
+/// `hookstream serve` over TLS with the certificate `dir/tls.crt` and its key `dir/tls.key`.
+async fn serving_tls(dir: &Path) -> Hookstream {
+    let file = |name: &str| dir.join(name).display().to_string();
+    Hookstream::start_with(
+        &test_brokers(),
+        &format!("tls-{}", unique_prefix()),
+        &[
+            ("HOOKSTREAM__SERVER__TLS__CERT_FILE", &file("tls.crt")),
+            ("HOOKSTREAM__SERVER__TLS__KEY_FILE", &file("tls.key")),
+        ],
+    )
+    .await
 }
 
 /// A TLS client trusting only `pem`.
@@ -95,26 +110,8 @@ async fn webhooks_arrive_over_tls_and_a_new_certificate_is_taken_without_droppin
     let second = certificate(&dir, "second");
     std::fs::copy(dir.join("first.crt"), dir.join("tls.crt")).expect("copied");
     std::fs::copy(dir.join("first.key"), dir.join("tls.key")).expect("copied");
-    let port = free_port();
-    let admin_port = free_port();
-    let prefix = format!("tls-{port}");
-    let child = ChildGuard(
-        Command::new(BIN)
-            .arg("serve")
-            .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
-            .env("HOOKSTREAM__SERVER__PORT", port.to_string())
-            .env("HOOKSTREAM__SERVER__ADMIN_PORT", admin_port.to_string())
-            .env("HOOKSTREAM__SERVER__TLS__CERT_FILE", dir.join("tls.crt"))
-            .env("HOOKSTREAM__SERVER__TLS__KEY_FILE", dir.join("tls.key"))
-            .env("HOOKSTREAM__KAFKA__BROKERS", test_brokers())
-            .env("HOOKSTREAM__KAFKA__TOPIC_PREFIX", &prefix)
-            .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("hookstream starts"),
-    );
-    wait_for_port(port).await;
+    let hookstream = serving_tls(&dir).await;
+    let (port, admin_port) = (hookstream.port, hookstream.admin_port);
     let mut kept = connect(port, trusting(&first))
         .await
         .expect("TLS with the first certificate");
@@ -123,12 +120,7 @@ async fn webhooks_arrive_over_tls_and_a_new_certificate_is_taken_without_droppin
     // The certificate is replaced, and hookstream told.
     std::fs::copy(dir.join("second.crt"), dir.join("tls.crt")).expect("copied");
     std::fs::copy(dir.join("second.key"), dir.join("tls.key")).expect("copied");
-    let pid = child.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill")
-        .success());
+    hookstream.signal("HUP");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut fresh = loop {
         if let Ok(stream) = connect(port, trusting(&second)).await {
@@ -216,15 +208,7 @@ async fn webhooks_arrive_over_tls_and_a_new_certificate_is_taken_without_droppin
         assert_eq!(code == Some(0), expect_ok, "{trust:?}: {out}{err}");
     }
 
-    let app = TestApp {
-        address: String::new(),
-        port,
-        admin_address: String::new(),
-        brokers: test_brokers(),
-        prefix,
-        client: reqwest::Client::new(),
-        sink: None,
-    };
+    let app = hookstream.app();
     app.read_messages(&app.topic("livesession", "js_error"), 55)
         .await;
 }
@@ -234,16 +218,17 @@ fn a_certificate_that_does_not_load_stops_startup_naming_the_file() {
     let dir = temp_dir("tls-bad");
     std::fs::write(dir.join("bad.crt"), "not a certificate").expect("written");
     std::fs::write(dir.join("bad.key"), "not a key").expect("written");
-    let output = Command::new(BIN)
-        .args(["serve"])
-        .env("HOOKSTREAM__SERVER__PORT", "0")
-        .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
-        .env("HOOKSTREAM__SERVER__TLS__CERT_FILE", dir.join("bad.crt"))
-        .env("HOOKSTREAM__SERVER__TLS__KEY_FILE", dir.join("bad.key"))
-        .output()
-        .expect("runs");
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let file = |name: &str| dir.join(name).display().to_string();
+    let (code, err) = serve_refused(
+        &[],
+        &[
+            ("HOOKSTREAM__SERVER__PORT", "0"),
+            ("HOOKSTREAM__SERVER__ADMIN_PORT", "0"),
+            ("HOOKSTREAM__SERVER__TLS__CERT_FILE", &file("bad.crt")),
+            ("HOOKSTREAM__SERVER__TLS__KEY_FILE", &file("bad.key")),
+        ],
+    );
+    assert!(code != Some(0));
     assert!(err.contains("server.tls.cert_file"), "{err}");
     let output = Command::new(BIN)
         .args(["config", "check"])
@@ -261,23 +246,8 @@ async fn a_certificate_completed_within_the_same_mtime_tick_as_its_failed_reload
     let second = certificate(&dir, "second");
     std::fs::copy(dir.join("first.crt"), dir.join("tls.crt")).expect("copied");
     std::fs::copy(dir.join("first.key"), dir.join("tls.key")).expect("copied");
-    let port = free_port();
-    let _child = ChildGuard(
-        Command::new(BIN)
-            .arg("serve")
-            .env("HOOKSTREAM__SERVER__HOST", "127.0.0.1")
-            .env("HOOKSTREAM__SERVER__PORT", port.to_string())
-            .env("HOOKSTREAM__SERVER__ADMIN_PORT", "0")
-            .env("HOOKSTREAM__SERVER__TLS__CERT_FILE", dir.join("tls.crt"))
-            .env("HOOKSTREAM__SERVER__TLS__KEY_FILE", dir.join("tls.key"))
-            .env("HOOKSTREAM__KAFKA__BROKERS", test_brokers())
-            .env("HOOKSTREAM__PROVIDERS__LIVESESSION__SECRETS", SECRET)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("hookstream starts"),
-    );
-    wait_for_port(port).await;
+    let hookstream = serving_tls(&dir).await;
+    let port = hookstream.port;
     assert!(connect(port, trusting(&first)).await.is_ok());
 
     // The new key lands, and half of the new certificate: the reload this change triggers fails.

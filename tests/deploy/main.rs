@@ -5,6 +5,8 @@
 //! consumer example decodes what hookstream wrote.
 //! `scripts/test` installs the tools.
 
+// The API target compiles all of support with dead code linted; this one uses a part of it.
+#[allow(dead_code, unused_imports)]
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -19,6 +19,8 @@
 //! hookstream binary. A run the broker itself broke (Tansu's sqlite engine can panic after a
 //! kill) is inconclusive and repeated, never counted as a pass.
 
+// The API target compiles all of support with dead code linted; this one uses a part of it.
+#[allow(dead_code, unused_imports)]
 #[path = "../support/mod.rs"]
 mod support;
 

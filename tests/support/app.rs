@@ -1,7 +1,7 @@
 //! The application harness: hookstream on port 0 against the test broker, and its HTTP client.
 
 use super::kafka::{consumer, read_blocking};
-use super::tools::{free_port, start_own_broker, Broker};
+use super::tools::{free_port, start_own_broker};
 use hookstream::configuration::{get_configuration, ProviderSettings, Settings};
 use hookstream::kafka::KafkaSink;
 use hookstream::providers;
@@ -227,6 +227,20 @@ pub fn fixture(provider: &str, name: &str) -> Vec<u8> {
 }
 
 impl TestApp {
+    /// A view of the topics under `prefix` on `brokers`, with no server behind it: for reading
+    /// back what a test or another process wrote.
+    pub fn reading(brokers: &str, prefix: &str) -> TestApp {
+        TestApp {
+            address: String::new(),
+            port: 0,
+            admin_address: String::new(),
+            brokers: brokers.to_string(),
+            prefix: prefix.to_string(),
+            client: reqwest::Client::new(),
+            sink: None,
+        }
+    }
+
     pub fn kafka(&self) -> &KafkaSink {
         self.sink.as_deref().expect("an in-process app")
     }

@@ -1,7 +1,7 @@
 //! hookstream as a child process: the real binary, restartable on the same ports, with its log
 //! kept in a directory of its own. Used by the fault suite and the replica tests.
 
-use super::app::SECRET;
+use super::app::{TestApp, SECRET};
 use super::tools::{free_port, temp_dir, wait_for_port};
 use super::BIN;
 use std::path::PathBuf;
@@ -98,6 +98,16 @@ impl Hookstream {
         self.child.as_ref().map(Child::id).expect("running")
     }
 
+    /// A [`TestApp`] that posts to this process and reads back from its broker.
+    pub fn app(&self) -> TestApp {
+        TestApp {
+            address: format!("http://127.0.0.1:{}", self.port),
+            port: self.port,
+            admin_address: format!("http://127.0.0.1:{}", self.admin_port),
+            ..TestApp::reading(&self.brokers, &self.prefix)
+        }
+    }
+
     pub fn signal(&self, name: &str) {
         let _ = Command::new("kill")
             .args([format!("-{name}"), self.pid().to_string()])
@@ -140,6 +150,7 @@ impl Hookstream {
     }
 
     /// Resident memory in KiB (VmRSS).
+    #[allow(dead_code, reason = "read by the fault suite only")]
     pub fn rss_kib(&self) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
@@ -201,6 +212,21 @@ impl Hookstream {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// `hookstream [ARGS] serve` run to its end with `env` (none of [`Hookstream`]'s defaults), for
+/// a configuration that must stop it at startup: (exit code, stderr).
+pub fn serve_refused(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .arg("serve")
+        .envs(env.iter().copied())
+        .output()
+        .expect("serve runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// The sum of the series of metric `name` in a `/metrics` text whose labels contain `labels`.

@@ -52,6 +52,10 @@ impl Fault {
 
 /// A broker behind a proxy. Dropping it stops both.
 pub struct ProxiedBroker {
+    #[allow(
+        dead_code,
+        reason = "signalled by the fault suite only; owned here either way"
+    )]
     pub broker: Broker,
     /// Where clients connect (the proxy).
     pub port: u16,

@@ -69,7 +69,8 @@ pub const PASSWORD: &str = "s3cret-kafka-password";
 
 /// Tansu requiring SCRAM-SHA-512, behind stunnel requiring a client certificate.
 pub struct SecuredCluster {
-    pub broker: Broker,
+    /// Owned for its process: dropped with the cluster.
+    _broker: Broker,
     stunnel: OwnProcess,
     /// Where the certificates and configurations are written.
     pub dir: PathBuf,
@@ -108,7 +109,7 @@ impl SecuredCluster {
         command.arg(&config);
         stunnel.launch(command, port).await;
         SecuredCluster {
-            broker,
+            _broker: broker,
             stunnel,
             dir,
             ca,

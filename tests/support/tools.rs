@@ -60,6 +60,7 @@ pub fn tool(name: &str) -> std::path::PathBuf {
 }
 
 /// Runs an external tool (with `stdin`, if given) and asserts it succeeded, showing its output.
+#[allow(dead_code, reason = "the deployment checks'")]
 pub fn assert_tool_succeeds(name: &str, args: &[&str], stdin: Option<&[u8]>) {
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -261,10 +262,6 @@ impl Broker {
         format!("127.0.0.1:{}", self.advertised_port)
     }
 
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
     /// Sends a signal by name (`STOP`, `CONT`, …).
     pub fn signal(&self, name: &str) {
         self.process.signal(name)
@@ -282,6 +279,7 @@ impl Broker {
     }
 
     /// Everything the broker printed, every run.
+    #[allow(dead_code, reason = "read by the fault suite only")]
     pub fn log(&self) -> String {
         self.process.log()
     }
@@ -361,7 +359,11 @@ impl RedisServer {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
+}
 
+/// What the fault suite does to Redis: signal, kill, restart it, and read its memory and keys.
+#[allow(dead_code, reason = "the fault suite's")]
+impl RedisServer {
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
@@ -523,6 +525,7 @@ impl SchemaRegistryServer {
 }
 
 /// Whether `reply` holds one whole RESP value (of the kinds the tests read).
+#[allow(dead_code, reason = "the fault suite's")]
 fn complete_resp(reply: &[u8]) -> bool {
     let Some(end) = reply.windows(2).position(|w| w == b"\r\n") else {
         return false;
