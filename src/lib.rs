@@ -16,8 +16,10 @@
 //!    `topics` (list, create), `tail`, the dead-letter `list` and `replay` (through the
 //!    pipeline's own preparation and write path), `config check --connect`, `spool status` and
 //!    `drain`; `load` — the load generator.
-//! 3. **Server**: `startup` — builds the [`startup::Application`] (listener, routes, limits),
-//!    runs it, and reloads its providers and log level while it runs; `startup::wiring` builds
+//! 3. **Server**: `startup` — builds the [`startup::Application`] (its ports and servers), runs
+//!    it with the workers beside it (`startup::workers`: readiness checks, certificate reloads,
+//!    the configuration reload, the spool's forwarder, each with its own `run_*_until_stopped`),
+//!    and reloads its providers and log level while it runs; `startup::wiring` builds
 //!    the parts every command that talks to the cluster needs (metrics, the Kafka sink,
 //!    deduplication, framing), one way for `serve`, `replay`, `spool drain` and `config check`.
 //! 4. **HTTP**: `routes` — thin handlers: bounded body reading, then the pipeline.
@@ -43,10 +45,10 @@
 //!     mappings), the [`providers::Registry`] of both, and [`providers::normalize`]; `signature` —
 //!     HMAC, Standard Webhooks and Stripe verification, and the [`signature::VerifiedBody`] type;
 //!     `event` — the unified record; `naming` — event and topic names.
-//! 11. **Events**: `internal_events` — one type per outcome, logging and counting together; they
-//!     carry plain data (names, codes, reasons, `&dyn Display`), never an error type of a layer
-//!     above.
-//! 12. **Metrics**: `metrics` — the Prometheus registry; `rejections` — the bounded record of the
+//! 11. **Events**: `internal_events` — one `internal_events::InternalEvent` per outcome,
+//!     logging (within the event's own log limit) and counting together; they carry plain data
+//!     (names, codes, reasons, `&dyn Display`), never an error type of a layer above.
+//! 12. **Metrics**: `metrics` — the Prometheus registry, its metrics grouped by area; `rejections` — the bounded record of the
 //!     latest rejected deliveries per provider (names, lengths, a digest and counts, never a
 //!     value), served on the admin port.
 //! 13. **Leaves**: `codes` — error codes and produce failure reasons; `duration` — durations in
