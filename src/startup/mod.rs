@@ -327,8 +327,7 @@ impl Application {
         drop(background);
         admin_handle.stop(true).await;
         let _ = admin.await;
-        shutdown.flush().await;
-        drop(forwarder);
+        shutdown.flush(forwarder).await;
         served
     }
 }
@@ -353,10 +352,10 @@ async fn run_server_until_stopped(server: Server, shutdown: &Shutdown) -> std::i
 }
 
 impl Shutdown {
-    /// Flushes the producer within `timeout`, while the spool's forwarder (still running) drains
-    /// the spool within the same bound; what it has not forwarded by then stays on disk for the
-    /// next start.
-    async fn flush(&self) {
+    /// Flushes the producer within `timeout`, while the spool's `forwarder` (still running)
+    /// drains the spool within the same bound, then stops it; what it has not forwarded by then
+    /// stays on disk for the next start.
+    async fn flush(&self, forwarder: Option<tokio::task::JoinSet<()>>) {
         let sink = self.sink.clone();
         let timeout = self.timeout;
         let spool_drained = async {
@@ -374,6 +373,7 @@ impl Shutdown {
             tokio::task::spawn_blocking(move || sink.flush(timeout)),
             spool_drained
         );
+        drop(forwarder);
         match flushed {
             Ok(Ok(())) => tracing::info!("producer flushed; stopped"),
             Ok(Err(e)) => {
