@@ -1,3 +1,9 @@
+//! The unit tests of providers defined in configuration: mappings, time formats, presets and
+//! definition errors.
+//!
+//! Length: twelve tests of one module, one of them a table of every definition error by key;
+//! split further, they would share their fixtures through another file.
+
 use super::definition::{FieldsDefinition, SignatureDefinition, Sources, UserFields};
 use super::*;
 use crate::providers::Registry;
