@@ -347,11 +347,20 @@ fn decode(value: &[u8]) -> Result<serde_json::Value, String> {
     let Some(mut datum) = datum_of(value) else {
         return Err(not_framed(value));
     };
+    // A record framed for a Schema Registry names its writer's schema by id: when it is not the
+    // shipped schema's record, that id is what to look up.
+    let framed = match value {
+        [0x00, id @ ..] if !value.starts_with(&[0xC3, 0x01]) => format!(
+            "Confluent wire format, schema id {}: ",
+            u32::from_be_bytes([id[0], id[1], id[2], id[3]])
+        ),
+        _ => String::new(),
+    };
     let record = apache_avro::from_avro_datum(schema(), &mut datum, None)
-        .map_err(|e| format!("does not decode with avro/webhook_event.avsc: {e}"))?;
+        .map_err(|e| format!("{framed}does not decode with avro/webhook_event.avsc: {e}"))?;
     if !datum.is_empty() {
         return Err(format!(
-            "{} byte(s) left after the record: not a record of avro/webhook_event.avsc",
+            "{framed}{} byte(s) left after the record: not a record of avro/webhook_event.avsc",
             datum.len()
         ));
     }
@@ -439,6 +448,18 @@ mod tests {
         let why = decode(&truncated).unwrap_err();
         assert!(
             why.starts_with("does not decode with avro/webhook_event.avsc: "),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_record_framed_for_a_registry_that_does_not_decode_names_its_schema_id() {
+        // Schema id 7, then a datum of another schema (a long and nothing else).
+        let why = decode(&[0x00, 0, 0, 0, 7, 0x02]).unwrap_err();
+        assert!(
+            why.starts_with(
+                "Confluent wire format, schema id 7: does not decode with avro/webhook_event.avsc: "
+            ),
             "{why}"
         );
     }

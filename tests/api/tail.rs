@@ -308,6 +308,33 @@ async fn internal_topics_are_hidden_from_topics_and_tail_regex_unless_all_and_a_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_record_framed_for_a_schema_registry_that_does_not_decode_names_its_schema_id() {
+    let app = spawn_app().await;
+    let topic = app.topic("other", "registry_framed");
+    create_topic(&app.brokers, &topic).await;
+    // The Confluent wire format: 00, schema id 7, then a datum of some other schema.
+    produce_raw(
+        &app.brokers,
+        &topic,
+        Some("k"),
+        &[0x00, 0, 0, 0, 7, 0x02],
+        &[],
+    )
+    .await;
+
+    let (code, lines, err, _) = tail(&app, &[&topic]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let why = lines[0]["undecodable"].as_str().expect("why");
+    assert!(
+        why.starts_with(
+            "Confluent wire format, schema id 7: does not decode with avro/webhook_event.avsc: "
+        ),
+        "{why}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_record_that_does_not_decode_is_printed_with_the_decoders_reason() {
     let app = spawn_app().await;
     let topic = app.topic("other", "mixed");
