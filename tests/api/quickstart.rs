@@ -1,7 +1,8 @@
 //! `scripts/quickstart` run the way a newcomer runs it — and then once more by mistake: the
 //! second run says hookstream is already running and leaves the first alone; a run beside it on
 //! other ports reuses its broker and, when stopped, stops nothing it did not start. Its banner
-//! lists the providers configured and what another terminal needs; and an edited configuration
+//! lists the providers configured and what another terminal needs, whichever log format is set;
+//! and an edited configuration
 //! does not make the installed binary stale, while an edited source does.
 
 use crate::support::*;
@@ -418,6 +419,39 @@ async fn the_banner_lists_the_providers_configured_and_what_another_terminal_nee
     assert!(
         out.starts_with("200 ") && out.contains("\"accepted\""),
         "{out}"
+    );
+    tokio::task::spawn_blocking(move || quickstart.interrupt())
+        .await
+        .expect("task");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_banner_reads_json_logs_as_well() {
+    let (port, admin) = (free_port(), free_port());
+    let brokers = test_brokers();
+    let mut command = Command::new("scripts/quickstart");
+    command.env("QUICKSTART_BIN", BIN);
+    let quickstart = Quickstart::run(
+        command,
+        port,
+        admin,
+        &[
+            ("HOOKSTREAM__KAFKA__BROKERS", brokers.as_str()),
+            ("HOOKSTREAM__LOG__FORMAT", "json"),
+        ],
+    );
+    let (mut quickstart, banner) = tokio::task::spawn_blocking(move || {
+        let mut quickstart = quickstart;
+        let banner = quickstart.wait_for("hookstream is listening");
+        (quickstart, banner)
+    })
+    .await
+    .expect("task");
+    assert!(
+        banner.contains(&format!(
+            "http://127.0.0.1:{port}/webhooks/{{livesession,lasoexperience,seismic,github}}"
+        )) && banner.contains(&format!("metrics and probes on http://127.0.0.1:{admin} ")),
+        "the providers and ports it serves: {banner}"
     );
     tokio::task::spawn_blocking(move || quickstart.interrupt())
         .await
