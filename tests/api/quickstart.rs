@@ -327,14 +327,25 @@ const STRIPE_SECRET: &str = "whsec_quickstart_stripe_hunter2";
 /// A preset enabled by variables, as the README shows it: the banner lists it among the
 /// providers `serve` reports, and tells another terminal its non-secret variables by value and
 /// the secret one by name only; with those (and the secret exported by hand), `send` reaches it.
+/// The quickstart (running this build) on these ports with `env`, once it says it is listening:
+/// it, and that line.
+async fn listening(port: u16, admin: u16, env: &[(&str, &str)]) -> (Quickstart, String) {
+    let mut command = Command::new("scripts/quickstart");
+    command.env("QUICKSTART_BIN", BIN);
+    let mut quickstart = Quickstart::run(command, port, admin, env);
+    tokio::task::spawn_blocking(move || {
+        let banner = quickstart.wait_for("hookstream is listening");
+        (quickstart, banner)
+    })
+    .await
+    .expect("task")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_banner_lists_the_providers_configured_and_what_another_terminal_needs() {
     let (port, admin) = (free_port(), free_port());
     let brokers = test_brokers();
-    let mut command = Command::new("scripts/quickstart");
-    command.env("QUICKSTART_BIN", BIN);
-    let quickstart = Quickstart::run(
-        command,
+    let (quickstart, banner) = listening(
         port,
         admin,
         &[
@@ -342,14 +353,8 @@ async fn the_banner_lists_the_providers_configured_and_what_another_terminal_nee
             ("HOOKSTREAM__PROVIDERS__STRIPE__PRESET", "stripe"),
             ("HOOKSTREAM__PROVIDERS__STRIPE__SECRETS", STRIPE_SECRET),
         ],
-    );
-    let (quickstart, banner) = tokio::task::spawn_blocking(move || {
-        let mut quickstart = quickstart;
-        let banner = quickstart.wait_for("hookstream is listening");
-        (quickstart, banner)
-    })
-    .await
-    .expect("task");
+    )
+    .await;
     assert!(
         banner.contains(&format!(
             "http://127.0.0.1:{port}/webhooks/{{livesession,lasoexperience,seismic,github,stripe}}"
@@ -429,24 +434,15 @@ async fn the_banner_lists_the_providers_configured_and_what_another_terminal_nee
 async fn the_banner_reads_json_logs_as_well() {
     let (port, admin) = (free_port(), free_port());
     let brokers = test_brokers();
-    let mut command = Command::new("scripts/quickstart");
-    command.env("QUICKSTART_BIN", BIN);
-    let quickstart = Quickstart::run(
-        command,
+    let (mut quickstart, banner) = listening(
         port,
         admin,
         &[
             ("HOOKSTREAM__KAFKA__BROKERS", brokers.as_str()),
             ("HOOKSTREAM__LOG__FORMAT", "json"),
         ],
-    );
-    let (mut quickstart, banner) = tokio::task::spawn_blocking(move || {
-        let mut quickstart = quickstart;
-        let banner = quickstart.wait_for("hookstream is listening");
-        (quickstart, banner)
-    })
-    .await
-    .expect("task");
+    )
+    .await;
     assert!(
         banner.contains(&format!(
             "http://127.0.0.1:{port}/webhooks/{{livesession,lasoexperience,seismic,github}}"
