@@ -19,7 +19,7 @@ pub struct ConfigReloaded<'a> {
 
 impl InternalEvent for ConfigReloaded<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::info!(
+        tracing::info!(target: super::TARGET,
             trigger = self.trigger,
             providers = ?self.providers,
             added = ?self.added,
@@ -42,7 +42,7 @@ pub struct ConfigReloadRefused<'a> {
 
 impl InternalEvent for ConfigReloadRefused<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::error!(
+        tracing::error!(target: super::TARGET,
             trigger = self.trigger,
             error = %self.error,
             "configuration not reloaded: the one in use stays"
@@ -60,7 +60,7 @@ pub struct ConfigNeedsRestart<'a> {
 
 impl InternalEvent for ConfigNeedsRestart<'_> {
     fn emit(self, _: &Metrics) {
-        tracing::warn!(
+        tracing::warn!(target: super::TARGET,
             trigger = self.trigger,
             keys = %self.keys.join(", "),
             "configuration keys changed that only a restart applies: their values in use stay until then"
@@ -76,7 +76,7 @@ pub struct LogLevelKept<'a> {
 
 impl InternalEvent for LogLevelKept<'_> {
     fn emit(self, _: &Metrics) {
-        tracing::warn!(
+        tracing::warn!(target: super::TARGET,
             log_level = self.log_level,
             "log.level not applied: {}",
             self.why

@@ -24,7 +24,7 @@ impl InternalEvent for DedupeMeasured {
         m.dedupe.horizon.set(self.horizon.as_secs_f64());
         if self.horizon < self.window / 10 {
             if let Some(suppressed) = Self::admit_line(m, "horizon") {
-                tracing::warn!(
+                tracing::warn!(target: super::TARGET,
                     horizon_seconds = self.horizon.as_secs_f64(),
                     window_seconds = self.window.as_secs_f64(),
                     suppressed,
@@ -46,7 +46,7 @@ pub struct DedupeFailed<'a> {
 impl InternalEvent for DedupeFailed<'_> {
     fn emit(self, m: &Metrics) {
         if let Some(suppressed) = Self::admit_line(m, self.operation) {
-            tracing::warn!(
+            tracing::warn!(target: super::TARGET,
                 operation = self.operation,
                 detail = %self.detail,
                 suppressed,

@@ -39,7 +39,7 @@ pub struct WebhookAccepted<'a> {
 
 impl InternalEvent for WebhookAccepted<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::debug!(
+        tracing::debug!(target: super::TARGET,
             provider = self.provider,
             event_id = self.event_id,
             topic = self.topic,
@@ -62,7 +62,7 @@ pub struct WebhookDuplicate<'a> {
 
 impl InternalEvent for WebhookDuplicate<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::debug!(
+        tracing::debug!(target: super::TARGET,
             provider = self.provider,
             event_id = self.event_id,
             "duplicate"
@@ -81,7 +81,7 @@ pub struct HandshakeAnswered<'a> {
 
 impl InternalEvent for HandshakeAnswered<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::info!(provider = self.provider, "handshake answered");
+        tracing::info!(target: super::TARGET, provider = self.provider, "handshake answered");
         m.webhooks
             .handshakes
             .with_label_values(&[self.provider])
@@ -100,7 +100,7 @@ pub struct WebhookDeadLettered<'a> {
 impl InternalEvent for WebhookDeadLettered<'_> {
     fn emit(self, m: &Metrics) {
         if let Some(suppressed) = Self::admit_line(m, self.error) {
-            tracing::warn!(
+            tracing::warn!(target: super::TARGET,
                 provider = self.provider,
                 event_id = self.event_id,
                 error = self.error,
@@ -135,7 +135,7 @@ impl InternalEvent for WebhookRejected<'_> {
     fn emit(self, m: &Metrics) {
         let code = self.code.as_str();
         if let Some(suppressed) = Self::admit_line(m, code) {
-            tracing::warn!(
+            tracing::warn!(target: super::TARGET,
                 provider = self.provider,
                 event_id = self.event_id,
                 error = code,

@@ -35,7 +35,7 @@ pub struct ProduceFailed<'a> {
 impl InternalEvent for ProduceFailed<'_> {
     fn emit(self, m: &Metrics) {
         let reason = self.reason.label();
-        tracing::debug!(reason, detail = %self.detail, "write failed");
+        tracing::debug!(target: super::TARGET, reason, detail = %self.detail, "write failed");
         m.kafka
             .produce_failures
             .with_label_values(&[self.provider, reason])
@@ -61,7 +61,9 @@ impl KafkaClientError<'_> {
     pub fn emit_to(self, metrics: Option<&Metrics>) {
         match metrics {
             Some(m) => self.emit(m),
-            None => tracing::debug!(kind = self.kind.label(), "{}", self.detail),
+            None => {
+                tracing::debug!(target: super::TARGET, kind = self.kind.label(), "{}", self.detail)
+            }
         }
     }
 }
@@ -78,9 +80,9 @@ impl InternalEvent for KafkaClientError<'_> {
         }
         if let Some(suppressed) = Self::admit_line(m, kind) {
             if self.kind == ClientErrorKind::Transport {
-                tracing::warn!(kind, suppressed, "{}", self.detail);
+                tracing::warn!(target: super::TARGET, kind, suppressed, "{}", self.detail);
             } else {
-                tracing::error!(kind, suppressed, "{}", self.detail);
+                tracing::error!(target: super::TARGET, kind, suppressed, "{}", self.detail);
             }
         }
     }
@@ -94,7 +96,7 @@ pub struct TopicCreated<'a> {
 
 impl InternalEvent for TopicCreated<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::info!(topic = self.topic, "created topic");
+        tracing::info!(target: super::TARGET, topic = self.topic, "created topic");
         m.kafka
             .topics_created
             .with_label_values(&[self.provider])
@@ -117,7 +119,7 @@ impl InternalEvent for TopicOverflowed<'_> {
 
     fn emit(self, m: &Metrics) {
         if let Some(suppressed) = Self::admit_line(m, "topic_overflow") {
-            tracing::warn!(
+            tracing::warn!(target: super::TARGET,
                 provider = self.provider,
                 topic = self.topic,
                 overflow = self.overflow,
@@ -141,7 +143,7 @@ pub struct ProducerReplaced<'a> {
 
 impl InternalEvent for ProducerReplaced<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::warn!(
+        tracing::warn!(target: super::TARGET,
             reason = self.why,
             "replaced the Kafka producer with a fresh instance"
         );

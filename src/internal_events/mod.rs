@@ -28,6 +28,10 @@ pub use spool::*;
 use crate::metrics::Metrics;
 use crate::telemetry::LogLimit;
 
+/// The target of every event's log line, whichever area's file the event is in: the one log
+/// filters and pipelines select events by (`hookstream::internal_events=warn`).
+const TARGET: &str = "hookstream::internal_events";
+
 /// One outcome worth counting or saying: plain data, emitted once.
 pub trait InternalEvent: Sized {
     /// How many of its log lines may be written per key (a reason, an operation), and per how
@@ -128,6 +132,38 @@ mod tests {
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].reason, "broker_unavailable");
         assert_eq!(kept[0].body_bytes, Some(2));
+    }
+
+    #[test]
+    fn events_of_every_area_log_under_one_target() {
+        let metrics = Metrics::new().unwrap();
+        let lines = logged_lines(|| {
+            TopicCreated {
+                provider: "seismic",
+                topic: "webhooks.seismic.meeting_ended",
+            }
+            .emit(&metrics);
+            SpoolDamaged {
+                file: std::path::Path::new("spool/00000001.log"),
+                offset: 8,
+                bytes: 4,
+                records: 1,
+            }
+            .emit(&metrics);
+            DedupeFailed {
+                operation: "claim",
+                detail: &"timed out",
+            }
+            .emit(&metrics);
+            HandshakeAnswered {
+                provider: "seismic",
+            }
+            .emit(&metrics);
+        });
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        for line in &lines {
+            assert_eq!(line["target"], "hookstream::internal_events", "{line}");
+        }
     }
 
     #[test]

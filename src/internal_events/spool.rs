@@ -16,7 +16,7 @@ pub struct WebhookSpooled<'a> {
 
 impl InternalEvent for WebhookSpooled<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::debug!(
+        tracing::debug!(target: super::TARGET,
             provider = self.provider,
             event_id = self.event_id,
             topic = self.topic,
@@ -36,7 +36,7 @@ pub struct SpoolForwarded {
 impl InternalEvent for SpoolForwarded {
     fn emit(self, m: &Metrics) {
         if self.records > 0 {
-            tracing::debug!(records = self.records, "spool: forwarded");
+            tracing::debug!(target: super::TARGET, records = self.records, "spool: forwarded");
         }
         m.spool.forwarded.inc_by(self.records as u64);
         m.spool
@@ -61,7 +61,7 @@ impl InternalEvent for SpoolRecordRefused<'_> {
 
     fn emit(self, m: &Metrics) {
         if let Some(suppressed) = Self::admit_line(m, "spool_refused") {
-            tracing::warn!(
+            tracing::warn!(target: super::TARGET,
                 topic = self.topic,
                 reason = self.reason.label(),
                 retry_in = %humantime::format_duration(self.retry_in),
@@ -84,7 +84,7 @@ impl InternalEvent for SpoolRecordHeld<'_> {
 
     fn emit(self, m: &Metrics) {
         if let Some(suppressed) = Self::admit_line(m, "spool_held") {
-            tracing::warn!(
+            tracing::warn!(target: super::TARGET,
                 topic = self.topic,
                 retry_in = %humantime::format_duration(self.retry_in),
                 suppressed,
@@ -104,7 +104,7 @@ pub struct SpoolDamaged<'a> {
 
 impl InternalEvent for SpoolDamaged<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::warn!(
+        tracing::warn!(target: super::TARGET,
             file = %self.file.display(),
             offset = self.offset,
             bytes = self.bytes,
@@ -129,7 +129,7 @@ impl InternalEvent for SpoolIoFailed<'_> {
 
     fn emit(self, m: &Metrics) {
         if let Some(suppressed) = Self::admit_line(m, self.operation) {
-            tracing::warn!(
+            tracing::warn!(target: super::TARGET,
                 operation = self.operation,
                 dir = %self.dir.display(),
                 error = %self.error,
@@ -149,7 +149,7 @@ pub struct SpoolDeadLettered<'a> {
 
 impl InternalEvent for SpoolDeadLettered<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::warn!(
+        tracing::warn!(target: super::TARGET,
             topic = self.topic,
             reason = self.reason.label(),
             "spool: the broker refuses a spooled record for good; kept in the dead-letter topic instead"
@@ -167,7 +167,7 @@ pub struct SpoolStalled<'a> {
 
 impl InternalEvent for SpoolStalled<'_> {
     fn emit(self, m: &Metrics) {
-        tracing::warn!(
+        tracing::warn!(target: super::TARGET,
             records = self.records,
             since = %humantime::format_duration(Duration::from_secs(self.since.as_secs())),
             why = self.why,
