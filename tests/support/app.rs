@@ -32,6 +32,16 @@ pub struct TestApp {
     pub sink: Option<Arc<KafkaSink>>,
 }
 
+/// The tests' HTTP client. It lets an idle connection go after 2 s, before the server's
+/// keep-alive (5 s) closes it: a request sent on a connection the server is closing at that moment
+/// fails without an answer, and a test that waits between webhooks would see that, not hookstream.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
+        .build()
+        .expect("an HTTP client")
+}
+
 /// A parsed webhook response.
 pub struct Reply {
     pub status: u16,
@@ -207,7 +217,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
         admin_address,
         brokers,
         prefix,
-        client: reqwest::Client::new(),
+        client: client(),
         sink,
     }
 }
@@ -236,7 +246,7 @@ impl TestApp {
             admin_address: String::new(),
             brokers: brokers.to_string(),
             prefix: prefix.to_string(),
-            client: reqwest::Client::new(),
+            client: client(),
             sink: None,
         }
     }
