@@ -19,8 +19,9 @@ It subscribes as the consumer group --group to the topics given (a name starting
 regular expression: every topic it matches, now and later), starts where the group left off (at
 the beginning the first time), and commits each record's offset once the record is processed
 (printed): stopped and started again, it goes on after the last record it printed, and a crash
-repeats at most the record it was processing. It runs until interrupted (Ctrl-C, SIGTERM), or
-until --idle seconds pass without a record, or after --count records.
+repeats at most the record it was processing. It runs until interrupted (Ctrl-C, SIGTERM: the
+record in hand is finished first), or until --idle seconds pass without a record, or after --count
+records.
 """
 
 import argparse
@@ -91,8 +92,16 @@ def topics_of(given: list[str]) -> list[str]:
     return [t.strip() for value in given for t in value.split(",") if t.strip()]
 
 
-def stop_on_sigterm(*_):
-    raise KeyboardInterrupt
+class Stop:
+    """Ctrl-C and SIGTERM ask the loop to stop once the record in hand is printed and committed:
+    raised as an exception between the two, they would leave a printed record uncommitted, and
+    the next run would print it again."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, *_):
+        self.requested = True
 
 
 def main() -> int:
@@ -145,11 +154,14 @@ def main() -> int:
         nonlocal last_record
         last_record = time.monotonic()
 
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    stop = Stop()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     consumer.subscribe(topics, on_assign=assigned)
     printed = 0
     try:
-        while args.count is None or printed < args.count:
+        # A stop is seen within a poll's second.
+        while not stop.requested and (args.count is None or printed < args.count):
             message = consumer.poll(1.0)
             if message is None:
                 if args.idle is not None and time.monotonic() - last_record >= args.idle:
@@ -177,8 +189,6 @@ def main() -> int:
                 printed += 1
             # Processed: the group goes on after it, even if this process stops now.
             consumer.commit(message=message, asynchronous=False)
-    except KeyboardInterrupt:
-        pass
     finally:
         consumer.close()
     return 0

@@ -299,8 +299,11 @@ async fn the_python_consumer_runs_from_another_directory_as_a_group_on_a_pattern
     let status = interrupt(&mut child.0, Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0), "{status}");
 
-    // Everything printed was committed: a third run has nothing to print.
-    let (code, out, err) = run_off_runtime(example(&["--idle", "5"])).await;
+    // Everything printed was committed, p-5 included (interrupted right after printing it):
+    // a third run goes on with the next record.
+    send("p-6", "js_error").await;
+    let (code, out, err) = run_off_runtime(example(&["--count", "1", "--idle", "60"])).await;
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.is_empty(), "{out}");
+    let lines: Vec<String> = out.lines().map(str::to_string).collect();
+    assert_eq!(printed_ids(&lines), ["p-6"], "{out}");
 }
