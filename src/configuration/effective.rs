@@ -111,6 +111,7 @@ const SHOWN_KEYS: &[&str] = &[
     "server.readiness_interval",
     "server.header_timeout",
     "server.body_timeout",
+    "server.keep_alive",
     "server.max_connections",
     "server.max_in_flight",
     "server.tls.cert_file",

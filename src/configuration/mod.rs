@@ -104,6 +104,12 @@ pub struct ServerSettings {
     /// `408 request_timeout` and is disconnected, so slow clients cannot pile up.
     #[serde(with = "crate::duration")]
     pub body_timeout: Duration,
+    /// How long an idle connection is kept for its next request (`0s`: closed after each
+    /// response). Longer than load balancers keep idle upstream connections (AWS ALB and nginx:
+    /// 60 s), so that none of them sends a request on a connection hookstream is closing — the
+    /// provider would be answered 502 by the balancer.
+    #[serde(with = "crate::duration")]
+    pub keep_alive: Duration,
     /// Open connections served; one more is answered `503 overloaded` and closed. Bounds the
     /// memory that connections cost.
     pub max_connections: usize,

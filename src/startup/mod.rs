@@ -94,6 +94,7 @@ fn http_server(
     // accepted so they can be told 503, and the kernel's backlog holds the rest.
     .max_connections(server.max_connections + 1024)
     .client_request_timeout(server.header_timeout)
+    .keep_alive(keep_alive(server))
     // Shutdown is driven by `Application::run_until_stopped`, which bounds the wait for
     // in-flight requests by `shutdown_timeout` to the millisecond; actix's own bound (whole
     // seconds) only backs it up.
@@ -104,6 +105,17 @@ fn http_server(
         None => http.listen(listener),
     };
     Ok(http.map_err(StartupError::Server)?.run())
+}
+
+/// `server.keep_alive`, for both ports. A graceful stop closes idle connections at once and the
+/// others after their current response (actix-http), so a long keep-alive does not hold up a
+/// shutdown.
+fn keep_alive(server: &ServerSettings) -> actix_web::http::KeepAlive {
+    if server.keep_alive.is_zero() {
+        actix_web::http::KeepAlive::Disabled
+    } else {
+        actix_web::http::KeepAlive::Timeout(server.keep_alive)
+    }
 }
 
 /// The admin server: metrics, probes and the latest rejected deliveries, on a port that is
@@ -117,6 +129,7 @@ fn admin_server(
         HttpServer::new(move || App::new().app_data(state.clone()).configure(routes::admin))
             .workers(1)
             .client_request_timeout(server.header_timeout)
+            .keep_alive(keep_alive(server))
             .disable_signals()
             .shutdown_timeout(1)
             .listen(listener)

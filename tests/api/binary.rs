@@ -196,6 +196,49 @@ async fn sigterm_stops_the_server_and_flushes_the_producer() {
         .await;
 }
 
+#[tokio::test]
+async fn sigterm_closes_idle_connections_at_once_instead_of_waiting_out_their_keep_alive() {
+    use crate::support::raw;
+    let prefix = format!("sigterm-idle-{}", unique_prefix());
+    let mut hookstream = Hookstream::start_with(
+        &test_brokers(),
+        &prefix,
+        &[
+            ("HOOKSTREAM__LOG__LEVEL", "info"),
+            ("HOOKSTREAM__SERVER__KEEP_ALIVE", "75s"),
+            ("HOOKSTREAM__SERVER__SHUTDOWN_TIMEOUT", "10s"),
+        ],
+    )
+    .await;
+    // Idle connections, as a load balancer keeps them: one that served a request, one that
+    // never sent a byte.
+    let mut served = raw::connect(hookstream.port).await;
+    raw::send(
+        &mut served,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        raw::read_response(&mut served, Duration::from_secs(5))
+            .await
+            .status,
+        200
+    );
+    let _silent = raw::connect(hookstream.port).await;
+
+    let started = Instant::now();
+    let status = terminate(&mut hookstream, Duration::from_secs(30)).await;
+    assert!(status == Some(0), "exit status {status:?}");
+    let log = hookstream.log();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?} (keep-alive 75 s, shutdown_timeout 10 s): {log}",
+        started.elapsed()
+    );
+    assert!(log.contains("in-flight requests finished"), "{log}");
+    assert!(raw::is_closed_within(&mut served, Duration::from_secs(1)).await);
+}
+
 /// Sends SIGTERM to `hookstream` and waits for it to exit; its exit code.
 async fn terminate(hookstream: &mut Hookstream, within: Duration) -> Option<i32> {
     hookstream.signal("TERM");
