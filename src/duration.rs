@@ -20,10 +20,21 @@ pub fn format(d: Duration) -> String {
     }
 }
 
+/// The longest duration accepted, whatever the key: a deadline computed from a longer one could
+/// pass the end of the clock (a `std::time::Instant` plus a few hundred billion years panics, and
+/// did, in the HTTP server's workers, for a `server.header_timeout` that far).
+pub const MAX: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// `text` as a duration, or a message that shows the form: `"5s"`, `"24h"`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
-    humantime::parse_duration(trimmed).map_err(|e| {
+    let parsed = humantime::parse_duration(trimmed);
+    if matches!(parsed, Ok(d) if d > MAX) {
+        return Err(format!(
+            "{text:?} is longer than 100 years, the longest duration accepted"
+        ));
+    }
+    parsed.map_err(|e| {
         if !trimmed.is_empty() && trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
             format!("{text:?} has no unit: write a duration with one, e.g. \"{trimmed}s\" or \"{trimmed}ms\"")
         } else {
@@ -113,5 +124,15 @@ mod tests {
         assert!(err.contains("e.g. \"5s\""), "{err}");
         let err = parse("soon").unwrap_err();
         assert!(err.contains("like \"5s\""), "{err}");
+    }
+
+    #[test]
+    fn a_duration_past_100_years_is_refused_before_a_deadline_overflows_the_clock() {
+        assert_eq!(parse("36500days"), Ok(MAX));
+        let err = parse("500000000000years").unwrap_err();
+        assert!(err.contains("longer than 100 years"), "{err}");
+        // What the refusal prevents.
+        let far = humantime::parse_duration("500000000000years").expect("humantime parses it");
+        assert!(std::time::Instant::now().checked_add(far).is_none());
     }
 }

@@ -644,6 +644,34 @@ mod tests {
     }
 
     #[test]
+    fn keep_alive_is_75s_may_be_0s_and_at_most_24h() {
+        assert_eq!(defaults().server.keep_alive, Duration::from_secs(75));
+        let s = with_overlay("[server]\nkeep_alive = \"0s\"");
+        s.validate()
+            .expect("0s closes each connection after its response");
+        let s = with_overlay("[server]\nkeep_alive = \"25h\"");
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("server.keep_alive") && err.contains("24h"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_ack_timeout_librdkafka_would_refuse_on_every_write_is_refused_at_startup() {
+        let mut s = defaults();
+        s.kafka.ack_timeout = Duration::from_secs(3600);
+        s.validate()
+            .expect("1h is librdkafka's longest admin request");
+        s.kafka.ack_timeout = Duration::from_secs(3601);
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("kafka.ack_timeout") && err.contains("1h"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn the_default_file_documents_every_key_of_a_configured_provider() {
         let section = &DEFAULTS[DEFAULTS.find("# Any other source").expect("documented")..];
         for key in crate::providers::configured::definition::keys() {

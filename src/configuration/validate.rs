@@ -5,6 +5,7 @@ use crate::naming::is_valid_topic_prefix;
 use crate::providers;
 use crate::providers::configured::Configured;
 use secrecy::ExposeSecret;
+use std::time::Duration;
 
 /// librdkafka properties hookstream sets itself, with librdkafka's other names for them and
 /// why they cannot be set in `kafka.options`.
@@ -58,6 +59,13 @@ impl Settings {
         positive("server.max_body_bytes", s.max_body_bytes as f64)?;
         positive("server.header_timeout", s.header_timeout.as_secs_f64())?;
         positive("server.body_timeout", s.body_timeout.as_secs_f64())?;
+        // Longer than any load balancer keeps an idle connection (AWS ALB: at most 4000 s).
+        if s.keep_alive > Duration::from_secs(24 * 3600) {
+            return invalid(
+                "server.keep_alive",
+                "must be at most 24h (0s closes each connection after its response)",
+            );
+        }
         positive("server.max_connections", s.max_connections as f64)?;
         positive("server.max_in_flight", s.max_in_flight as f64)?;
         if s.tls.enabled()
@@ -196,6 +204,13 @@ fn validate_kafka(kafka: &KafkaSettings) -> Checked {
         );
     }
     positive("kafka.ack_timeout", kafka.ack_timeout.as_secs_f64())?;
+    if kafka.ack_timeout > Duration::from_secs(3600) {
+        // The deadline of the admin requests that create topics; librdkafka takes at most 1 h.
+        return invalid(
+            "kafka.ack_timeout",
+            "must be at most 1h (a webhook's request waits that long at most)",
+        );
+    }
     positive("kafka.topic_partitions", f64::from(kafka.topic_partitions))?;
     positive(
         "kafka.max_topics_per_provider",

@@ -66,7 +66,7 @@ async fn an_idle_connection_outlives_the_idle_timeout_of_a_load_balancer_in_fron
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_server_keep_alive_and_at_once_when_it_is_0s() {
-    let app = spawn_app_with(|s| s.server.keep_alive = Duration::from_secs(1)).await;
+    let app = spawn_app_with(|s| s.server.keep_alive = Duration::from_secs(2)).await;
     let mut stream = raw::connect(app.port).await;
     raw::send(&mut stream, HEALTH).await;
     assert_eq!(
@@ -76,9 +76,10 @@ async fn an_idle_connection_is_closed_after_server_keep_alive_and_at_once_when_i
         200
     );
     let idle = Instant::now();
-    assert!(raw::is_closed_within(&mut stream, Duration::from_secs(4)).await);
+    assert!(raw::is_closed_within(&mut stream, Duration::from_secs(6)).await);
+    // actix reads its clock every 500 ms: the deadline may come that much early.
     assert!(
-        idle.elapsed() >= Duration::from_millis(800),
+        idle.elapsed() >= Duration::from_millis(1400),
         "{:?}",
         idle.elapsed()
     );
@@ -89,7 +90,7 @@ async fn an_idle_connection_is_closed_after_server_keep_alive_and_at_once_when_i
     let reply = raw::read_response(&mut stream, Duration::from_secs(5)).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("connection"), Some("close"), "{}", reply.head);
-    assert!(raw::is_closed_within(&mut stream, Duration::from_millis(500)).await);
+    assert!(raw::is_closed_within(&mut stream, Duration::from_secs(2)).await);
 }
 
 #[tokio::test]
