@@ -20,8 +20,8 @@ regular expression: every topic it matches, now and later), starts where the gro
 the beginning the first time), and commits each record's offset once the record is processed
 (printed): stopped and started again, it goes on after the last record it printed, and a crash
 repeats at most the record it was processing. It runs until interrupted (Ctrl-C, SIGTERM: the
-record in hand is finished first), or until --idle seconds pass without a record, or after --count
-records.
+record in hand is finished first), or until --idle seconds pass without a record (counted from
+joining the group), or after --count records.
 """
 
 import argparse
@@ -123,9 +123,17 @@ def main() -> int:
     parser.add_argument("--registry-auth", help="user:password for the registry")
     parser.add_argument("--schema", default=SCHEMA_FILE, type=pathlib.Path, help="the .avsc of single-object values")
     parser.add_argument("--count", type=int, help="stop after this many records")
-    parser.add_argument("--idle", type=float, help="stop after this many seconds without a record (default: never)")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        help="stop after this many seconds without a record, counted from joining the group (default: never)",
+    )
     args = parser.parse_args()
 
+    # From here on, a stop finishes what is in hand: nothing is cut off half-done.
+    stop = Stop()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     topics = topics_of(args.topic)
     not_events = {f"{args.prefix}.canary", f"{args.prefix}.dead_letter"}
     decoder = Decoder(args.schema, args.registry, args.registry_auth)
@@ -146,17 +154,18 @@ def main() -> int:
                 print(f"consumer: topic {name} does not exist", file=sys.stderr)
                 consumer.close()
                 return 1
+    if stop.requested:
+        consumer.close()
+        return 0
 
-    last_record = time.monotonic()
+    # None until the group is joined: that takes a few seconds, or after a crash until the
+    # crashed member's session expires (45 s by default), and --idle counts from it.
+    last_record = None
 
     def assigned(_consumer, partitions):
-        # Joining the group takes a few seconds: --idle counts from when it was joined.
         nonlocal last_record
         last_record = time.monotonic()
 
-    stop = Stop()
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     consumer.subscribe(topics, on_assign=assigned)
     printed = 0
     try:
@@ -164,7 +173,11 @@ def main() -> int:
         while not stop.requested and (args.count is None or printed < args.count):
             message = consumer.poll(1.0)
             if message is None:
-                if args.idle is not None and time.monotonic() - last_record >= args.idle:
+                if (
+                    args.idle is not None
+                    and last_record is not None
+                    and time.monotonic() - last_record >= args.idle
+                ):
                     break
                 continue
             if message.error():

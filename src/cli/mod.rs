@@ -463,7 +463,9 @@ pub fn run() -> ExitCode {
 /// counts its timeouts in milliseconds, in 32 bits).
 fn broker_timeout(text: &str) -> Result<std::time::Duration, String> {
     let timeout = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if timeout.is_zero() || timeout > std::time::Duration::from_secs(24 * 3600) {
+    if timeout < std::time::Duration::from_millis(1)
+        || timeout > std::time::Duration::from_secs(24 * 3600)
+    {
         return Err(format!("{text} is not between 1ms and 24h"));
     }
     Ok(timeout)

@@ -644,15 +644,32 @@ mod tests {
     }
 
     #[test]
-    fn keep_alive_is_75s_may_be_0s_and_at_most_24h() {
+    fn keep_alive_is_75s_and_may_be_0s_or_from_1s_to_24h() {
         assert_eq!(defaults().server.keep_alive, Duration::from_secs(75));
         let s = with_overlay("[server]\nkeep_alive = \"0s\"");
         s.validate()
             .expect("0s closes each connection after its response");
-        let s = with_overlay("[server]\nkeep_alive = \"25h\"");
-        let err = s.validate().unwrap_err().to_string();
+        for refused in ["25h", "1ns", "999ms"] {
+            let s = with_overlay(&format!("[server]\nkeep_alive = \"{refused}\""));
+            let err = s.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("server.keep_alive") && err.contains("from 1s to 24h"),
+                "{refused}: {err}"
+            );
+        }
+        with_overlay("[server]\nkeep_alive = \"1s\"")
+            .validate()
+            .expect("1s");
+    }
+
+    #[test]
+    fn a_header_timeout_under_a_second_is_refused() {
+        let err = with_overlay("[server]\nheader_timeout = \"1ms\"")
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("server.keep_alive") && err.contains("24h"),
+            err.contains("server.header_timeout") && err.contains("at least 1s"),
             "{err}"
         );
     }

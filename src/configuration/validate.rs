@@ -57,13 +57,20 @@ impl Settings {
     fn validate_server(&self) -> Checked {
         let s = &self.server;
         positive("server.max_body_bytes", s.max_body_bytes as f64)?;
-        positive("server.header_timeout", s.header_timeout.as_secs_f64())?;
+        // actix reads its clock every 500 ms: a shorter wait for a head cuts off every request,
+        // and a keep-alive under a second is never enforced (its deadline has passed when it
+        // is armed).
+        if s.header_timeout < Duration::from_secs(1) {
+            return invalid("server.header_timeout", "must be at least 1s");
+        }
         positive("server.body_timeout", s.body_timeout.as_secs_f64())?;
         // Longer than any load balancer keeps an idle connection (AWS ALB: at most 4000 s).
-        if s.keep_alive > Duration::from_secs(24 * 3600) {
+        if !s.keep_alive.is_zero() && s.keep_alive < Duration::from_secs(1)
+            || s.keep_alive > Duration::from_secs(24 * 3600)
+        {
             return invalid(
                 "server.keep_alive",
-                "must be at most 24h (0s closes each connection after its response)",
+                "must be 0s (each connection closed after its response) or from 1s to 24h",
             );
         }
         positive("server.max_connections", s.max_connections as f64)?;

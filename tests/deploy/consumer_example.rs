@@ -18,6 +18,14 @@ fn python() -> PathBuf {
     std::path::absolute(tool("python")).expect("an absolute path")
 }
 
+/// Python running the example, stopped after 150 s: `--idle` counts from joining the group, so a
+/// run that never joins would wait forever (its exit code is then 124).
+fn bounded_python() -> Command {
+    let mut command = Command::new("timeout");
+    command.args(["--kill-after=5", "150"]).arg(python());
+    command
+}
+
 /// The example, as an absolute path.
 fn example() -> PathBuf {
     std::path::absolute("examples/consumer-python/consumer.py").expect("an absolute path")
@@ -81,7 +89,7 @@ async fn consume(
     expected: usize,
     registry: Option<&str>,
 ) -> BTreeMap<String, Value> {
-    let mut command = Command::new(python());
+    let mut command = bounded_python();
     command
         .arg("examples/consumer-python/consumer.py")
         .args(["--brokers", &app.brokers, "--topic", topic])
@@ -253,7 +261,12 @@ async fn the_python_consumer_runs_from_another_directory_as_a_group_on_a_pattern
     let pattern = format!("^{}\\..*", app.prefix);
     let group = format!("{}-example", app.prefix);
     let example = |extra: &[&str]| {
-        let mut command = Command::new(python());
+        // Interrupted by the test itself when it runs without --count: python alone.
+        let mut command = if extra.is_empty() {
+            Command::new(python())
+        } else {
+            bounded_python()
+        };
         command
             .arg(example())
             .args(["--brokers", &app.brokers, "--topic", &pattern])
