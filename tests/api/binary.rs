@@ -213,17 +213,7 @@ async fn sigterm_closes_idle_connections_at_once_instead_of_waiting_out_their_ke
     // Idle connections, as a load balancer keeps them: one that served a request, one that
     // never sent a byte.
     let mut served = raw::connect(hookstream.port).await;
-    raw::send(
-        &mut served,
-        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-    )
-    .await;
-    assert_eq!(
-        raw::read_response(&mut served, Duration::from_secs(5))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(raw::get_healthz(&mut served).await.status, 200);
     let _silent = raw::connect(hookstream.port).await;
 
     let started = Instant::now();

@@ -43,24 +43,15 @@ async fn slow_headers_are_cut_off() {
     assert!(raw::is_closed_within(&mut stream, Duration::from_secs(2)).await);
 }
 
-const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-
 #[tokio::test]
 async fn an_idle_connection_outlives_the_idle_timeout_of_a_load_balancer_in_front() {
     // The shipped default: a balancer that reuses an upstream connection after a pause
     // (AWS ALB and nginx keep one 60 s) must not find it closing. actix's own default was 5 s.
     let app = spawn_app().await;
     let mut stream = raw::connect(app.port).await;
-    raw::send(&mut stream, HEALTH).await;
-    assert_eq!(
-        raw::read_response(&mut stream, Duration::from_secs(5))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(raw::get_healthz(&mut stream).await.status, 200);
     tokio::time::sleep(Duration::from_secs(7)).await;
-    raw::send(&mut stream, HEALTH).await;
-    let reply = raw::read_response(&mut stream, Duration::from_secs(5)).await;
+    let reply = raw::get_healthz(&mut stream).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
@@ -68,13 +59,7 @@ async fn an_idle_connection_outlives_the_idle_timeout_of_a_load_balancer_in_fron
 async fn an_idle_connection_is_closed_after_server_keep_alive_and_at_once_when_it_is_0s() {
     let app = spawn_app_with(|s| s.server.keep_alive = Duration::from_secs(2)).await;
     let mut stream = raw::connect(app.port).await;
-    raw::send(&mut stream, HEALTH).await;
-    assert_eq!(
-        raw::read_response(&mut stream, Duration::from_secs(5))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(raw::get_healthz(&mut stream).await.status, 200);
     let idle = Instant::now();
     assert!(raw::is_closed_within(&mut stream, Duration::from_secs(6)).await);
     // actix reads its clock every 500 ms: the deadline may come that much early.
@@ -86,8 +71,7 @@ async fn an_idle_connection_is_closed_after_server_keep_alive_and_at_once_when_i
 
     let app = spawn_app_with(|s| s.server.keep_alive = Duration::ZERO).await;
     let mut stream = raw::connect(app.port).await;
-    raw::send(&mut stream, HEALTH).await;
-    let reply = raw::read_response(&mut stream, Duration::from_secs(5)).await;
+    let reply = raw::get_healthz(&mut stream).await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("connection"), Some("close"), "{}", reply.head);
     assert!(raw::is_closed_within(&mut stream, Duration::from_secs(2)).await);

@@ -85,6 +85,12 @@ pub async fn read_response(stream: &mut TcpStream, within: Duration) -> RawRespo
     .unwrap_or_else(|_| panic!("no response within {within:?}"))
 }
 
+/// `GET /healthz` on this connection: its response.
+pub async fn get_healthz(stream: &mut TcpStream) -> RawResponse {
+    send(stream, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").await;
+    read_response(stream, Duration::from_secs(5)).await
+}
+
 /// Whether the server closes the connection within `within` (reads end or fail).
 pub async fn is_closed_within(stream: &mut TcpStream, within: Duration) -> bool {
     let mut buf = [0u8; 1024];
